@@ -1,0 +1,107 @@
+//! Codec for [`StatementHandle`], the self-contained prepared-statement handle.
+
+use prost::Message;
+
+use crate::v1::StatementHandle;
+
+/// Current handle format version.
+pub const HANDLE_VERSION: u32 = 1;
+
+/// Largest handle accepted, bound parameters included. Handles travel in every
+/// GetFlightInfo/DoGet call, so they must stay well below gRPC message limits.
+pub const MAX_HANDLE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why a handle could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// The bytes are not a `lakehouse.v1.StatementHandle` (e.g. a handle from another server).
+    #[error("not a Lakehouse statement handle: {0}")]
+    Malformed(#[from] prost::DecodeError),
+    /// The handle was written by an incompatible server version.
+    #[error(
+        "statement handle version {found} is not supported (expected {HANDLE_VERSION}); prepare the statement again"
+    )]
+    Version {
+        /// Version found in the handle.
+        found: u32,
+    },
+    /// The handle (with its bound parameters) exceeds [`MAX_HANDLE_BYTES`].
+    #[error(
+        "statement handle of {size} bytes exceeds the {MAX_HANDLE_BYTES}-byte limit; bind fewer parameter rows"
+    )]
+    TooLarge {
+        /// Encoded size in bytes.
+        size: usize,
+    },
+}
+
+/// Encodes a handle, refusing ones larger than [`MAX_HANDLE_BYTES`].
+pub fn encode_handle(handle: &StatementHandle) -> Result<Vec<u8>, HandleError> {
+    let size = handle.encoded_len();
+    if size > MAX_HANDLE_BYTES {
+        return Err(HandleError::TooLarge { size });
+    }
+    Ok(handle.encode_to_vec())
+}
+
+/// Decodes a handle produced by [`encode_handle`].
+pub fn decode_handle(bytes: &[u8]) -> Result<StatementHandle, HandleError> {
+    if bytes.len() > MAX_HANDLE_BYTES {
+        return Err(HandleError::TooLarge { size: bytes.len() });
+    }
+    let handle = StatementHandle::decode(bytes)?;
+    if handle.version != HANDLE_VERSION {
+        return Err(HandleError::Version {
+            found: handle.version,
+        });
+    }
+    Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_a_handle() {
+        let handle = StatementHandle {
+            version: HANDLE_VERSION,
+            sql: "SELECT $1".into(),
+            default_catalog: "lakehouse".into(),
+            default_schema: "public".into(),
+            parameters: vec![1, 2, 3],
+        };
+        let bytes = encode_handle(&handle).unwrap();
+        assert_eq!(decode_handle(&bytes).unwrap(), handle);
+    }
+
+    #[test]
+    fn rejects_foreign_bytes_and_versions() {
+        assert!(matches!(
+            decode_handle(b"\xff\xff\xff"),
+            Err(HandleError::Malformed(_))
+        ));
+        let old = StatementHandle {
+            version: 0,
+            ..Default::default()
+        };
+        let bytes = old.encode_to_vec();
+        assert!(matches!(
+            decode_handle(&bytes),
+            Err(HandleError::Version { found: 0 })
+        ));
+    }
+
+    #[test]
+    fn refuses_oversized_handles() {
+        let big = StatementHandle {
+            version: HANDLE_VERSION,
+            parameters: vec![0; MAX_HANDLE_BYTES + 1],
+            ..Default::default()
+        };
+        assert!(matches!(
+            encode_handle(&big),
+            Err(HandleError::TooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,103 @@
+//! The persisted catalog document.
+
+use serde::{Deserialize, Serialize};
+
+use super::DEFAULT_SCHEMA;
+use crate::storage::PRIMARY;
+
+const FORMAT_VERSION: u32 = 1;
+
+/// One listed table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableEntry {
+    /// Schema (`public` for user tables).
+    pub schema: String,
+    /// Table name.
+    pub name: String,
+    /// Bucket holding the Delta table.
+    pub bucket: String,
+    /// Folder of the Delta table inside the bucket, ending with `/`.
+    pub location: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+}
+
+impl TableEntry {
+    /// A new entry with a fresh, unique location.
+    pub fn new(schema: &str, name: &str, bucket: &str) -> Self {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            schema: schema.to_string(),
+            name: name.to_string(),
+            bucket: bucket.to_string(),
+            location: format!("tables/{schema}/{name}-{}/", &suffix[..12]),
+            created_at: chrono::Utc::now().to_rfc3339(),
+        }
+    }
+
+    /// `schema.name`.
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+/// Everything the catalog persists, written as one JSON object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatalogDocument {
+    format_version: u32,
+    /// User schemas, sorted.
+    pub schemas: Vec<String>,
+    /// Listed tables.
+    pub tables: Vec<TableEntry>,
+}
+
+impl CatalogDocument {
+    /// The catalog of a fresh data directory: schema `public`, no tables.
+    pub fn new() -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            schemas: vec![DEFAULT_SCHEMA.to_string()],
+            tables: Vec::new(),
+        }
+    }
+
+    /// Finds a table.
+    pub fn table(&self, schema: &str, name: &str) -> Option<&TableEntry> {
+        self.tables
+            .iter()
+            .find(|t| t.schema == schema && t.name == name)
+    }
+
+    /// Tables of one schema, sorted by name.
+    pub fn tables_in(&self, schema: &str) -> Vec<&TableEntry> {
+        let mut tables: Vec<_> = self.tables.iter().filter(|t| t.schema == schema).collect();
+        tables.sort_by(|a, b| a.name.cmp(&b.name));
+        tables
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let doc: Self = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if doc.format_version != FORMAT_VERSION {
+            return Err(format!(
+                "format version {} is not supported",
+                doc.format_version
+            ));
+        }
+        if doc.tables.iter().any(|t| t.bucket.is_empty()) {
+            return Err(format!(
+                "a table entry has no bucket (expected e.g. {PRIMARY:?})"
+            ));
+        }
+        Ok(doc)
+    }
+
+    pub(super) fn encode(&self) -> Result<Vec<u8>, String> {
+        serde_json::to_vec_pretty(self).map_err(|e| e.to_string())
+    }
+}
+
+impl Default for CatalogDocument {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,300 @@
+//! Server configuration: a TOML file, overridden by `LAKEHOUSE_*` environment
+//! variables, overridden by command-line flags.
+//!
+//! Every key of [`FileConfig`] has a flag and an environment variable of the
+//! same name (`memory_limit` ↔ `--memory-limit` ↔ `LAKEHOUSE_MEMORY_LIMIT`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Default address: loopback only, so the embedded default is never exposed by accident.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+/// Default log filter: our own events at info, dependencies only when they warn.
+pub const DEFAULT_LOG: &str = "warn,lakehouse=info";
+
+/// Errors loading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file named by `--config`.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for [`FileConfig`].
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file named by `--config`.
+        path: PathBuf,
+        /// The TOML error, with line and column.
+        source: toml::de::Error,
+    },
+    /// A value could not be understood.
+    #[error("invalid value for {key}: {message}")]
+    Value {
+        /// The configuration key.
+        key: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Keys of `lakehouse.toml`. All optional; see [`Settings`] for defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub memory_limit: Option<String>,
+    pub target_partitions: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub primary_url: Option<String>,
+    pub rescue_url: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
+    pub s3_allow_http: Option<bool>,
+    pub log: Option<String>,
+    pub demo: Option<bool>,
+    pub demo_scale: Option<f64>,
+}
+
+/// Flags of `lakehouse serve`; each also reads its `LAKEHOUSE_*` variable.
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// TOML config file; flags and LAKEHOUSE_* variables override its keys.
+    #[arg(long, env = "LAKEHOUSE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (host:port; port 0 picks a free one).
+    #[arg(long, env = "LAKEHOUSE_LISTEN")]
+    pub listen: Option<String>,
+    /// Folder for local buckets and state [default: ./lakehouse-data].
+    #[arg(long, env = "LAKEHOUSE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Memory pool for query execution, e.g. 2GiB or 512MiB [default: 2GiB].
+    #[arg(long, env = "LAKEHOUSE_MEMORY_LIMIT")]
+    pub memory_limit: Option<String>,
+    /// Parallelism of query plans [default: number of CPUs].
+    #[arg(long, env = "LAKEHOUSE_TARGET_PARTITIONS")]
+    pub target_partitions: Option<usize>,
+    /// Rows per record batch in query execution [default: 8192].
+    #[arg(long, env = "LAKEHOUSE_BATCH_SIZE")]
+    pub batch_size: Option<usize>,
+    /// URL of the primary bucket (file:// or s3://) [default: <data-dir>/buckets/primary].
+    #[arg(long, env = "LAKEHOUSE_PRIMARY_URL")]
+    pub primary_url: Option<String>,
+    /// URL of the rescue bucket [default: <data-dir>/buckets/rescue].
+    #[arg(long, env = "LAKEHOUSE_RESCUE_URL")]
+    pub rescue_url: Option<String>,
+    /// S3 endpoint override for S3-compatible servers (MinIO, moto, ...).
+    #[arg(long, env = "LAKEHOUSE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: from AWS_REGION, else us-east-1].
+    #[arg(long, env = "LAKEHOUSE_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// S3 access key id [default: from AWS_ACCESS_KEY_ID].
+    #[arg(long, env = "LAKEHOUSE_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key [default: from AWS_SECRET_ACCESS_KEY].
+    #[arg(long, env = "LAKEHOUSE_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// Allow plain-HTTP S3 endpoints.
+    #[arg(long, env = "LAKEHOUSE_S3_ALLOW_HTTP")]
+    pub s3_allow_http: Option<bool>,
+    /// Log filter, e.g. info or lakehouse=debug [default: warn,lakehouse=info].
+    #[arg(long, env = "LAKEHOUSE_LOG")]
+    pub log: Option<String>,
+    /// Create the TPC-H demo tables on start if they don't exist yet.
+    #[arg(long, env = "LAKEHOUSE_DEMO", num_args = 0..=1, default_missing_value = "true")]
+    pub demo: Option<bool>,
+    /// TPC-H scale factor of the demo tables [default: 0.1].
+    #[arg(long, env = "LAKEHOUSE_DEMO_SCALE")]
+    pub demo_scale: Option<f64>,
+}
+
+/// S3 credentials and endpoint used for every `s3://` bucket.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: bool,
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub memory_limit: usize,
+    pub target_partitions: usize,
+    pub batch_size: usize,
+    pub primary_url: Option<String>,
+    pub rescue_url: Option<String>,
+    pub s3: S3Settings,
+    pub log: String,
+    pub demo: bool,
+    pub demo_scale: f64,
+}
+
+impl Settings {
+    /// Resolves flags over environment over file over defaults.
+    pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = listen.parse().map_err(|e| ConfigError::Value {
+            key: "listen",
+            message: format!("{listen:?} is not host:port ({e})"),
+        })?;
+        let memory_limit = match args.memory_limit.or(file.memory_limit) {
+            Some(text) => parse_bytes(&text).map_err(|message| ConfigError::Value {
+                key: "memory_limit",
+                message,
+            })?,
+            None => 2 << 30,
+        };
+        let target_partitions = args
+            .target_partitions
+            .or(file.target_partitions)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let batch_size = args.batch_size.or(file.batch_size).unwrap_or(8192);
+        if target_partitions == 0 || batch_size == 0 {
+            return Err(ConfigError::Value {
+                key: "target_partitions/batch_size",
+                message: "must be at least 1".into(),
+            });
+        }
+        let demo_scale = args.demo_scale.or(file.demo_scale).unwrap_or(0.1);
+        if !(demo_scale > 0.0 && demo_scale <= 100.0) {
+            return Err(ConfigError::Value {
+                key: "demo_scale",
+                message: format!("{demo_scale} is not in (0, 100]"),
+            });
+        }
+        Ok(Self {
+            listen,
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("lakehouse-data")),
+            memory_limit,
+            target_partitions,
+            batch_size,
+            primary_url: args.primary_url.or(file.primary_url),
+            rescue_url: args.rescue_url.or(file.rescue_url),
+            s3: S3Settings {
+                endpoint: args.s3_endpoint.or(file.s3_endpoint),
+                region: args.s3_region.or(file.s3_region),
+                access_key_id: args.s3_access_key_id.or(file.s3_access_key_id),
+                secret_access_key: args.s3_secret_access_key.or(file.s3_secret_access_key),
+                allow_http: args.s3_allow_http.or(file.s3_allow_http).unwrap_or(false),
+            },
+            log: args.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.into()),
+            demo: args.demo.or(file.demo).unwrap_or(false),
+            demo_scale,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Parses `512MiB`, `2GiB`, `1.5GB`, `1000000` into bytes.
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 2GiB"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown unit {other:?} in {text:?}")),
+    };
+    let bytes = number * scale;
+    if bytes < 1.0 {
+        return Err(format!("{text:?} is less than one byte"));
+    }
+    Ok(bytes as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert_eq!(parse_bytes("1.5GB"), Ok(1_500_000_000));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn flags_override_file_and_defaults_fill_the_rest() {
+        let dir = std::env::temp_dir().join(format!("lh-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lakehouse.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\nmemory_limit = \"1GiB\"\nbatch_size = 100\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            batch_size: Some(4096),
+            ..Default::default()
+        };
+        let settings = Settings::resolve(args).unwrap();
+        assert_eq!(settings.listen.port(), 9999);
+        assert_eq!(settings.memory_limit, 1 << 30);
+        assert_eq!(settings.batch_size, 4096);
+        assert_eq!(settings.data_dir, PathBuf::from("lakehouse-data"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = std::env::temp_dir().join(format!("lh-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lakehouse.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let err = Settings::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}

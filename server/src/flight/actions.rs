@@ -1,0 +1,132 @@
+//! Actions beyond the Flight SQL set: Flight sessions and CancelFlightInfo.
+
+use arrow_flight::{
+    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus,
+};
+use futures::stream;
+use lakehouse_flight_ext::session_actions::{
+    CANCEL_FLIGHT_INFO, CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS,
+};
+use lakehouse_flight_ext::v1::close_session_result::Status as CloseStatus;
+use lakehouse_flight_ext::v1::{
+    CloseSessionResult, GetSessionOptionsResult, SetSessionOptionsRequest,
+};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use super::service::LakehouseService;
+use super::sessions::{SESSION_COOKIE, options_of};
+
+/// (name, description) of every action beyond Flight SQL's own.
+const CUSTOM_ACTIONS: [(&str, &str); 4] = [
+    (
+        SET_SESSION_OPTIONS,
+        "Set session options: catalog (must be 'lakehouse') and schema. Body: SetSessionOptionsRequest.",
+    ),
+    (
+        GET_SESSION_OPTIONS,
+        "Get the session's catalog and schema. Body: GetSessionOptionsRequest.",
+    ),
+    (
+        CLOSE_SESSION,
+        "Close the session and forget its options. Body: CloseSessionRequest.",
+    ),
+    (
+        CANCEL_FLIGHT_INFO,
+        "Cancel the running query of a FlightInfo. Body: CancelFlightInfoRequest.",
+    ),
+];
+
+/// ListActions entries for [`CUSTOM_ACTIONS`].
+pub fn custom_action_types() -> Vec<ActionType> {
+    CUSTOM_ACTIONS
+        .iter()
+        .map(|(name, description)| ActionType {
+            r#type: name.to_string(),
+            description: description.to_string(),
+        })
+        .collect()
+}
+
+type ActionStream =
+    <LakehouseService as arrow_flight::flight_service_server::FlightService>::DoActionStream;
+
+fn one_result(body: Vec<u8>) -> Response<ActionStream> {
+    Response::new(Box::pin(stream::iter([Ok(arrow_flight::Result {
+        body: body.into(),
+    })])))
+}
+
+fn decode<M: Message + Default>(action: &Action) -> Result<M, Status> {
+    M::decode(action.body.clone()).map_err(|e| {
+        Status::invalid_argument(format!(
+            "body of action {} is not valid: {e}",
+            action.r#type
+        ))
+    })
+}
+
+impl LakehouseService {
+    /// Dispatches the actions Flight SQL's trait does not know.
+    pub(super) async fn custom_action(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<ActionStream>, Status> {
+        let action = request.get_ref();
+        match action.r#type.as_str() {
+            SET_SESSION_OPTIONS => {
+                let body: SetSessionOptionsRequest = decode(action)?;
+                let catalog = self.engine.catalog();
+                let (result, cookie) =
+                    self.sessions
+                        .set(request.metadata(), catalog, body.session_options);
+                let mut response = one_result(result.encode_to_vec());
+                if let Some(id) = cookie {
+                    let header = format!("{SESSION_COOKIE}={id}")
+                        .parse()
+                        .map_err(|_| Status::internal("could not encode the session cookie"))?;
+                    response.metadata_mut().insert("set-cookie", header);
+                }
+                Ok(response)
+            }
+            GET_SESSION_OPTIONS => {
+                let defaults = self.defaults(&request);
+                let result = GetSessionOptionsResult {
+                    session_options: options_of(&defaults),
+                };
+                Ok(one_result(result.encode_to_vec()))
+            }
+            CLOSE_SESSION => {
+                // Closing a session that holds no options is still a successful close.
+                self.sessions.close(request.metadata());
+                let result = CloseSessionResult {
+                    status: CloseStatus::Closed as i32,
+                };
+                Ok(one_result(result.encode_to_vec()))
+            }
+            CANCEL_FLIGHT_INFO => {
+                let body: CancelFlightInfoRequest = decode(action)?;
+                let info = body.info.ok_or_else(|| {
+                    Status::invalid_argument("CancelFlightInfoRequest.info is missing")
+                })?;
+                self.cancel(&info)?;
+                let result = CancelFlightInfoResult {
+                    status: CancelStatus::Cancelled as i32,
+                };
+                Ok(one_result(result.encode_to_vec()))
+            }
+            other => {
+                let mut known: Vec<&str> = CUSTOM_ACTIONS.iter().map(|(name, _)| *name).collect();
+                known.extend([
+                    "CreatePreparedStatement",
+                    "ClosePreparedStatement",
+                    "CancelQuery",
+                ]);
+                Err(Status::unimplemented(format!(
+                    "unknown action {other:?}; known actions: {}",
+                    known.join(", ")
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The Flight SQL front door.
+//!
+//! Owns: protocol handling (handshake, Flight SQL commands, session and cancel
+//! actions), statement handles and result streaming. May call: `query`,
+//! `catalog`. Invariants:
+//! - GetFlightInfo only plans; queries run lazily in DoGet;
+//! - handles and tickets are self-contained (`lakehouse.v1.StatementHandle`), so
+//!   they survive restarts and need no server memory;
+//! - no encoded FlightData message exceeds [`MAX_FLIGHT_DATA_BYTES`] (plus one
+//!   row), so clients with default gRPC limits read results of any size;
+//! - metadata answers use the exact Flight SQL schemas.
+
+mod actions;
+mod metadata;
+mod prepared;
+mod running;
+mod service;
+mod sessions;
+mod sql_info;
+mod status;
+
+pub use service::LakehouseService;
+pub use sql_info::SERVER_NAME;
+
+/// Target size of one encoded FlightData message.
+pub const MAX_FLIGHT_DATA_BYTES: usize = 2 * 1024 * 1024;
+/// Largest request message accepted (e.g. a DoPut of bound parameters).
+pub const MAX_DECODING_BYTES: usize = 64 * 1024 * 1024;

@@ -1,0 +1,106 @@
+//! Prepared statements with self-contained handles.
+//!
+//! ```text
+//! CreatePreparedStatement(sql) ──► handle{sql, session defaults}  + dataset/parameter schemas
+//! DoPut(handle, parameter rows) ──► handle{sql, defaults, rows}    (DoPutPreparedStatementResult)
+//! GetFlightInfo(handle)         ──► plan with the first row bound  (schema only)
+//! DoGet(handle)                 ──► run once per parameter row, results concatenated
+//! ```
+//! Nothing is kept on the server between calls, so handles survive restarts.
+
+use arrow::datatypes::Schema;
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::server::PeekableFlightDataStream;
+use arrow_flight::sql::{
+    ActionCreatePreparedStatementResult, CommandPreparedStatementQuery,
+    DoPutPreparedStatementResult,
+};
+use arrow_flight::{Action, FlightInfo, IpcMessage, SchemaAsIpc};
+use futures::TryStreamExt;
+use lakehouse_flight_ext::{decode_handle, encode_handle};
+use tonic::{Request, Status};
+
+use super::service::LakehouseService;
+use super::status;
+use crate::query::{ParameterRows, SessionDefaults, parameter_schema};
+
+fn schema_bytes(schema: &Schema) -> Result<Vec<u8>, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(format!("encoding schema: {e}")))?;
+    Ok(bytes.to_vec())
+}
+
+impl LakehouseService {
+    /// CreatePreparedStatement: plans `sql` and describes its result and parameters.
+    pub(super) async fn create_prepared(
+        &self,
+        request: &Request<Action>,
+        sql: String,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let handle = self.new_handle(request, sql);
+        let defaults = SessionDefaults {
+            catalog: handle.default_catalog.clone(),
+            schema: handle.default_schema.clone(),
+        };
+        let ctx = self.engine.session(&defaults);
+        let plan = self
+            .engine
+            .plan(&ctx, &handle.sql)
+            .await
+            .map_err(status::from_datafusion)?;
+        let parameters = parameter_schema(&plan).map_err(status::from_datafusion)?;
+        let dataset = plan.schema().as_arrow().clone();
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: encode_handle(&handle)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?
+                .into(),
+            dataset_schema: schema_bytes(&dataset)?.into(),
+            parameter_schema: schema_bytes(&parameters)?.into(),
+        })
+    }
+
+    /// DoPut of parameter rows: validates them against the statement and returns a
+    /// new handle that carries them.
+    pub(super) async fn bind_parameters(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let mut handle = decode_handle(&query.prepared_statement_handle)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // The peekable stream itself: its first (already peeked) message carries the schema.
+        let stream = request.into_inner().map_err(FlightError::from);
+        let batches: Vec<_> = FlightRecordBatchStream::new_from_flight_data(stream)
+            .try_collect()
+            .await
+            .map_err(|e| Status::invalid_argument(format!("reading parameter batches: {e}")))?;
+        let rows = ParameterRows::new(batches);
+        handle.parameters = rows.to_ipc().map_err(status::from_datafusion)?;
+        // Bind now so a wrong parameter count or type fails here, where the client sent it.
+        self.plan_handle(&handle).await?;
+        let bytes = encode_handle(&handle).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(bytes.into()),
+        })
+    }
+
+    /// Cancels the queries of every endpoint of `info`; NotFound when none is running.
+    pub(super) fn cancel(&self, info: &FlightInfo) -> Result<(), Status> {
+        let mut cancelled = false;
+        for endpoint in &info.endpoint {
+            if let Some(ticket) = &endpoint.ticket {
+                cancelled |= self.running.cancel(&ticket.ticket);
+            }
+        }
+        if cancelled {
+            Ok(())
+        } else {
+            Err(Status::not_found(
+                "no running query matches this FlightInfo",
+            ))
+        }
+    }
+}

@@ -1,0 +1,710 @@
+//! `FlightSqlService` implementation: statement queries, metadata commands and
+//! streaming of results.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfoData};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionBeginTransactionRequest, ActionBeginTransactionResult, ActionCancelQueryRequest,
+    ActionCancelQueryResult, ActionClosePreparedStatementRequest,
+    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
+    ActionCreatePreparedSubstraitPlanRequest, ActionEndTransactionRequest, Any, CommandGetCatalogs,
+    CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys,
+    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
+    CommandStatementIngest, CommandStatementQuery, CommandStatementSubstraitPlan,
+    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, ActionType, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
+    HandshakeResponse, Ticket,
+};
+use datafusion::prelude::SessionContext;
+use futures::{Stream, StreamExt, TryStreamExt};
+use lakehouse_flight_ext::v1::StatementHandle;
+use lakehouse_flight_ext::{HANDLE_VERSION, decode_handle, encode_handle};
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::running::{Cancellable, RunningQueries};
+use super::sessions::Sessions;
+use super::{MAX_FLIGHT_DATA_BYTES, metadata, sql_info, status};
+use crate::query::{ParameterRows, QueryEngine, SessionDefaults};
+
+type FlightDataStream =
+    Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
+
+/// The Lakehouse Flight SQL service.
+pub struct LakehouseService {
+    pub(super) engine: Arc<QueryEngine>,
+    pub(super) sessions: Sessions,
+    pub(super) running: RunningQueries,
+    sql_info: SqlInfoData,
+    xdbc: XdbcTypeInfoData,
+}
+
+impl LakehouseService {
+    /// A service answering queries with `engine`.
+    pub fn new(engine: Arc<QueryEngine>) -> Result<Self, FlightError> {
+        let state = engine.session(&SessionDefaults::default()).state();
+        Ok(Self {
+            sql_info: sql_info::sql_info(&state)?,
+            xdbc: sql_info::xdbc_type_info()?,
+            engine,
+            sessions: Sessions::default(),
+            running: RunningQueries::default(),
+        })
+    }
+
+    /// The session defaults of the caller.
+    pub(super) fn defaults<T>(&self, request: &Request<T>) -> SessionDefaults {
+        self.sessions.defaults(request.metadata())
+    }
+
+    /// A handle for `sql` under the caller's session defaults.
+    pub(super) fn new_handle<T>(&self, request: &Request<T>, sql: String) -> StatementHandle {
+        let defaults = self.defaults(request);
+        StatementHandle {
+            version: HANDLE_VERSION,
+            sql,
+            default_catalog: defaults.catalog,
+            default_schema: defaults.schema,
+            parameters: Vec::new(),
+        }
+    }
+
+    /// Plans the handle's statement with its parameters bound: one plan per parameter row.
+    pub(super) async fn plan_handle(
+        &self,
+        handle: &StatementHandle,
+    ) -> Result<(SessionContext, Vec<datafusion::logical_expr::LogicalPlan>), Status> {
+        let defaults = SessionDefaults {
+            catalog: handle.default_catalog.clone(),
+            schema: handle.default_schema.clone(),
+        };
+        let ctx = self.engine.session(&defaults);
+        let plan = self
+            .engine
+            .plan(&ctx, &handle.sql)
+            .await
+            .map_err(status::from_datafusion)?;
+        let params =
+            ParameterRows::from_ipc(&handle.parameters).map_err(status::from_datafusion)?;
+        let plans = params.bind(&plan).map_err(status::from_datafusion)?;
+        Ok((ctx, plans))
+    }
+
+    /// Runs the plans one after the other and streams their batches as FlightData.
+    async fn run(
+        &self,
+        ticket: &[u8],
+        ctx: SessionContext,
+        plans: Vec<datafusion::logical_expr::LogicalPlan>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let engine = Arc::clone(&self.engine);
+        let schema: SchemaRef = match plans.first() {
+            Some(plan) => Arc::new(plan.schema().as_arrow().clone()),
+            None => return Err(Status::invalid_argument("nothing to execute")),
+        };
+        // Start the first plan now so errors surface as the DoGet status, not mid-stream.
+        let mut plans = plans.into_iter();
+        let first = match plans.next() {
+            Some(plan) => engine
+                .execute(&ctx, plan)
+                .await
+                .map_err(status::from_datafusion)?,
+            None => return Err(Status::invalid_argument("nothing to execute")),
+        };
+        let schema = if first.schema().fields().len() == schema.fields().len() {
+            first.schema()
+        } else {
+            schema
+        };
+        let rest = futures::stream::iter(plans)
+            .then(move |plan| {
+                let engine = Arc::clone(&engine);
+                let ctx = ctx.clone();
+                async move { engine.execute(&ctx, plan).await }
+            })
+            .try_flatten();
+        let batches = first
+            .chain(rest)
+            .map_err(|e| FlightError::Tonic(Box::new(status::from_datafusion(e))));
+        Ok(self.encode(ticket, schema, batches))
+    }
+
+    fn encode(
+        &self,
+        ticket: &[u8],
+        schema: SchemaRef,
+        batches: impl Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
+    ) -> Response<FlightDataStream> {
+        let (guard, cancelled) = self.running.register(ticket);
+        let cancelled_item = Err(FlightError::Tonic(Box::new(Status::cancelled(
+            "query cancelled by CancelFlightInfo",
+        ))));
+        let batches = Cancellable::new(batches, guard, cancelled, cancelled_item);
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .with_max_flight_data_size(MAX_FLIGHT_DATA_BYTES)
+            .build(batches)
+            .map_err(Status::from);
+        Response::new(Box::pin(stream))
+    }
+
+    fn one_batch(&self, ticket: &[u8], batch: RecordBatch) -> Response<FlightDataStream> {
+        let schema = batch.schema();
+        self.encode(ticket, schema, futures::stream::iter([Ok(batch)]))
+    }
+}
+
+/// A FlightInfo with one endpoint whose ticket is `ticket`, on this same server.
+pub(super) fn flight_info(
+    schema: &arrow::datatypes::Schema,
+    descriptor: FlightDescriptor,
+    ticket: Vec<u8>,
+) -> Result<FlightInfo, Status> {
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
+    Ok(FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(format!("encoding result schema: {e}")))?
+        .with_endpoint(endpoint)
+        .with_descriptor(descriptor)
+        .with_ordered(true))
+}
+
+fn unsupported(what: &str) -> Status {
+    Status::unimplemented(format!(
+        "{what} is not supported: this Lakehouse release is read-only"
+    ))
+}
+
+fn no_transactions() -> Status {
+    Status::invalid_argument(
+        "transactions are not supported (GetSqlInfo reports FLIGHT_SQL_SERVER_TRANSACTION = NONE)",
+    )
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for LakehouseService {
+    type FlightService = LakehouseService;
+
+    async fn do_handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
+        // Authentication arrives with the auth issue; until then every handshake succeeds and
+        // gets a fresh bearer token, which also identifies the client's session.
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let response = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().into(),
+        };
+        let mut response: Response<
+            Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>,
+        > = Response::new(Box::pin(futures::stream::iter([Ok(response)])));
+        let header = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| Status::internal("could not encode the bearer token header"))?;
+        response.metadata_mut().insert("authorization", header);
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        if query.transaction_id.as_ref().is_some_and(|t| !t.is_empty()) {
+            return Err(no_transactions());
+        }
+        let handle = self.new_handle(&request, query.query);
+        let (_, plans) = self.plan_handle(&handle).await?;
+        let schema = plans
+            .first()
+            .map(|p| p.schema().as_arrow().clone())
+            .unwrap_or_else(arrow::datatypes::Schema::empty);
+        let bytes = encode_handle(&handle).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let ticket = TicketStatementQuery {
+            statement_handle: bytes.into(),
+        }
+        .as_any()
+        .encode_to_vec();
+        Ok(Response::new(flight_info(
+            &schema,
+            request.into_inner(),
+            ticket,
+        )?))
+    }
+
+    async fn get_flight_info_substrait_plan(
+        &self,
+        _query: CommandStatementSubstraitPlan,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        Err(Status::unimplemented(
+            "Substrait plans are not supported; send SQL (GetSqlInfo FLIGHT_SQL_SERVER_SUBSTRAIT = false)",
+        ))
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let handle = decode_handle(&query.prepared_statement_handle)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (_, plans) = self.plan_handle(&handle).await?;
+        let schema = plans
+            .first()
+            .map(|p| p.schema().as_arrow().clone())
+            .unwrap_or_else(arrow::datatypes::Schema::empty);
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(flight_info(
+            &schema,
+            request.into_inner(),
+            ticket,
+        )?))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(flight_info(
+            &metadata::catalogs_schema(),
+            request.into_inner(),
+            ticket,
+        )?))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(flight_info(
+            &metadata::db_schemas_schema(),
+            request.into_inner(),
+            ticket,
+        )?))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = metadata::tables_schema(query.include_schema);
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(flight_info(
+            &schema,
+            request.into_inner(),
+            ticket,
+        )?))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(flight_info(
+            &metadata::table_types_schema(),
+            request.into_inner(),
+            ticket,
+        )?))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(flight_info(
+            SqlInfoDataBuilder::schema(),
+            request.into_inner(),
+            ticket,
+        )?))
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(flight_info(
+            &metadata::primary_keys_schema(),
+            request.into_inner(),
+            ticket,
+        )?))
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(flight_info(
+            &metadata::foreign_keys_schema(),
+            request.into_inner(),
+            ticket,
+        )?))
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(flight_info(
+            &metadata::foreign_keys_schema(),
+            request.into_inner(),
+            ticket,
+        )?))
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(flight_info(
+            &metadata::foreign_keys_schema(),
+            request.into_inner(),
+            ticket,
+        )?))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(flight_info(
+            &self.xdbc.schema(),
+            request.into_inner(),
+            ticket,
+        )?))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let handle = decode_handle(&ticket.statement_handle)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (ctx, plans) = self.plan_handle(&handle).await?;
+        self.run(&request.get_ref().ticket, ctx, plans).await
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let handle = decode_handle(&query.prepared_statement_handle)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (ctx, plans) = self.plan_handle(&handle).await?;
+        self.run(&request.get_ref().ticket, ctx, plans).await
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        _query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(self.one_batch(&request.get_ref().ticket, metadata::catalogs()?))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let ctx = self.engine.session(&self.defaults(&request));
+        Ok(self.one_batch(
+            &request.get_ref().ticket,
+            metadata::db_schemas(&ctx, query)?,
+        ))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let ctx = self.engine.session(&self.defaults(&request));
+        Ok(self.one_batch(
+            &request.get_ref().ticket,
+            metadata::tables(&ctx, query).await?,
+        ))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        _query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(self.one_batch(&request.get_ref().ticket, metadata::table_types()?))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let batch = query
+            .into_builder(&self.sql_info)
+            .build()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(self.one_batch(&request.get_ref().ticket, batch))
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let ctx = self.engine.session(&self.defaults(&request));
+        let schema = metadata::primary_keys_schema();
+        let batch = metadata::keys(
+            &ctx,
+            schema,
+            query.catalog.as_deref(),
+            query.db_schema.as_deref(),
+            &query.table,
+        )
+        .await?;
+        Ok(self.one_batch(&request.get_ref().ticket, batch))
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let ctx = self.engine.session(&self.defaults(&request));
+        let schema = metadata::foreign_keys_schema();
+        let batch = metadata::keys(
+            &ctx,
+            schema,
+            query.catalog.as_deref(),
+            query.db_schema.as_deref(),
+            &query.table,
+        )
+        .await?;
+        Ok(self.one_batch(&request.get_ref().ticket, batch))
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let ctx = self.engine.session(&self.defaults(&request));
+        let schema = metadata::foreign_keys_schema();
+        let batch = metadata::keys(
+            &ctx,
+            schema,
+            query.catalog.as_deref(),
+            query.db_schema.as_deref(),
+            &query.table,
+        )
+        .await?;
+        Ok(self.one_batch(&request.get_ref().ticket, batch))
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let ctx = self.engine.session(&self.defaults(&request));
+        let schema = metadata::foreign_keys_schema();
+        let pk = metadata::keys(
+            &ctx,
+            schema.clone(),
+            query.pk_catalog.as_deref(),
+            query.pk_db_schema.as_deref(),
+            &query.pk_table,
+        );
+        pk.await?;
+        let batch = metadata::keys(
+            &ctx,
+            schema,
+            query.fk_catalog.as_deref(),
+            query.fk_db_schema.as_deref(),
+            &query.fk_table,
+        )
+        .await?;
+        Ok(self.one_batch(&request.get_ref().ticket, batch))
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let batch = query
+            .into_builder(&self.xdbc)
+            .build()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(self.one_batch(&request.get_ref().ticket, batch))
+    }
+
+    async fn do_get_fallback(
+        &self,
+        _request: Request<Ticket>,
+        message: Any,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Err(Status::invalid_argument(format!(
+            "ticket of type {} is not a Lakehouse ticket",
+            message.type_url
+        )))
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        _ticket: CommandStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(unsupported("CommandStatementUpdate (DDL/DML)"))
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        _ticket: CommandStatementIngest,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(unsupported("bulk ingest (CommandStatementIngest)"))
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        self.bind_parameters(query, request).await
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        _query: CommandPreparedStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(unsupported("prepared updates (DDL/DML)"))
+    }
+
+    async fn do_put_substrait_plan(
+        &self,
+        _query: CommandStatementSubstraitPlan,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(Status::unimplemented(
+            "Substrait plans are not supported; send SQL",
+        ))
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        if query.transaction_id.as_ref().is_some_and(|t| !t.is_empty()) {
+            return Err(no_transactions());
+        }
+        self.create_prepared(&request, query.query).await
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        // Handles are self-contained: there is nothing to release.
+        Ok(())
+    }
+
+    async fn do_action_create_prepared_substrait_plan(
+        &self,
+        _query: ActionCreatePreparedSubstraitPlanRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        Err(Status::unimplemented(
+            "Substrait plans are not supported; send SQL",
+        ))
+    }
+
+    async fn do_action_begin_transaction(
+        &self,
+        _query: ActionBeginTransactionRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionBeginTransactionResult, Status> {
+        Err(Status::unimplemented(
+            "transactions are not supported (FLIGHT_SQL_SERVER_TRANSACTION = NONE)",
+        ))
+    }
+
+    async fn do_action_end_transaction(
+        &self,
+        _query: ActionEndTransactionRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        Err(Status::unimplemented(
+            "transactions are not supported (FLIGHT_SQL_SERVER_TRANSACTION = NONE)",
+        ))
+    }
+
+    async fn do_action_cancel_query(
+        &self,
+        query: ActionCancelQueryRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCancelQueryResult, Status> {
+        let info = FlightInfo::decode(query.info)
+            .map_err(|e| Status::invalid_argument(format!("info is not a FlightInfo: {e}")))?;
+        self.cancel(&info)?;
+        // CANCEL_RESULT_CANCELLED
+        Ok(ActionCancelQueryResult { result: 1 })
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        self.custom_action(request).await
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<ActionType, Status>>> {
+        Some(
+            super::actions::custom_action_types()
+                .into_iter()
+                .map(Ok)
+                .collect(),
+        )
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}

@@ -1,0 +1,16 @@
+//! Lakehouse: an Arrow Flight SQL server over Delta Lake tables in object storage.
+//!
+//! Request path, one direction only:
+//!
+//! ```text
+//! flight (protocol) ──► query (DataFusion) ──► catalog (tables) ──► storage (buckets)
+//! ```
+//! Each module's doc says what it owns, what it may call and its invariants.
+
+pub mod catalog;
+pub mod config;
+pub mod demo;
+pub mod flight;
+pub mod query;
+pub mod server;
+pub mod storage;

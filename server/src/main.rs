@@ -1,0 +1,74 @@
+//! The `lakehouse` command.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lakehouse::config::{ServeArgs, Settings};
+use tracing_subscriber::EnvFilter;
+
+/// Lakehouse: Arrow Flight SQL over Delta Lake tables in object storage.
+#[derive(Debug, Parser)]
+#[command(name = "lakehouse", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Flight SQL server.
+    Serve(ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let settings = match Settings::resolve(args) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("lakehouse: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::try_new(&settings.log).unwrap_or_else(|e| {
+        eprintln!(
+            "lakehouse: invalid log filter {:?} ({e}); using info",
+            settings.log
+        );
+        EnvFilter::new("info")
+    });
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("lakehouse: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(lakehouse::server::serve(
+        settings,
+        |_| {},
+        lakehouse::server::shutdown_signal(),
+    ));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("lakehouse: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! SQL over the catalog with DataFusion.
+//!
+//! Owns: the shared runtime (memory pool, spill space) and the construction of a
+//! fresh `SessionContext` for every request. May call: `catalog`, `storage`.
+//! Invariants:
+//! - every query runs under the one bounded memory pool, so no single query can
+//!   exhaust the machine (it fails with ResourcesExhausted instead);
+//! - planning never executes anything: statements that would change state (DDL,
+//!   DML, `SET`) are refused at plan time while the server is read-only.
+
+mod params;
+mod provider;
+mod system;
+
+use std::sync::Arc;
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::{SendableRecordBatchStream, SessionState};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+
+pub use params::{ParameterRows, parameter_schema};
+pub use provider::LakehouseCatalog;
+pub use system::SYSTEM_TABLES;
+
+use crate::catalog::{CATALOG_NAME, Catalog, DEFAULT_SCHEMA};
+use crate::config::Settings;
+
+/// The catalog and schema unqualified names resolve against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionDefaults {
+    /// Default catalog (always `lakehouse` today).
+    pub catalog: String,
+    /// Default schema.
+    pub schema: String,
+}
+
+impl Default for SessionDefaults {
+    fn default() -> Self {
+        Self {
+            catalog: CATALOG_NAME.to_string(),
+            schema: DEFAULT_SCHEMA.to_string(),
+        }
+    }
+}
+
+/// Plans and runs SQL against the catalog.
+#[derive(Debug)]
+pub struct QueryEngine {
+    catalog: Arc<Catalog>,
+    runtime: Arc<RuntimeEnv>,
+    target_partitions: usize,
+    batch_size: usize,
+    /// Session whose options Delta scans inherit (view types off, see [`session_config`]).
+    scan_session: Arc<SessionState>,
+}
+
+impl QueryEngine {
+    /// An engine whose queries share a memory pool of `settings.memory_limit` bytes.
+    pub fn new(catalog: Arc<Catalog>, settings: &Settings) -> Result<Self> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(settings.memory_limit)))
+            .build_arc()?;
+        for bucket in catalog.buckets().list() {
+            // Local buckets use DataFusion's built-in file:// store; S3 ones need theirs.
+            if bucket.kind() != crate::storage::BucketKind::Local {
+                runtime.register_object_store(bucket.url(), bucket.store());
+            }
+        }
+        let config = session_config(
+            &SessionDefaults::default(),
+            settings.target_partitions,
+            settings.batch_size,
+        );
+        let scan_session = Arc::new(
+            SessionStateBuilder::new()
+                .with_config(config)
+                .with_runtime_env(Arc::clone(&runtime))
+                .build(),
+        );
+        Ok(Self {
+            catalog,
+            runtime,
+            target_partitions: settings.target_partitions,
+            batch_size: settings.batch_size,
+            scan_session,
+        })
+    }
+
+    /// The catalog queries run over.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// A new session for one request.
+    pub fn session(&self, defaults: &SessionDefaults) -> SessionContext {
+        let config = session_config(defaults, self.target_partitions, self.batch_size);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(&self.runtime))
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let provider =
+            LakehouseCatalog::new(Arc::clone(&self.catalog), Arc::clone(&self.scan_session));
+        ctx.register_catalog(CATALOG_NAME, Arc::new(provider));
+        ctx
+    }
+
+    /// Plans one read-only SQL statement without running it.
+    pub async fn plan(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
+        let plan = ctx.state().create_logical_plan(sql).await?;
+        read_only().verify_plan(&plan).map_err(|e| match e {
+            DataFusionError::Plan(message) => {
+                DataFusionError::Plan(format!("{message}: this server is read-only for now"))
+            }
+            other => other,
+        })?;
+        Ok(plan)
+    }
+
+    /// Runs a plan, streaming its batches.
+    pub async fn execute(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+    ) -> Result<SendableRecordBatchStream> {
+        ctx.execute_logical_plan(plan).await?.execute_stream().await
+    }
+}
+
+/// Options of every session.
+///
+/// String and binary columns come back as plain `Utf8`/`Binary`, not the view
+/// types DataFusion prefers internally: JDBC and most BI tools cannot read views.
+fn session_config(
+    defaults: &SessionDefaults,
+    target_partitions: usize,
+    batch_size: usize,
+) -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_default_catalog_and_schema(&defaults.catalog, &defaults.schema)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true)
+        .with_target_partitions(target_partitions)
+        .with_batch_size(batch_size);
+    let options = config.options_mut();
+    options.execution.parquet.schema_force_view_types = false;
+    options.sql_parser.map_string_types_to_utf8view = false;
+    config
+}
+
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+#[cfg(test)]
+mod tests;

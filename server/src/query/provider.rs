@@ -1,0 +1,119 @@
+//! DataFusion's view of the Lakehouse catalog.
+//!
+//! ```text
+//! lakehouse (LakehouseCatalog)
+//!  ├── public, <user schemas>  → DeltaSchema: Delta tables, opened at planning time
+//!  └── system                  → SystemSchema: tables computed from catalog state
+//! ```
+//! DataFusion adds `information_schema` on top when it is enabled.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionState;
+
+use super::system::SystemSchema;
+use crate::catalog::{Catalog, CatalogError, SYSTEM_SCHEMA};
+
+/// The `lakehouse` catalog.
+#[derive(Debug)]
+pub struct LakehouseCatalog {
+    catalog: Arc<Catalog>,
+    scan_session: Arc<SessionState>,
+    /// Schema names captured when the session was made (the provider API is sync).
+    schemas: Vec<String>,
+}
+
+impl LakehouseCatalog {
+    /// A provider over the catalog's current schemas.
+    pub fn new(catalog: Arc<Catalog>, scan_session: Arc<SessionState>) -> Self {
+        let mut schemas = catalog.schema_names();
+        schemas.push(SYSTEM_SCHEMA.to_string());
+        schemas.sort();
+        Self {
+            catalog,
+            scan_session,
+            schemas,
+        }
+    }
+}
+
+impl CatalogProvider for LakehouseCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        self.schemas.clone()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == SYSTEM_SCHEMA {
+            return Some(Arc::new(SystemSchema::new(
+                Arc::clone(&self.catalog),
+                Arc::clone(&self.scan_session),
+            )));
+        }
+        self.schemas.iter().any(|s| s == name).then(|| {
+            let schema = DeltaSchema::new(
+                Arc::clone(&self.catalog),
+                Arc::clone(&self.scan_session),
+                name,
+            );
+            Arc::new(schema) as Arc<dyn SchemaProvider>
+        })
+    }
+}
+
+/// A user schema whose tables are Delta tables.
+#[derive(Debug)]
+pub struct DeltaSchema {
+    catalog: Arc<Catalog>,
+    scan_session: Arc<SessionState>,
+    name: String,
+    table_names: Vec<String>,
+}
+
+impl DeltaSchema {
+    fn new(catalog: Arc<Catalog>, scan_session: Arc<SessionState>, name: &str) -> Self {
+        let table_names = catalog
+            .snapshot()
+            .tables_in(name)
+            .into_iter()
+            .map(|t| t.name.clone())
+            .collect();
+        Self {
+            catalog,
+            scan_session,
+            name: name.to_string(),
+            table_names,
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for DeltaSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.table_names.clone()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let entry = match self.catalog.table(&self.name, name) {
+            Ok(entry) => entry,
+            Err(CatalogError::TableNotFound { .. }) => return Ok(None),
+            Err(e) => return Err(DataFusionError::External(Box::new(e))),
+        };
+        let table = self
+            .catalog
+            .open_table(&entry)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let provider = table
+            .table_provider()
+            .with_session(Arc::clone(&self.scan_session))
+            .await?;
+        Ok(Some(provider))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.table_names.iter().any(|t| t == name)
+    }
+}

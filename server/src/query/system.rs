@@ -1,0 +1,210 @@
+//! The read-only `system` schema: catalog state as SQL tables.
+//!
+//! Each table is computed when a query names it, so it reflects the catalog at
+//! planning time.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::datasource::MemTable;
+use datafusion::error::Result;
+use datafusion::execution::SessionState;
+
+use crate::catalog::{CATALOG_NAME, Catalog};
+
+/// Names of the system tables, sorted.
+pub const SYSTEM_TABLES: [&str; 3] = ["buckets", "columns", "tables"];
+
+/// Provider of the `system` schema.
+#[derive(Debug)]
+pub struct SystemSchema {
+    catalog: Arc<Catalog>,
+    scan_session: Arc<SessionState>,
+}
+
+impl SystemSchema {
+    /// Provider over `catalog`.
+    pub fn new(catalog: Arc<Catalog>, scan_session: Arc<SessionState>) -> Self {
+        Self {
+            catalog,
+            scan_session,
+        }
+    }
+
+    async fn build(&self, name: &str) -> Result<Option<RecordBatch>> {
+        Ok(Some(match name {
+            "tables" => tables(&self.catalog).await?,
+            "columns" => columns(&self.catalog, &self.scan_session).await?,
+            "buckets" => buckets(&self.catalog)?,
+            _ => return Ok(None),
+        }))
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        SYSTEM_TABLES.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(batch) = self.build(name).await? else {
+            return Ok(None);
+        };
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        Ok(Some(Arc::new(table)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        SYSTEM_TABLES.contains(&name)
+    }
+}
+
+fn utf8(name: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Utf8, nullable)
+}
+
+fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+async fn tables(catalog: &Catalog) -> Result<RecordBatch> {
+    let doc = catalog.snapshot();
+    let mut entries: Vec<_> = doc.tables.iter().collect();
+    entries.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+    let mut versions = Vec::with_capacity(entries.len());
+    let mut urls = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let bucket = catalog.buckets().get(&entry.bucket).ok();
+        urls.push(
+            bucket
+                .and_then(|b| b.url_of(&entry.location).ok())
+                .map(|u| u.to_string()),
+        );
+        // A table whose log can't be read right now still shows, with no version.
+        let version = match catalog.open_table(entry).await {
+            Ok(table) => table.version(),
+            Err(e) => {
+                tracing::warn!(table = %entry.qualified_name(), error = %e, "cannot read table version");
+                None
+            }
+        };
+        versions.push(version.map(|v| v as i64));
+    }
+    batch(
+        vec![
+            utf8("table_catalog", false),
+            utf8("table_schema", false),
+            utf8("table_name", false),
+            utf8("table_type", false),
+            utf8("bucket", false),
+            utf8("location", true),
+            Field::new("version", DataType::Int64, true),
+            utf8("created_at", false),
+        ],
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                entries.iter().map(|_| CATALOG_NAME),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                entries.iter().map(|e| e.schema.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                entries.iter().map(|e| e.name.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                entries.iter().map(|_| "TABLE"),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                entries.iter().map(|e| e.bucket.as_str()),
+            )),
+            Arc::new(StringArray::from(urls)),
+            Arc::new(Int64Array::from(versions)),
+            Arc::new(StringArray::from_iter_values(
+                entries.iter().map(|e| e.created_at.as_str()),
+            )),
+        ],
+    )
+}
+
+async fn columns(catalog: &Catalog, scan_session: &Arc<SessionState>) -> Result<RecordBatch> {
+    let doc = catalog.snapshot();
+    let mut entries: Vec<_> = doc.tables.iter().collect();
+    entries.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+    let (mut schemas, mut tables, mut names, mut ordinals, mut types, mut nullable) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for entry in entries {
+        let table = match catalog.open_table(entry).await {
+            Ok(table) => table,
+            Err(e) => {
+                tracing::warn!(table = %entry.qualified_name(), error = %e, "cannot read table schema");
+                continue;
+            }
+        };
+        let provider = table
+            .table_provider()
+            .with_session(Arc::clone(scan_session))
+            .await?;
+        for (i, field) in provider.schema().fields().iter().enumerate() {
+            schemas.push(entry.schema.clone());
+            tables.push(entry.name.clone());
+            names.push(field.name().clone());
+            ordinals.push(i as i32 + 1);
+            types.push(field.data_type().to_string());
+            nullable.push(field.is_nullable());
+        }
+    }
+    batch(
+        vec![
+            utf8("table_catalog", false),
+            utf8("table_schema", false),
+            utf8("table_name", false),
+            utf8("column_name", false),
+            Field::new("ordinal_position", DataType::Int32, false),
+            utf8("data_type", false),
+            Field::new("is_nullable", DataType::Boolean, false),
+        ],
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                schemas.iter().map(|_| CATALOG_NAME),
+            )),
+            Arc::new(StringArray::from(schemas)),
+            Arc::new(StringArray::from(tables)),
+            Arc::new(StringArray::from(names)),
+            Arc::new(Int32Array::from(ordinals)),
+            Arc::new(StringArray::from(types)),
+            Arc::new(BooleanArray::from(nullable)),
+        ],
+    )
+}
+
+fn buckets(catalog: &Catalog) -> Result<RecordBatch> {
+    let buckets = catalog.buckets().list();
+    let builtin = |name: &str| name == crate::storage::PRIMARY || name == crate::storage::RESCUE;
+    batch(
+        vec![
+            utf8("name", false),
+            utf8("kind", false),
+            utf8("url", false),
+            Field::new("builtin", DataType::Boolean, false),
+        ],
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                buckets.iter().map(|b| b.name()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                buckets.iter().map(|b| b.kind().as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                buckets.iter().map(|b| b.url().to_string()),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                buckets.iter().map(|b| Some(builtin(b.name()))),
+            )),
+        ],
+    )
+}

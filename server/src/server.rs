@@ -1,0 +1,141 @@
+//! Start-up and shutdown of `lakehouse serve`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::Settings;
+use crate::demo::{self, DemoError};
+use crate::flight::{LakehouseService, MAX_DECODING_BYTES};
+use crate::query::QueryEngine;
+use crate::storage::{BucketRegistry, StorageError};
+
+/// How long in-flight calls may take to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Buckets could not be opened.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The catalog could not be loaded.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The demo tables could not be created.
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+    /// The query engine could not be set up.
+    #[error("query engine: {0}")]
+    Engine(#[from] datafusion::error::DataFusionError),
+    /// Server metadata could not be built.
+    #[error("server metadata: {0}")]
+    Metadata(#[from] arrow_flight::error::FlightError),
+    /// The listen address is unavailable.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Opens storage and catalog, then serves Flight SQL until `shutdown` resolves.
+/// `on_listening` is called with the bound address (useful with port 0).
+pub async fn serve(
+    settings: Settings,
+    on_listening: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let buckets = Arc::new(BucketRegistry::open(&settings)?);
+    let catalog = Arc::new(Catalog::open(buckets).await?);
+    tracing::info!(
+        data_dir = %settings.data_dir.display(),
+        tables = catalog.snapshot().tables.len(),
+        "catalog loaded"
+    );
+    if settings.demo {
+        let created = demo::create_tpch(&catalog, settings.demo_scale).await?;
+        if !created.is_empty() {
+            tracing::info!(tables = ?created, scale = settings.demo_scale, "demo tables ready");
+        }
+    }
+    let engine = Arc::new(QueryEngine::new(catalog, &settings)?);
+    let service = LakehouseService::new(engine)?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: settings.listen,
+        source,
+    })?;
+    tracing::info!(
+        memory_limit = settings.memory_limit,
+        "lakehouse listening on grpc://{addr}"
+    );
+    on_listening(addr);
+
+    let svc = FlightServiceServer::new(service).max_decoding_message_size(MAX_DECODING_BYTES);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new calls; waiting for in-flight calls");
+        let _ = stop_tx.send(true);
+    };
+    let server = Server::builder()
+        .add_service(svc)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal);
+    let deadline = async move {
+        let mut stop_rx = stop_rx;
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = server => result?,
+        () = deadline => tracing::warn!("calls still running after {SHUTDOWN_GRACE:?}; stopping anyway"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            futures::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                futures::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = futures::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

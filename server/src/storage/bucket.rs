@@ -1,0 +1,232 @@
+//! One bucket: an object store plus the URL prefix it is rooted at.
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use url::Url;
+
+use super::{Result, StorageError};
+use crate::config::S3Settings;
+
+/// Where a bucket's objects live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketKind {
+    /// A folder on the local file system (`file://`).
+    Local,
+    /// An S3 or S3-compatible bucket (`s3://`).
+    S3,
+}
+
+impl BucketKind {
+    /// Lower-case name used in `system.buckets`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::S3 => "s3",
+        }
+    }
+}
+
+/// A named location in object storage.
+///
+/// `store` is rooted at the URL's authority (the whole file system for `file://`, the
+/// S3 bucket for `s3://`), and `prefix` is the bucket's folder inside it. That is the
+/// shape Delta Lake and DataFusion expect: a table URL maps to a store path 1:1.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    name: String,
+    url: Url,
+    kind: BucketKind,
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+}
+
+impl Bucket {
+    /// Opens (and for local buckets creates) the bucket at `url`.
+    pub fn open(name: &str, url: &str, s3: &S3Settings) -> Result<Self> {
+        let invalid = |message: String| StorageError::InvalidUrl {
+            url: redact_url(url),
+            message,
+        };
+        let mut url = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        let prefix = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
+        let (kind, store): (BucketKind, Arc<dyn ObjectStore>) = match url.scheme() {
+            "file" => {
+                let dir = url
+                    .to_file_path()
+                    .map_err(|()| invalid("not an absolute local path".into()))?;
+                std::fs::create_dir_all(&dir).map_err(|source| StorageError::Io {
+                    context: format!("creating bucket folder {}", dir.display()),
+                    source,
+                })?;
+                (BucketKind::Local, Arc::new(LocalFileSystem::new()))
+            }
+            "s3" | "s3a" => {
+                let bucket = url
+                    .host_str()
+                    .ok_or_else(|| invalid("missing S3 bucket name".into()))?;
+                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if let Some(endpoint) = &s3.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                if let Some(region) = &s3.region {
+                    builder = builder.with_region(region);
+                }
+                if let Some(key) = &s3.access_key_id {
+                    builder = builder.with_access_key_id(key);
+                }
+                if let Some(secret) = &s3.secret_access_key {
+                    builder = builder.with_secret_access_key(secret);
+                }
+                if s3.allow_http {
+                    builder = builder.with_allow_http(true);
+                }
+                let store = builder.build().map_err(|e| invalid(e.to_string()))?;
+                (BucketKind::S3, Arc::new(store))
+            }
+            other => {
+                return Err(invalid(format!(
+                    "unsupported scheme {other:?}; use file:// or s3://"
+                )));
+            }
+        };
+        Ok(Self {
+            name: name.to_string(),
+            url,
+            kind,
+            store,
+            prefix,
+        })
+    }
+
+    /// Opens a local bucket rooted at `dir`.
+    pub fn local(name: &str, dir: &FsPath, s3: &S3Settings) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+            context: format!("creating bucket folder {}", dir.display()),
+            source,
+        })?;
+        let abs = std::fs::canonicalize(dir).map_err(|source| StorageError::Io {
+            context: format!("resolving {}", dir.display()),
+            source,
+        })?;
+        let url = Url::from_directory_path(&abs).map_err(|()| StorageError::InvalidUrl {
+            url: abs.display().to_string(),
+            message: "not an absolute path".into(),
+        })?;
+        Self::open(name, url.as_str(), s3)
+    }
+
+    /// The bucket's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bucket's base URL (always ends with `/`).
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// Local folder or S3.
+    pub fn kind(&self) -> BucketKind {
+        self.kind
+    }
+
+    /// The store, rooted at the URL's authority (see the type docs).
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// Store path of `relative` inside this bucket.
+    pub fn path(&self, relative: &str) -> Path {
+        relative
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .fold(self.prefix.clone(), |path, part| path.join(part))
+    }
+
+    /// URL of `relative` inside this bucket; a trailing `/` is kept.
+    pub fn url_of(&self, relative: &str) -> Result<Url> {
+        self.url
+            .join(relative)
+            .map_err(|e| StorageError::InvalidUrl {
+                url: format!("{}{relative}", self.url),
+                message: e.to_string(),
+            })
+    }
+
+    /// Reads a whole object, `None` when it does not exist.
+    pub async fn get_opt(&self, relative: &str) -> Result<Option<bytes::Bytes>> {
+        match self.store.get(&self.path(relative)).await {
+            Ok(result) => result
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|source| self.error(source)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(self.error(source)),
+        }
+    }
+
+    /// Writes a whole object in one atomic put.
+    pub async fn put(&self, relative: &str, data: bytes::Bytes) -> Result<()> {
+        self.store
+            .put(&self.path(relative), data.into())
+            .await
+            .map(|_| ())
+            .map_err(|source| self.error(source))
+    }
+
+    fn error(&self, source: object_store::Error) -> StorageError {
+        StorageError::ObjectStore {
+            bucket: self.name.clone(),
+            source,
+        }
+    }
+}
+
+/// Replaces the password in `scheme://user:pass@host/...` with `***`.
+pub fn redact_url(text: &str) -> String {
+    match Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_bucket_maps_relative_paths_under_its_folder() {
+        let dir = std::env::temp_dir().join(format!("lh-bucket-{}", std::process::id()));
+        let bucket = Bucket::local("primary", &dir, &S3Settings::default()).unwrap();
+        assert_eq!(bucket.kind(), BucketKind::Local);
+        assert!(bucket.url().as_str().ends_with('/'));
+        let path = bucket.path("tables/public/t/");
+        assert!(path.as_ref().ends_with("tables/public/t"), "{path}");
+        let url = bucket.url_of("tables/public/t/").unwrap();
+        assert_eq!(
+            url.to_file_path().unwrap(),
+            std::fs::canonicalize(&dir).unwrap().join("tables/public/t")
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_schemes_and_redacts_passwords() {
+        let err =
+            Bucket::open("x", "ftp://user:secret@host/x", &S3Settings::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("unsupported scheme"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+}
