@@ -15,7 +15,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::service::LakehouseService;
-use super::sessions::{SESSION_COOKIE, options_of};
+use super::sessions::{SESSION_COOKIE, Sessions, options_of};
 
 /// (name, description) of every action beyond Flight SQL's own.
 const CUSTOM_ACTIONS: [(&str, &str); 4] = [
@@ -73,13 +73,13 @@ impl LakehouseService {
         request: Request<Action>,
     ) -> Result<Response<ActionStream>, Status> {
         let action = request.get_ref();
+        tracing::debug!(action = %action.r#type, session = ?Sessions::key(&request), "action");
         match action.r#type.as_str() {
             SET_SESSION_OPTIONS => {
                 let body: SetSessionOptionsRequest = decode(action)?;
                 let catalog = self.engine.catalog();
                 let (result, cookie) =
-                    self.sessions
-                        .set(request.metadata(), catalog, body.session_options);
+                    self.sessions.set(&request, catalog, body.session_options);
                 let mut response = one_result(result.encode_to_vec());
                 if let Some(id) = cookie {
                     let header = format!("{SESSION_COOKIE}={id}")
@@ -98,7 +98,7 @@ impl LakehouseService {
             }
             CLOSE_SESSION => {
                 // Closing a session that holds no options is still a successful close.
-                self.sessions.close(request.metadata());
+                self.sessions.close(&request);
                 let result = CloseSessionResult {
                     status: CloseStatus::Closed as i32,
                 };

@@ -10,6 +10,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow_flight::sql::metadata::{GetCatalogsBuilder, GetDbSchemasBuilder, GetTablesBuilder};
 use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables};
+use datafusion::catalog::SchemaProvider;
+use datafusion::catalog::information_schema::InformationSchemaProvider;
 use datafusion::prelude::SessionContext;
 use tonic::Status;
 
@@ -188,10 +190,7 @@ pub async fn keys(
         )));
     }
     let schema_name = db_schema.unwrap_or(crate::catalog::DEFAULT_SCHEMA);
-    let exists = ctx
-        .catalog(CATALOG_NAME)
-        .and_then(|c| c.schema(schema_name))
-        .is_some_and(|s| s.table_exist(table));
+    let exists = schema_provider(ctx, schema_name).is_some_and(|s| s.table_exist(table));
     if !exists {
         return Err(Status::not_found(format!(
             "table {schema_name}.{table} does not exist"
@@ -200,13 +199,23 @@ pub async fn keys(
     Ok(RecordBatch::new_empty(schema))
 }
 
+/// Schemas of the catalog, including DataFusion's `information_schema`, which the
+/// engine resolves outside the catalog provider.
 fn schema_names(ctx: &SessionContext) -> Vec<String> {
-    let mut names = ctx
-        .catalog(CATALOG_NAME)
-        .map(|c| c.schema_names())
-        .unwrap_or_default();
+    let mut names = ctx.catalog(CATALOG_NAME).map(|c| c.schema_names()).unwrap_or_default();
+    if ctx.state().config().information_schema() && !names.iter().any(|n| n == INFORMATION_SCHEMA) {
+        names.push(INFORMATION_SCHEMA.to_string());
+    }
     names.sort();
     names
+}
+
+fn schema_provider(ctx: &SessionContext, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+    if name == INFORMATION_SCHEMA {
+        let catalogs = Arc::clone(ctx.state().catalog_list());
+        return Some(Arc::new(InformationSchemaProvider::new(catalogs)));
+    }
+    ctx.catalog(CATALOG_NAME)?.schema(name)
 }
 
 /// SQL `LIKE` with `%`, `_` and `\` escapes, as the Flight SQL filter patterns use.

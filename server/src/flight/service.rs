@@ -66,7 +66,7 @@ impl LakehouseService {
 
     /// The session defaults of the caller.
     pub(super) fn defaults<T>(&self, request: &Request<T>) -> SessionDefaults {
-        self.sessions.defaults(request.metadata())
+        self.sessions.defaults(request)
     }
 
     /// A handle for `sql` under the caller's session defaults.

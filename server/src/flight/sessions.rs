@@ -1,17 +1,19 @@
 //! Flight sessions: per-client defaults set with SetSessionOptions.
 //!
-//! A session is found by the `arrow_flight_session_id` cookie (set on the
-//! response that created it) or, failing that, by the bearer token the
-//! handshake issued, so clients without cookie support keep their options too.
+//! A session is found by, in order: the `arrow_flight_session_id` cookie (set on
+//! the response that created it), the bearer token the handshake issued, or the
+//! client's TCP connection. The last one matters: the ADBC Go driver sends no
+//! cookies unless asked to, and without authentication it has no token, yet one
+//! ADBC connection is one gRPC connection, so its options still stick.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use lakehouse_flight_ext::v1::session_option_value::OptionValue;
 use lakehouse_flight_ext::v1::set_session_options_result::{Error as OptionError, ErrorValue};
 use lakehouse_flight_ext::v1::{SessionOptionValue, SetSessionOptionsResult};
-use tonic::metadata::MetadataMap;
+use tonic::Request;
 
 use crate::catalog::{CATALOG_NAME, Catalog};
 use crate::query::SessionDefaults;
@@ -29,19 +31,24 @@ struct Session {
     last_used: Instant,
 }
 
-/// All open sessions.
+type SharedSession = Arc<Mutex<Session>>;
+
+/// All open sessions. One session may be reachable under several keys (its
+/// cookie and the connection that created it).
 #[derive(Debug, Default)]
 pub struct Sessions {
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Mutex<HashMap<String, SharedSession>>,
 }
 
 impl Sessions {
-    /// The key of the caller's session, if it sent one.
-    pub fn key(metadata: &MetadataMap) -> Option<String> {
-        for cookie in metadata.get_all("cookie") {
-            let Ok(cookie) = cookie.to_str() else {
-                continue;
-            };
+    /// The key of the caller's session: cookie, else bearer token, else connection.
+    pub fn key<T>(request: &Request<T>) -> Option<String> {
+        Self::cookie_key(request).or_else(|| Self::connection_key(request))
+    }
+
+    fn cookie_key<T>(request: &Request<T>) -> Option<String> {
+        for cookie in request.metadata().get_all("cookie") {
+            let Ok(cookie) = cookie.to_str() else { continue };
             for pair in cookie.split(';') {
                 if let Some((name, value)) = pair.trim().split_once('=')
                     && name == SESSION_COOKIE
@@ -51,21 +58,34 @@ impl Sessions {
                 }
             }
         }
-        let auth = metadata.get("authorization")?.to_str().ok()?;
-        let token = auth
-            .strip_prefix("Bearer ")
-            .or_else(|| auth.strip_prefix("bearer "))?;
-        Some(format!("bearer:{token}"))
+        None
+    }
+
+    fn connection_key<T>(request: &Request<T>) -> Option<String> {
+        let bearer = request
+            .metadata()
+            .get("authorization")
+            .and_then(|auth| auth.to_str().ok())
+            .and_then(|auth| auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")));
+        if let Some(token) = bearer {
+            return Some(format!("bearer:{token}"));
+        }
+        request.remote_addr().map(|peer| format!("peer:{peer}"))
+    }
+
+    fn find<T>(&self, request: &Request<T>) -> Option<SharedSession> {
+        let sessions = self.lock();
+        [Self::cookie_key(request), Self::connection_key(request)]
+            .into_iter()
+            .flatten()
+            .find_map(|key| sessions.get(&key).cloned())
     }
 
     /// The caller's defaults (the server's defaults without a session).
-    pub fn defaults(&self, metadata: &MetadataMap) -> SessionDefaults {
-        let Some(key) = Self::key(metadata) else {
-            return SessionDefaults::default();
-        };
-        let mut sessions = self.lock();
-        match sessions.get_mut(&key) {
+    pub fn defaults<T>(&self, request: &Request<T>) -> SessionDefaults {
+        match self.find(request) {
             Some(session) => {
+                let mut session = lock(&session);
                 session.last_used = Instant::now();
                 session.defaults.clone()
             }
@@ -75,88 +95,86 @@ impl Sessions {
 
     /// Applies options; returns per-option errors (empty when all applied) and,
     /// when a session had to be created, the cookie value to set.
-    pub fn set(
+    pub fn set<T>(
         &self,
-        metadata: &MetadataMap,
+        request: &Request<T>,
         catalog: &Catalog,
         options: HashMap<String, SessionOptionValue>,
     ) -> (SetSessionOptionsResult, Option<String>) {
-        let (key, new_cookie) = match Self::key(metadata) {
-            Some(key) => (key, None),
+        let (session, new_cookie) = match self.find(request) {
+            Some(session) => (session, None),
             None => {
                 let id = uuid::Uuid::new_v4().simple().to_string();
-                (format!("cookie:{id}"), Some(id))
+                let session = Arc::new(Mutex::new(Session {
+                    defaults: SessionDefaults::default(),
+                    last_used: Instant::now(),
+                }));
+                let mut sessions = self.lock();
+                evict(&mut sessions);
+                sessions.insert(format!("cookie:{id}"), Arc::clone(&session));
+                if let Some(key) = Self::connection_key(request) {
+                    sessions.insert(key, Arc::clone(&session));
+                }
+                (session, Some(id))
             }
         };
-        let mut sessions = self.lock();
-        evict(&mut sessions);
-        let session = sessions.entry(key).or_insert_with(|| Session {
-            defaults: SessionDefaults::default(),
-            last_used: Instant::now(),
-        });
+        let mut session = lock(&session);
         session.last_used = Instant::now();
         let mut errors = HashMap::new();
         for (name, value) in options {
-            let outcome = match (name.as_str(), value.option_value) {
-                ("catalog", Some(OptionValue::StringValue(c))) if c == CATALOG_NAME => {
-                    session.defaults.catalog = c;
-                    Ok(())
-                }
-                ("schema", Some(OptionValue::StringValue(s)))
-                    if catalog.schema_names().contains(&s) || is_builtin(&s) =>
-                {
-                    session.defaults.schema = s;
-                    Ok(())
-                }
-                // A valueless option resets it to the server default.
-                ("catalog", None) => {
-                    session.defaults.catalog = SessionDefaults::default().catalog;
-                    Ok(())
-                }
-                ("schema", None) => {
-                    session.defaults.schema = SessionDefaults::default().schema;
-                    Ok(())
-                }
-                ("catalog" | "schema", _) => Err(ErrorValue::InvalidValue),
-                _ => Err(ErrorValue::InvalidName),
-            };
-            if let Err(error) = outcome {
-                errors.insert(
-                    name,
-                    OptionError {
-                        value: error as i32,
-                    },
-                );
+            if let Err(error) = apply(&mut session.defaults, catalog, &name, value.option_value) {
+                errors.insert(name, OptionError { value: error as i32 });
             }
         }
         (SetSessionOptionsResult { errors }, new_cookie)
     }
 
-    /// Forgets the caller's session; false when it had none.
-    pub fn close(&self, metadata: &MetadataMap) -> bool {
-        Self::key(metadata).is_some_and(|key| self.lock().remove(&key).is_some())
+    /// Forgets the caller's session under all its keys; false when it had none.
+    pub fn close<T>(&self, request: &Request<T>) -> bool {
+        let Some(session) = self.find(request) else { return false };
+        self.lock().retain(|_, s| !Arc::ptr_eq(s, &session));
+        true
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, SharedSession>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+fn lock(session: &SharedSession) -> MutexGuard<'_, Session> {
+    session.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sets one option; a valueless option resets it to the server default.
+fn apply(
+    defaults: &mut SessionDefaults,
+    catalog: &Catalog,
+    name: &str,
+    value: Option<OptionValue>,
+) -> Result<(), ErrorValue> {
+    match (name, value) {
+        ("catalog", Some(OptionValue::StringValue(c))) if c == CATALOG_NAME => defaults.catalog = c,
+        ("schema", Some(OptionValue::StringValue(s))) if catalog.schema_names().contains(&s) || is_builtin(&s) => {
+            defaults.schema = s
+        }
+        ("catalog", None) => defaults.catalog = SessionDefaults::default().catalog,
+        ("schema", None) => defaults.schema = SessionDefaults::default().schema,
+        ("catalog" | "schema", _) => return Err(ErrorValue::InvalidValue),
+        _ => return Err(ErrorValue::InvalidName),
+    }
+    Ok(())
 }
 
 fn is_builtin(schema: &str) -> bool {
     schema == crate::catalog::SYSTEM_SCHEMA || schema == crate::catalog::INFORMATION_SCHEMA
 }
 
-fn evict(sessions: &mut HashMap<String, Session>) {
-    sessions.retain(|_, s| s.last_used.elapsed() < IDLE_TIMEOUT);
+fn evict(sessions: &mut HashMap<String, SharedSession>) {
+    sessions.retain(|_, s| lock(s).last_used.elapsed() < IDLE_TIMEOUT);
     while sessions.len() >= MAX_SESSIONS {
-        let Some(oldest) = sessions
-            .iter()
-            .min_by_key(|(_, s)| s.last_used)
-            .map(|(k, _)| k.clone())
-        else {
-            break;
-        };
-        sessions.remove(&oldest);
+        let oldest = sessions.values().min_by_key(|s| lock(s).last_used).cloned();
+        let Some(oldest) = oldest else { break };
+        sessions.retain(|_, s| !Arc::ptr_eq(s, &oldest));
     }
 }
 

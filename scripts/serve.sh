@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds (release) and runs the server on the embedded default: a local data
+# folder, the TPC-H demo tables, loopback only. Extra arguments go to
+# `lakehouse serve` (see `--help`), e.g. scripts/serve.sh --listen 0.0.0.0:50051
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }
+cargo build --release --workspace --quiet
+target="${CARGO_TARGET_DIR:-target}"
+exec "$target/release/lakehouse" serve --demo "$@"

@@ -1,0 +1,88 @@
+"""Fixtures: a real `lakehouse serve` process on an ephemeral port."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def lakehouse_binary() -> str:
+    """The binary under test: $LAKEHOUSE_BIN, else the cargo debug build."""
+    if os.environ.get("LAKEHOUSE_BIN"):
+        return os.environ["LAKEHOUSE_BIN"]
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    binary = target / "debug" / "lakehouse"
+    if not binary.exists():
+        pytest.exit(f"{binary} not found: run `cargo build --workspace` first (scripts/test.sh does)", 2)
+    return str(binary)
+
+
+class Server:
+    def __init__(self, data_dir: Path, *extra: str):
+        self.log: list[str] = []
+        self.proc = subprocess.Popen(
+            [lakehouse_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
+             "--demo", "--demo-scale", "0.01", *extra],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            env={**os.environ, "LAKEHOUSE_LOG": "info"},
+        )
+        ready = threading.Event()
+        self.port = None
+
+        def pump():
+            for line in self.proc.stderr:
+                self.log.append(line)
+                match = re.search(r"listening on grpc://127\.0\.0\.1:(\d+)", line)
+                if match:
+                    self.port = int(match.group(1))
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(120) or self.port is None:
+            self.stop()
+            raise RuntimeError("server did not start:\n" + "".join(self.log))
+
+    @property
+    def uri(self) -> str:
+        return f"grpc://127.0.0.1:{self.port}"
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server():
+    data_dir = Path(tempfile.mkdtemp(prefix="lakehouse-pytest-"))
+    srv = Server(data_dir)
+    yield srv
+    srv.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture()
+def conn(server):
+    import warnings
+
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    with warnings.catch_warnings():
+        # The driver warns that autocommit can't be disabled: we report no transactions.
+        warnings.simplefilter("ignore")
+        connection = flightsql.connect(server.uri)
+    yield connection
+    connection.close()
