@@ -48,6 +48,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
+    // Two rustls crypto backends are compiled in (delta-kernel requires aws-lc), so
+    // rustls cannot choose one by itself: pick ring for every TLS client (S3 over HTTPS).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

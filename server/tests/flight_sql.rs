@@ -15,7 +15,9 @@ use arrow_flight::{Action, CancelFlightInfoRequest, FlightDescriptor};
 use common::{DataDir, TestServer, code, fetch, query, rows, try_fetch};
 use futures::StreamExt;
 use lakehouse_flight_ext::v1::session_option_value::OptionValue;
-use lakehouse_flight_ext::v1::{GetSessionOptionsResult, SessionOptionValue, SetSessionOptionsRequest, SetSessionOptionsResult};
+use lakehouse_flight_ext::v1::{
+    GetSessionOptionsResult, SessionOptionValue, SetSessionOptionsRequest, SetSessionOptionsResult,
+};
 use prost::Message;
 use tonic::Code;
 
@@ -26,7 +28,11 @@ async fn queries_stream_results_and_map_errors() {
     let mut client = server.client().await;
     client.handshake("anyone", "anything").await.unwrap();
 
-    let text = query(&mut client, "SELECT r_name FROM region ORDER BY r_regionkey").await;
+    let text = query(
+        &mut client,
+        "SELECT r_name FROM region ORDER BY r_regionkey",
+    )
+    .await;
     assert_eq!(
         text,
         "+-------------+\n| r_name      |\n+-------------+\n| AFRICA      |\n| AMERICA     |\n| ASIA        |\n| EUROPE      |\n| MIDDLE EAST |\n+-------------+"
@@ -40,7 +46,10 @@ async fn queries_stream_results_and_map_errors() {
     assert!(text.contains("| 5 |"), "{text}");
 
     // GetFlightInfo only plans: a failing query fails at DoGet time, not before.
-    let info = client.execute("SELECT 1 / 0 AS boom".into(), None).await.unwrap();
+    let info = client
+        .execute("SELECT 1 / 0 AS boom".into(), None)
+        .await
+        .unwrap();
     let err = try_fetch(&mut client, info).await.unwrap_err();
     assert_eq!(code(&err), Code::InvalidArgument, "{err}");
 
@@ -50,17 +59,32 @@ async fn queries_stream_results_and_map_errors() {
         ("SELEC 1", Code::InvalidArgument),
         ("SELECT no_such_column FROM region", Code::InvalidArgument),
         ("CREATE TABLE t (a INT)", Code::InvalidArgument),
-        ("INSERT INTO region VALUES (9, 'X', 'Y')", Code::InvalidArgument),
-        ("SET datafusion.execution.batch_size = 1", Code::InvalidArgument),
+        (
+            "INSERT INTO region VALUES (9, 'X', 'Y')",
+            Code::InvalidArgument,
+        ),
+        (
+            "SET datafusion.execution.batch_size = 1",
+            Code::InvalidArgument,
+        ),
     ] {
         let err = client.execute(sql.into(), None).await.unwrap_err();
         assert_eq!(code(&err), expected, "{sql}: {err}");
     }
-    let err = client.execute("SELECT * FROM nope".into(), None).await.unwrap_err();
-    assert!(err.to_string().contains("nope"), "the error names the table: {err}");
+    let err = client
+        .execute("SELECT * FROM nope".into(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("nope"),
+        "the error names the table: {err}"
+    );
 
     // Writes are for a later release: a clear Unimplemented.
-    let err = client.execute_update("DELETE FROM region".into(), None).await.unwrap_err();
+    let err = client
+        .execute_update("DELETE FROM region".into(), None)
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), Code::Unimplemented, "{err}");
 }
 
@@ -73,7 +97,8 @@ async fn large_results_stay_under_two_mebibytes_per_message() {
     let info = client.execute(sql.into(), None).await.unwrap();
     let ticket = info.endpoint[0].ticket.clone().unwrap();
     // Raw Flight to see each encoded message.
-    let mut raw = arrow_flight::flight_service_client::FlightServiceClient::new(server.channel().await);
+    let mut raw =
+        arrow_flight::flight_service_client::FlightServiceClient::new(server.channel().await);
     let mut stream = raw.do_get(ticket).await.unwrap().into_inner();
     let (mut largest, mut messages) = (0usize, 0usize);
     let mut data = Vec::new();
@@ -83,11 +108,17 @@ async fn large_results_stay_under_two_mebibytes_per_message() {
         messages += 1;
         data.push(message);
     }
-    assert!(largest <= 2 * 1024 * 1024 + 64 * 1024, "largest message {largest} bytes");
+    assert!(
+        largest <= 2 * 1024 * 1024 + 64 * 1024,
+        "largest message {largest} bytes"
+    );
     assert!(messages > 10, "{messages} messages");
     let batches: Vec<RecordBatch> = arrow_flight::utils::flight_data_to_batches(&data).unwrap();
     assert_eq!(rows(&batches), 3_000_000);
-    let sum: i64 = batches.iter().map(|b| arrow::compute::sum(b.column(0).as_primitive::<Int64Type>()).unwrap()).sum();
+    let sum: i64 = batches
+        .iter()
+        .map(|b| arrow::compute::sum(b.column(0).as_primitive::<Int64Type>()).unwrap())
+        .sum();
     assert_eq!(sum, (0..3_000_000i64).sum::<i64>());
 }
 
@@ -108,18 +139,39 @@ async fn prepared_statements_bind_by_position_whatever_the_names() {
     assert_eq!(stmt.dataset_schema().unwrap().field(0).name(), "n_name");
 
     // ADBC style: columns named "0", "1".
-    let schema = Arc::new(Schema::new(vec![Field::new("0", DataType::Int64, false), Field::new("1", DataType::Int64, false)]));
-    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![10])), Arc::new(Int64Array::from(vec![2]))]).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("0", DataType::Int64, false),
+        Field::new("1", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![10])),
+            Arc::new(Int64Array::from(vec![2])),
+        ],
+    )
+    .unwrap();
     stmt.set_parameters(batch).unwrap();
     let info = stmt.execute().await.unwrap();
     let batches = fetch(&mut client, info).await;
-    let names: Vec<_> = batches.iter().flat_map(|b| b.column(0).as_string::<i32>().iter().map(|v| v.unwrap().to_string())).collect();
+    let names: Vec<_> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap().to_string())
+        })
+        .collect();
     assert_eq!(names, ["JAPAN", "CHINA", "VIETNAM"]);
 
     // flightsql-dbapi style: dense unions named param_0, param_1; two rows run twice.
     let union_fields = UnionFields::try_new(
         vec![0, 1],
-        vec![Field::new("int64", DataType::Int64, true), Field::new("string", DataType::Utf8, true)],
+        vec![
+            Field::new("int64", DataType::Int64, true),
+            Field::new("string", DataType::Utf8, true),
+        ],
     )
     .unwrap();
     let union = |values: Vec<i64>| -> ArrayRef {
@@ -129,7 +181,10 @@ async fn prepared_statements_bind_by_position_whatever_the_names() {
                 union_fields.clone(),
                 ScalarBuffer::from(vec![0i8; n]),
                 Some(ScalarBuffer::from((0..n as i32).collect::<Vec<_>>())),
-                vec![Arc::new(Int64Array::from(values)), Arc::new(StringArray::from(Vec::<String>::new()))],
+                vec![
+                    Arc::new(Int64Array::from(values)),
+                    Arc::new(StringArray::from(Vec::<String>::new())),
+                ],
             )
             .unwrap(),
         )
@@ -142,20 +197,66 @@ async fn prepared_statements_bind_by_position_whatever_the_names() {
     stmt.set_parameters(batch).unwrap();
     let info = stmt.execute().await.unwrap();
     let batches = fetch(&mut client, info).await;
-    let names: Vec<_> = batches.iter().flat_map(|b| b.column(0).as_string::<i32>().iter().map(|v| v.unwrap().to_string())).collect();
-    assert_eq!(names, ["UNITED STATES", "ALGERIA", "ETHIOPIA", "KENYA", "MOROCCO", "MOZAMBIQUE"]);
+    let names: Vec<_> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "UNITED STATES",
+            "ALGERIA",
+            "ETHIOPIA",
+            "KENYA",
+            "MOROCCO",
+            "MOZAMBIQUE"
+        ]
+    );
     stmt.close().await.unwrap();
 
     // Parameter schemas order $10 after $2.
-    let sql = (1..=10).map(|i| format!("${i} + 0 AS c{i}")).collect::<Vec<_>>().join(", ");
-    let stmt = client.prepare(format!("SELECT {sql} FROM region WHERE r_regionkey = $1"), None).await.unwrap();
-    let names: Vec<_> = stmt.parameter_schema().unwrap().fields().iter().map(|f| f.name().clone()).collect();
+    let sql = (1..=10)
+        .map(|i| format!("${i} + 0 AS c{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stmt = client
+        .prepare(
+            format!("SELECT {sql} FROM region WHERE r_regionkey = $1"),
+            None,
+        )
+        .await
+        .unwrap();
+    let names: Vec<_> = stmt
+        .parameter_schema()
+        .unwrap()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     assert_eq!(names, (1..=10).map(|i| format!("${i}")).collect::<Vec<_>>());
 
     // Wrong parameter count is refused where it is sent.
-    let mut stmt = client.prepare("SELECT $1 + 1 AS x".into(), None).await.unwrap();
-    let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false), Field::new("b", DataType::Int64, false)]));
-    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1])), Arc::new(Int64Array::from(vec![2]))]).unwrap();
+    let mut stmt = client
+        .prepare("SELECT $1 + 1 AS x".into(), None)
+        .await
+        .unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Int64, false),
+        Field::new("b", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![1])),
+            Arc::new(Int64Array::from(vec![2])),
+        ],
+    )
+    .unwrap();
     stmt.set_parameters(batch).unwrap();
     let err = stmt.execute().await.unwrap_err();
     assert_eq!(code(&err), Code::InvalidArgument, "{err}");
@@ -166,9 +267,18 @@ async fn handles_and_catalog_survive_a_restart() {
     let dir = DataDir::new("restart");
     let server = TestServer::start(&dir.0, &[]).await;
     let mut client = server.client().await;
-    let mut stmt = client.prepare("SELECT count(*) AS n FROM lineitem WHERE l_quantity > $1".into(), None).await.unwrap();
+    let mut stmt = client
+        .prepare(
+            "SELECT count(*) AS n FROM lineitem WHERE l_quantity > $1".into(),
+            None,
+        )
+        .await
+        .unwrap();
     let schema = Arc::new(Schema::new(vec![Field::new("0", DataType::Int64, false)]));
-    stmt.set_parameters(RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![40]))]).unwrap()).unwrap();
+    stmt.set_parameters(
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![40]))]).unwrap(),
+    )
+    .unwrap();
     let info = stmt.execute().await.unwrap();
     let before = common::pretty(&fetch(&mut client, info.clone()).await);
     let command = info.flight_descriptor.clone().unwrap().cmd;
@@ -184,12 +294,21 @@ async fn handles_and_catalog_survive_a_restart() {
     let any = arrow_flight::sql::Any::decode(command).unwrap();
     let cmd: CommandPreparedStatementQuery = any.unpack().unwrap().unwrap();
     let descriptor = FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec());
-    let info = client.inner_mut().get_flight_info(descriptor).await.unwrap().into_inner();
+    let info = client
+        .inner_mut()
+        .get_flight_info(descriptor)
+        .await
+        .unwrap()
+        .into_inner();
     let after = common::pretty(&fetch(&mut client, info).await);
     assert_eq!(before, after);
 }
 
-async fn action(client: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>, name: &str, body: Vec<u8>) -> Result<Vec<u8>, arrow_flight::error::FlightError> {
+async fn action(
+    client: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    name: &str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, arrow_flight::error::FlightError> {
     let mut results = client.do_action(Action::new(name, body)).await?;
     let mut out = Vec::new();
     while let Some(result) = results.message().await? {
@@ -205,50 +324,108 @@ async fn session_options_system_tables_and_cancel() {
     let mut client = server.client().await;
     client.handshake("u", "p").await.unwrap();
 
-    let string = |s: &str| SessionOptionValue { option_value: Some(OptionValue::StringValue(s.into())) };
-    let request = SetSessionOptionsRequest {
-        session_options: [("schema".to_string(), string("system")), ("bogus".to_string(), string("x"))].into(),
+    let string = |s: &str| SessionOptionValue {
+        option_value: Some(OptionValue::StringValue(s.into())),
     };
-    let body = action(&mut client, "SetSessionOptions", request.encode_to_vec()).await.unwrap();
+    let request = SetSessionOptionsRequest {
+        session_options: [
+            ("schema".to_string(), string("system")),
+            ("bogus".to_string(), string("x")),
+        ]
+        .into(),
+    };
+    let body = action(&mut client, "SetSessionOptions", request.encode_to_vec())
+        .await
+        .unwrap();
     let result = SetSessionOptionsResult::decode(body.as_slice()).unwrap();
     assert_eq!(result.errors.len(), 1, "{result:?}");
     assert!(result.errors.contains_key("bogus"));
-    let body = action(&mut client, "GetSessionOptions", vec![]).await.unwrap();
-    let options = GetSessionOptionsResult::decode(body.as_slice()).unwrap().session_options;
+    let body = action(&mut client, "GetSessionOptions", vec![])
+        .await
+        .unwrap();
+    let options = GetSessionOptionsResult::decode(body.as_slice())
+        .unwrap()
+        .session_options;
     assert_eq!(options["schema"], string("system"));
     // Unqualified names now resolve in `system`.
-    let text = query(&mut client, "SELECT name, kind, builtin FROM buckets ORDER BY name").await;
+    let text = query(
+        &mut client,
+        "SELECT name, kind, builtin FROM buckets ORDER BY name",
+    )
+    .await;
     assert!(text.contains("| primary | local | true"), "{text}");
     assert!(text.contains("| rescue  | local | true"), "{text}");
-    let text = query(&mut client, "SELECT count(*) AS n FROM columns WHERE table_name = 'lineitem'").await;
+    let text = query(
+        &mut client,
+        "SELECT count(*) AS n FROM columns WHERE table_name = 'lineitem'",
+    )
+    .await;
     assert!(text.contains("| 16 |"), "{text}");
-    let request = SetSessionOptionsRequest { session_options: [("schema".to_string(), string("nope"))].into() };
-    let body = action(&mut client, "SetSessionOptions", request.encode_to_vec()).await.unwrap();
-    assert_eq!(SetSessionOptionsResult::decode(body.as_slice()).unwrap().errors.len(), 1);
+    let request = SetSessionOptionsRequest {
+        session_options: [("schema".to_string(), string("nope"))].into(),
+    };
+    let body = action(&mut client, "SetSessionOptions", request.encode_to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        SetSessionOptionsResult::decode(body.as_slice())
+            .unwrap()
+            .errors
+            .len(),
+        1
+    );
     action(&mut client, "CloseSession", vec![]).await.unwrap();
-    let body = action(&mut client, "GetSessionOptions", vec![]).await.unwrap();
-    let options = GetSessionOptionsResult::decode(body.as_slice()).unwrap().session_options;
+    let body = action(&mut client, "GetSessionOptions", vec![])
+        .await
+        .unwrap();
+    let options = GetSessionOptionsResult::decode(body.as_slice())
+        .unwrap()
+        .session_options;
     assert_eq!(options["schema"], string("public"));
 
     // Unknown actions are Unimplemented and name the known ones.
-    let err = action(&mut client, "lakehouse.nope", vec![]).await.unwrap_err();
+    let err = action(&mut client, "lakehouse.nope", vec![])
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), Code::Unimplemented);
     assert!(err.to_string().contains("SetSessionOptions"), "{err}");
 
     // Cancel a long query while it streams.
-    let info = client.execute("SELECT count(*) FROM range(100000000000) a".into(), None).await.unwrap();
+    let info = client
+        .execute("SELECT count(*) FROM range(100000000000) a".into(), None)
+        .await
+        .unwrap();
     let ticket = info.endpoint[0].ticket.clone().unwrap();
     let mut running = server.client().await;
-    let fetching = tokio::spawn(async move { running.do_get(ticket).await.unwrap().collect::<Vec<_>>().await });
+    let fetching = tokio::spawn(async move {
+        running
+            .do_get(ticket)
+            .await
+            .unwrap()
+            .collect::<Vec<_>>()
+            .await
+    });
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let request = CancelFlightInfoRequest { info: Some(info.clone()) };
-    action(&mut client, "CancelFlightInfo", request.encode_to_vec()).await.unwrap();
-    let results = tokio::time::timeout(std::time::Duration::from_secs(30), fetching).await.unwrap().unwrap();
+    let request = CancelFlightInfoRequest {
+        info: Some(info.clone()),
+    };
+    action(&mut client, "CancelFlightInfo", request.encode_to_vec())
+        .await
+        .unwrap();
+    let results = tokio::time::timeout(std::time::Duration::from_secs(30), fetching)
+        .await
+        .unwrap()
+        .unwrap();
     let last = results.last().expect("stream ends with an error");
-    assert!(matches!(last, Err(e) if code(e) == Code::Cancelled), "{last:?}");
+    assert!(
+        matches!(last, Err(e) if code(e) == Code::Cancelled),
+        "{last:?}"
+    );
     // Nothing runs now: cancelling again is NotFound.
     let request = CancelFlightInfoRequest { info: Some(info) };
-    let err = action(&mut client, "CancelFlightInfo", request.encode_to_vec()).await.unwrap_err();
+    let err = action(&mut client, "CancelFlightInfo", request.encode_to_vec())
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), Code::NotFound);
 }
 
@@ -257,7 +434,10 @@ async fn memory_limit_bounds_queries() {
     let dir = DataDir::new("memory");
     let server = TestServer::start(&dir.0, &["--memory-limit", "8MiB"]).await;
     let mut client = server.client().await;
-    let info = client.execute("SELECT array_agg(value) FROM range(50000000)".into(), None).await.unwrap();
+    let info = client
+        .execute("SELECT array_agg(value) FROM range(50000000)".into(), None)
+        .await
+        .unwrap();
     let err = try_fetch(&mut client, info).await.unwrap_err();
     assert_eq!(code(&err), Code::ResourceExhausted, "{err}");
     // The server is fine afterwards.

@@ -4,13 +4,56 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::logstore::{
+    LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig, default_logstore, logstore_factories,
+};
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableBuilder};
+use deltalake::{DeltaResult, DeltaTable, DeltaTableBuilder};
+use std::sync::{Arc, Once};
+use url::Url;
 
 use super::{CatalogError, Result, TableEntry};
 use crate::storage::Bucket;
 
+/// Lets delta-rs commit to `s3://` tables through *our* object store.
+///
+/// delta-rs registers log stores only for `file://` and `memory://`; its S3 one lives
+/// in a crate we don't need, since buckets hand it a ready `object_store`. The default
+/// log store commits with conditional puts (`If-None-Match`), which S3 and
+/// S3-compatible servers support, so concurrent writers never overwrite a commit.
+#[derive(Debug, Default)]
+struct ConditionalPutLogStore;
+
+impl LogStoreFactory for ConditionalPutLogStore {
+    fn with_options(
+        &self,
+        prefixed_store: ObjectStoreRef,
+        root_store: ObjectStoreRef,
+        location: &Url,
+        options: &StorageConfig,
+    ) -> DeltaResult<Arc<dyn LogStore>> {
+        Ok(default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
+}
+
+fn register_s3_log_store() {
+    static REGISTERED: Once = Once::new();
+    REGISTERED.call_once(|| {
+        for scheme in ["s3://", "s3a://"] {
+            if let Ok(url) = Url::parse(scheme) {
+                logstore_factories().insert(url, Arc::new(ConditionalPutLogStore));
+            }
+        }
+    });
+}
+
 fn builder(bucket: &Bucket, entry: &TableEntry) -> Result<DeltaTableBuilder> {
+    register_s3_log_store();
     let url = bucket.url_of(&entry.location)?;
     let delta = |source| CatalogError::Delta {
         table: entry.qualified_name(),

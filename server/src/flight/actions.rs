@@ -78,8 +78,7 @@ impl LakehouseService {
             SET_SESSION_OPTIONS => {
                 let body: SetSessionOptionsRequest = decode(action)?;
                 let catalog = self.engine.catalog();
-                let (result, cookie) =
-                    self.sessions.set(&request, catalog, body.session_options);
+                let (result, cookie) = self.sessions.set(&request, catalog, body.session_options);
                 let mut response = one_result(result.encode_to_vec());
                 if let Some(id) = cookie {
                     let header = format!("{SESSION_COOKIE}={id}")

@@ -202,7 +202,10 @@ pub async fn keys(
 /// Schemas of the catalog, including DataFusion's `information_schema`, which the
 /// engine resolves outside the catalog provider.
 fn schema_names(ctx: &SessionContext) -> Vec<String> {
-    let mut names = ctx.catalog(CATALOG_NAME).map(|c| c.schema_names()).unwrap_or_default();
+    let mut names = ctx
+        .catalog(CATALOG_NAME)
+        .map(|c| c.schema_names())
+        .unwrap_or_default();
     if ctx.state().config().information_schema() && !names.iter().any(|n| n == INFORMATION_SCHEMA) {
         names.push(INFORMATION_SCHEMA.to_string());
     }

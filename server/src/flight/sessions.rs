@@ -48,7 +48,9 @@ impl Sessions {
 
     fn cookie_key<T>(request: &Request<T>) -> Option<String> {
         for cookie in request.metadata().get_all("cookie") {
-            let Ok(cookie) = cookie.to_str() else { continue };
+            let Ok(cookie) = cookie.to_str() else {
+                continue;
+            };
             for pair in cookie.split(';') {
                 if let Some((name, value)) = pair.trim().split_once('=')
                     && name == SESSION_COOKIE
@@ -66,7 +68,10 @@ impl Sessions {
             .metadata()
             .get("authorization")
             .and_then(|auth| auth.to_str().ok())
-            .and_then(|auth| auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")));
+            .and_then(|auth| {
+                auth.strip_prefix("Bearer ")
+                    .or_else(|| auth.strip_prefix("bearer "))
+            });
         if let Some(token) = bearer {
             return Some(format!("bearer:{token}"));
         }
@@ -123,7 +128,12 @@ impl Sessions {
         let mut errors = HashMap::new();
         for (name, value) in options {
             if let Err(error) = apply(&mut session.defaults, catalog, &name, value.option_value) {
-                errors.insert(name, OptionError { value: error as i32 });
+                errors.insert(
+                    name,
+                    OptionError {
+                        value: error as i32,
+                    },
+                );
             }
         }
         (SetSessionOptionsResult { errors }, new_cookie)
@@ -131,7 +141,9 @@ impl Sessions {
 
     /// Forgets the caller's session under all its keys; false when it had none.
     pub fn close<T>(&self, request: &Request<T>) -> bool {
-        let Some(session) = self.find(request) else { return false };
+        let Some(session) = self.find(request) else {
+            return false;
+        };
         self.lock().retain(|_, s| !Arc::ptr_eq(s, &session));
         true
     }
@@ -154,7 +166,9 @@ fn apply(
 ) -> Result<(), ErrorValue> {
     match (name, value) {
         ("catalog", Some(OptionValue::StringValue(c))) if c == CATALOG_NAME => defaults.catalog = c,
-        ("schema", Some(OptionValue::StringValue(s))) if catalog.schema_names().contains(&s) || is_builtin(&s) => {
+        ("schema", Some(OptionValue::StringValue(s)))
+            if catalog.schema_names().contains(&s) || is_builtin(&s) =>
+        {
             defaults.schema = s
         }
         ("catalog", None) => defaults.catalog = SessionDefaults::default().catalog,

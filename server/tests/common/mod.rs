@@ -20,7 +20,10 @@ pub struct DataDir(pub PathBuf);
 
 impl DataDir {
     pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("lakehouse-test-{name}-{}", uuid::Uuid::new_v4().simple()));
+        let dir = std::env::temp_dir().join(format!(
+            "lakehouse-test-{name}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
@@ -43,7 +46,15 @@ impl TestServer {
     /// Starts `lakehouse serve` on `data_dir` with the tiny TPC-H demo and `extra` flags.
     pub async fn start(data_dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lakehouse"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--demo", "--demo-scale", "0.01", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--demo",
+                "--demo-scale",
+                "0.01",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .args(extra)
             .env("LAKEHOUSE_LOG", "info")
@@ -73,11 +84,19 @@ impl TestServer {
         })
         .await
         .expect("server did not start within 120 s");
-        Self { child, addr, log: rx }
+        Self {
+            child,
+            addr,
+            log: rx,
+        }
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
     }
 
     pub async fn client(&self) -> FlightSqlServiceClient<Channel> {
@@ -89,7 +108,10 @@ impl TestServer {
         let pid = self.child.id().unwrap();
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe { libc_kill(pid as i32, 15) };
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("server did not stop").unwrap()
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("server did not stop")
+            .unwrap()
     }
 }
 
@@ -99,7 +121,10 @@ unsafe extern "C" {
 }
 
 /// Fetches every endpoint of `info` and returns all batches.
-pub async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Vec<RecordBatch> {
+pub async fn fetch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> Vec<RecordBatch> {
     try_fetch(client, info).await.unwrap()
 }
 
@@ -125,7 +150,9 @@ pub async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> S
 }
 
 pub fn pretty(batches: &[RecordBatch]) -> String {
-    arrow::util::pretty::pretty_format_batches(batches).unwrap().to_string()
+    arrow::util::pretty::pretty_format_batches(batches)
+        .unwrap()
+        .to_string()
 }
 
 pub fn rows(batches: &[RecordBatch]) -> usize {

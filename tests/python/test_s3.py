@@ -1,0 +1,70 @@
+"""The primary bucket on S3, against a local S3-compatible server (moto)."""
+
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+import adbc_driver_flightsql.dbapi as flightsql
+from conftest import Server
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+
+
+@pytest.fixture()
+def s3_endpoint():
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    s3.create_bucket(Bucket="lake")
+    yield endpoint, s3
+    moto.stop()
+
+
+def test_tables_in_an_s3_primary_bucket(s3_endpoint, monkeypatch):
+    endpoint, s3 = s3_endpoint
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    data_dir = Path(tempfile.mkdtemp(prefix="lakehouse-s3-"))
+    args = ["--primary-url", "s3://lake/warehouse", "--s3-endpoint", endpoint, "--s3-allow-http", "true"]
+    server = Server(data_dir, *args)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            conn = flightsql.connect(server.uri)
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM lineitem")
+            assert cur.fetchone()[0] == 60175
+            cur.execute("SELECT name, kind, url FROM system.buckets WHERE name = 'primary'")
+            assert cur.fetchone() == ("primary", "s3", "s3://lake/warehouse/")
+            cur.execute("SELECT location FROM system.tables WHERE table_name = 'region'")
+            assert cur.fetchone()[0].startswith("s3://lake/warehouse/tables/public/region-")
+        conn.close()
+        # The objects really are in the S3 bucket: the catalog and Delta logs.
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="warehouse/")["Contents"]]
+        assert "warehouse/_lakehouse/catalog.json" in keys
+        assert any("/_delta_log/00000000000000000000.json" in k for k in keys)
+    finally:
+        assert server.stop() == 0
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    # A restart reads the catalog back from S3 without recreating anything.
+    server = Server(data_dir, *args)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            conn = flightsql.connect(server.uri)
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*), max(version) FROM system.tables")
+            assert cur.fetchone() == (8, 0)
+        conn.close()
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
