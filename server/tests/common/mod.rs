@@ -2,17 +2,16 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow_flight::FlightInfo;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
 /// A temporary data directory, removed on drop.
@@ -60,14 +59,15 @@ impl TestServer {
             .env("LAKEHOUSE_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("spawn lakehouse");
         let stderr = child.stderr.take().unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+        // A plain thread: the harness needs no tokio process/io features, so test
+        // builds unify features exactly like the server build (no rebuilds).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -105,13 +105,23 @@ impl TestServer {
 
     /// Sends SIGTERM and waits for a clean exit.
     pub async fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().unwrap();
         // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc_kill(pid as i32, 15) };
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("server did not stop")
-            .unwrap()
+        unsafe { libc_kill(self.child.id() as i32, 15) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop within 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs the benchmarks and prints their figures (JSON in benches/results/):
+#   (a) SELECT * of a >= 1 GB table: ADBC from Lakehouse vs pyarrow.flight from an in-memory Python server
+#   (b) the 22 TPC-H queries at SF1: Flight SQL vs in-process DataFusion
+# Data is generated once under $LAKEHOUSE_BENCH_DIR (default ~/.cache/lakehouse/bench).
+#   benches/run.sh [throughput|tpch|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+which="${1:-all}"
+bench_dir="${LAKEHOUSE_BENCH_DIR:-$HOME/.cache/lakehouse/bench}"
+target="${CARGO_TARGET_DIR:-target}"
+venv="${LAKEHOUSE_VENV:-.venv}"
+mkdir -p "$bench_dir"
+export LAKEHOUSE_BENCH_DIR="$bench_dir"
+
+cargo build --release --workspace --quiet
+if [[ ! -x "$venv/bin/python" ]]; then python3 -m venv "$venv"; fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+
+if [[ "$which" == all || "$which" == throughput ]]; then
+  echo "==> (a) throughput: TPC-H SF2 lineitem (first run generates it)"
+  log="$bench_dir/throughput-server.log"
+  "$target/release/lakehouse" serve --listen 127.0.0.1:0 --data-dir "$bench_dir/tpch-sf2" --demo --demo-scale 2 \
+      --memory-limit 8GiB >/dev/null 2>"$log" &
+  server=$!
+  trap 'kill $server 2>/dev/null || true' EXIT
+  for _ in $(seq 1 1200); do
+    grep -q "listening on" "$log" && break
+    kill -0 $server 2>/dev/null || { cat "$log"; exit 1; }
+    sleep 0.5
+  done
+  uri="$(grep -o 'grpc://[0-9.:]*' "$log" | head -1)"
+  "$venv/bin/python" benches/flight_throughput.py --uri "$uri"
+  kill $server; wait $server || true
+  trap - EXIT
+fi
+
+if [[ "$which" == all || "$which" == tpch ]]; then
+  echo "==> (b) TPC-H SF1: Flight SQL vs in-process (first run generates the tables)"
+  cargo bench --quiet -p lakehouse --bench tpch -- --data-dir "$bench_dir/tpch-sf1" --scale 1 --runs 3
+fi
