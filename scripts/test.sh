@@ -2,11 +2,13 @@
 # Runs every test of the project, installing what they need first:
 #   1. lints (rustfmt, clippy with warnings as errors) unless LAKEHOUSE_SKIP_LINT=1
 #   2. Rust unit and end-to-end tests (the real binary, arrow-rs FlightSqlServiceClient)
-#   3. the Python suite (ADBC Flight SQL driver, pyarrow.flight, pandas, polars) in a venv
+#   3. the Python suite (ADBC Flight SQL driver, pyarrow.flight, pandas, polars, moto for S3,
+#      and arrow-rs's flight_sql_client CLI, installed here on first run) in a venv
 #
 # Environment:
 #   CARGO_TARGET_DIR  where cargo builds (default: ./target)
 #   LAKEHOUSE_VENV    the Python virtual environment (default: ./.venv)
+#   LAKEHOUSE_TOOLS   where third-party tools are installed (default: ./.tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,5 +42,19 @@ if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
   echo "$want" > "$stamp"
 fi
 
-step "Python tests (ADBC, pyarrow.flight, pandas, polars)"
+step "arrow-rs flight_sql_client CLI"
+tools="${LAKEHOUSE_TOOLS:-.tools}"
+cli="$(command -v flight_sql_client || true)"
+if [[ -z "$cli" ]]; then
+  cli="$tools/bin/flight_sql_client"
+  if [[ ! -x "$cli" ]]; then
+    echo "installing flight_sql_client (arrow-flight 59.3.2) into $tools; takes a while once"
+    CARGO_TARGET_DIR="$tools/build" cargo install --quiet --locked arrow-flight@59.3.2 \
+      --features "cli flight-sql tls-ring" --bin flight_sql_client --root "$tools"
+    rm -rf "$tools/build"
+  fi
+fi
+export FLIGHT_SQL_CLIENT="$cli"
+
+step "Python tests (ADBC, pyarrow.flight, pandas, polars, S3, CLI)"
 "$venv/bin/python" -m pytest tests/python -q -p no:cacheprovider

@@ -13,7 +13,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::Settings;
 use crate::demo::{self, DemoError};
-use crate::flight::{LakehouseService, MAX_DECODING_BYTES};
+use crate::flight::{FrontDoor, LakehouseService, MAX_DECODING_BYTES};
 use crate::query::QueryEngine;
 use crate::storage::{BucketRegistry, StorageError};
 
@@ -89,7 +89,8 @@ pub async fn serve(
     );
     on_listening(addr);
 
-    let svc = FlightServiceServer::new(service).max_decoding_message_size(MAX_DECODING_BYTES);
+    let svc = FlightServiceServer::new(FrontDoor::new(service))
+        .max_decoding_message_size(MAX_DECODING_BYTES);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown.await;

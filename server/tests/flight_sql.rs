@@ -80,6 +80,31 @@ async fn queries_stream_results_and_map_errors() {
         "the error names the table: {err}"
     );
 
+    // PollFlightInfo answers at once with a complete PollInfo.
+    let command = arrow_flight::sql::CommandStatementQuery {
+        query: "SELECT 42 AS answer".into(),
+        transaction_id: None,
+    };
+    let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
+    let poll = client
+        .inner_mut()
+        .poll_flight_info(descriptor.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(poll.flight_descriptor.is_none(), "nothing left to poll");
+    assert_eq!(poll.progress, Some(1.0));
+    let info = poll.info.unwrap();
+    assert!(common::pretty(&fetch(&mut client, info).await).contains("| 42 "));
+    let schema = client
+        .inner_mut()
+        .get_schema(descriptor)
+        .await
+        .unwrap()
+        .into_inner();
+    let schema = arrow::datatypes::Schema::try_from(&schema).unwrap();
+    assert_eq!(schema.field(0).name(), "answer");
+
     // Writes are for a later release: a clear Unimplemented.
     let err = client
         .execute_update("DELETE FROM region".into(), None)

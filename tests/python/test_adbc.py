@@ -122,3 +122,10 @@ def test_session_schema_option(server):
             assert cur.fetchone()[0] == 2
     finally:
         conn.close()
+
+
+def test_execute_schema_uses_get_schema_without_running(conn):
+    with conn.cursor() as cur:
+        schema = cur.adbc_execute_schema("SELECT l_orderkey, l_comment FROM lineitem WHERE l_quantity > 10")
+    assert schema.names == ["l_orderkey", "l_comment"]
+    assert schema.field("l_comment").type == pa.string()

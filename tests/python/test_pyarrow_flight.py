@@ -42,3 +42,16 @@ def test_close_session_answers(client):
     results = list(client.do_action(flight.Action("CloseSession", b"")))
     # CloseSessionResult { status: CLOSED (1) }: field 1, varint 1.
     assert results[0].body.to_pybytes() == b"\x08\x01"
+
+
+def test_get_schema_plans_only(client):
+    # A raw CommandStatementQuery in an Any, as Flight SQL clients send it.
+    query = b"SELECT r_name FROM region"
+    command = b"\x0a" + bytes([len(query)]) + query
+    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+    any_message = b"\x0a" + bytes([len(type_url)]) + type_url + b"\x12" + bytes([len(command)]) + command
+    descriptor = flight.FlightDescriptor.for_command(any_message)
+    schema = client.get_schema(descriptor).schema
+    assert schema.names == ["r_name"]
+    with pytest.raises(pa.ArrowInvalid):
+        client.get_schema(flight.FlightDescriptor.for_command(b"not a command"))

@@ -11,6 +11,7 @@
 //! - metadata answers use the exact Flight SQL schemas.
 
 mod actions;
+mod front;
 mod metadata;
 mod prepared;
 mod running;
@@ -19,6 +20,7 @@ mod sessions;
 mod sql_info;
 mod status;
 
+pub use front::FrontDoor;
 pub use service::LakehouseService;
 pub use sql_info::SERVER_NAME;
 
