@@ -39,6 +39,9 @@ use super::sessions::Sessions;
 use super::{MAX_FLIGHT_DATA_BYTES, metadata, sql_info, status};
 use crate::query::{ParameterRows, QueryEngine, SessionDefaults};
 
+/// FlightData messages encoded ahead of what the client has read.
+const ENCODE_AHEAD: usize = 4;
+
 type FlightDataStream =
     Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
 
@@ -152,12 +155,26 @@ impl LakehouseService {
             "query cancelled by CancelFlightInfo",
         ))));
         let batches = Cancellable::new(batches, guard, cancelled, cancelled_item);
-        let stream = FlightDataEncoderBuilder::new()
+        let mut encoded = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .with_max_flight_data_size(MAX_FLIGHT_DATA_BYTES)
             .build(batches)
             .map_err(Status::from);
-        Response::new(Box::pin(stream))
+        // Encode in a task of its own, a few messages ahead of the network: IPC
+        // encoding then overlaps with gRPC framing and socket writes. The bounded
+        // channel keeps memory flat; a client that goes away drops the receiver,
+        // which ends the task and, with it, the query.
+        let (tx, rx) = tokio::sync::mpsc::channel(ENCODE_AHEAD);
+        tokio::spawn(async move {
+            while let Some(message) = encoded.next().await {
+                if tx.send(message).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Response::new(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|message| (message, rx))
+        })))
     }
 
     fn one_batch(&self, ticket: &[u8], batch: RecordBatch) -> Response<FlightDataStream> {
