@@ -17,15 +17,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
-use lakehouse::catalog::Catalog;
 use lakehouse::config::{ServeArgs, Settings};
 use lakehouse::query::{QueryEngine, SessionDefaults};
-use lakehouse::storage::BucketRegistry;
 use tonic::transport::Channel;
 
 struct Args {
@@ -145,9 +142,7 @@ async fn run(args: Args) {
         .unwrap();
     let mut client = FlightSqlServiceClient::new(channel);
 
-    let buckets = Arc::new(BucketRegistry::open(&settings).unwrap());
-    let catalog = Arc::new(Catalog::open(buckets).await.unwrap());
-    let engine = QueryEngine::new(catalog, &settings).unwrap();
+    let engine = lakehouse::server::open_engine(&settings).await.unwrap();
 
     let mut names: Vec<_> = std::fs::read_dir(root.join("benches/tpch"))
         .unwrap()

@@ -58,8 +58,7 @@ pub async fn serve(
     on_listening: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let buckets = Arc::new(BucketRegistry::open(&settings)?);
-    let catalog = Arc::new(Catalog::open(buckets).await?);
+    let catalog = open_catalog(&settings).await?;
     tracing::info!(
         data_dir = %settings.data_dir.display(),
         tables = catalog.snapshot().tables.len(),
@@ -111,6 +110,18 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the buckets and loads the catalog.
+pub async fn open_catalog(settings: &Settings) -> Result<Arc<Catalog>, ServeError> {
+    let buckets = Arc::new(BucketRegistry::open(settings)?);
+    Ok(Arc::new(Catalog::open(buckets).await?))
+}
+
+/// A query engine over the catalog of `settings`, without a server (benchmarks, tests, tools).
+pub async fn open_engine(settings: &Settings) -> Result<QueryEngine, ServeError> {
+    let catalog = open_catalog(settings).await?;
+    Ok(QueryEngine::new(catalog, settings)?)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -5,14 +5,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use common::{DataDir, TestServer, fetch, pretty};
 use futures::TryStreamExt;
-use lakehouse::catalog::Catalog;
 use lakehouse::config::{ServeArgs, Settings};
-use lakehouse::query::{QueryEngine, SessionDefaults};
-use lakehouse::storage::BucketRegistry;
+use lakehouse::query::SessionDefaults;
 
 fn queries() -> Vec<(String, String)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/tpch");
@@ -42,9 +39,7 @@ async fn tpch_answers_match_in_process_datafusion() {
         ..Default::default()
     })
     .unwrap();
-    let buckets = Arc::new(BucketRegistry::open(&settings).unwrap());
-    let catalog = Arc::new(Catalog::open(buckets).await.unwrap());
-    let engine = QueryEngine::new(catalog, &settings).unwrap();
+    let engine = lakehouse::server::open_engine(&settings).await.unwrap();
 
     let queries = queries();
     assert_eq!(queries.len(), 22);

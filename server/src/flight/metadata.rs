@@ -175,28 +175,25 @@ pub fn foreign_keys_schema() -> SchemaRef {
     ]))
 }
 
-/// Checks that a key command names an existing table, then answers with no rows.
-pub async fn keys(
+/// NotFound unless the table named by a key command exists.
+pub fn ensure_table(
     ctx: &SessionContext,
-    schema: SchemaRef,
     catalog: Option<&str>,
     db_schema: Option<&str>,
     table: &str,
-) -> Result<RecordBatch, Status> {
-    if catalog.is_some_and(|c| c != CATALOG_NAME) {
+) -> Result<(), Status> {
+    if let Some(catalog) = catalog.filter(|c| *c != CATALOG_NAME) {
         return Err(Status::not_found(format!(
-            "catalog {:?} does not exist",
-            catalog.unwrap_or_default()
+            "catalog {catalog:?} does not exist"
         )));
     }
     let schema_name = db_schema.unwrap_or(crate::catalog::DEFAULT_SCHEMA);
-    let exists = schema_provider(ctx, schema_name).is_some_and(|s| s.table_exist(table));
-    if !exists {
+    if !schema_provider(ctx, schema_name).is_some_and(|s| s.table_exist(table)) {
         return Err(Status::not_found(format!(
             "table {schema_name}.{table} does not exist"
         )));
     }
-    Ok(RecordBatch::new_empty(schema))
+    Ok(())
 }
 
 /// Schemas of the catalog, including DataFusion's `information_schema`, which the

@@ -24,7 +24,7 @@ use tonic::{Request, Status};
 
 use super::service::LakehouseService;
 use super::status;
-use crate::query::{ParameterRows, SessionDefaults, parameter_schema};
+use crate::query::{ParameterRows, parameter_schema};
 
 fn schema_bytes(schema: &Schema) -> Result<Vec<u8>, Status> {
     let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
@@ -41,16 +41,7 @@ impl LakehouseService {
         sql: String,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let handle = self.new_handle(request, sql);
-        let defaults = SessionDefaults {
-            catalog: handle.default_catalog.clone(),
-            schema: handle.default_schema.clone(),
-        };
-        let ctx = self.engine.session(&defaults);
-        let plan = self
-            .engine
-            .plan(&ctx, &handle.sql)
-            .await
-            .map_err(status::from_datafusion)?;
+        let (_, plan) = self.plan_unbound(&handle).await?;
         let parameters = parameter_schema(&plan).map_err(status::from_datafusion)?;
         let dataset = plan.schema().as_arrow().clone();
         Ok(ActionCreatePreparedStatementResult {

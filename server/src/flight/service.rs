@@ -89,6 +89,18 @@ impl LakehouseService {
         &self,
         handle: &StatementHandle,
     ) -> Result<(SessionContext, Vec<datafusion::logical_expr::LogicalPlan>), Status> {
+        let (ctx, plan) = self.plan_unbound(handle).await?;
+        let params =
+            ParameterRows::from_ipc(&handle.parameters).map_err(status::from_datafusion)?;
+        let plans = params.bind(&plan).map_err(status::from_datafusion)?;
+        Ok((ctx, plans))
+    }
+
+    /// Plans the handle's SQL under the session defaults it carries, parameters unbound.
+    pub(super) async fn plan_unbound(
+        &self,
+        handle: &StatementHandle,
+    ) -> Result<(SessionContext, datafusion::logical_expr::LogicalPlan), Status> {
         let defaults = SessionDefaults {
             catalog: handle.default_catalog.clone(),
             schema: handle.default_schema.clone(),
@@ -99,10 +111,7 @@ impl LakehouseService {
             .plan(&ctx, &handle.sql)
             .await
             .map_err(status::from_datafusion)?;
-        let params =
-            ParameterRows::from_ipc(&handle.parameters).map_err(status::from_datafusion)?;
-        let plans = params.bind(&plan).map_err(status::from_datafusion)?;
-        Ok((ctx, plans))
+        Ok((ctx, plan))
     }
 
     /// Runs the plans one after the other and streams their batches as FlightData.
@@ -177,6 +186,21 @@ impl LakehouseService {
         })))
     }
 
+    /// Key commands: the named tables must exist; Lakehouse tables declare no keys,
+    /// so the answer is the spec schema with no rows.
+    async fn key_answer(
+        &self,
+        request: &Request<Ticket>,
+        schema: SchemaRef,
+        tables: &[(Option<&str>, Option<&str>, &str)],
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let ctx = self.engine.session(&self.defaults(request));
+        for (catalog, db_schema, table) in tables {
+            metadata::ensure_table(&ctx, *catalog, *db_schema, table)?;
+        }
+        Ok(self.one_batch(&request.get_ref().ticket, RecordBatch::new_empty(schema)))
+    }
+
     fn one_batch(&self, ticket: &[u8], batch: RecordBatch) -> Response<FlightDataStream> {
         let schema = batch.schema();
         self.encode(ticket, schema, futures::stream::iter([Ok(batch)]))
@@ -196,6 +220,20 @@ pub(super) fn flight_info(
         .with_endpoint(endpoint)
         .with_descriptor(descriptor)
         .with_ordered(true))
+}
+
+/// FlightInfo of a metadata command: its schema, and the command itself as the ticket.
+fn metadata_info(
+    command: &impl ProstMessageExt,
+    schema: &arrow::datatypes::Schema,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    let ticket = command.as_any().encode_to_vec();
+    Ok(Response::new(flight_info(
+        schema,
+        request.into_inner(),
+        ticket,
+    )?))
 }
 
 fn unsupported(what: &str) -> Status {
@@ -287,12 +325,7 @@ impl FlightSqlService for LakehouseService {
             .first()
             .map(|p| p.schema().as_arrow().clone())
             .unwrap_or_else(arrow::datatypes::Schema::empty);
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &schema,
-            request.into_inner(),
-            ticket,
-        )?))
+        metadata_info(&query, &schema, request)
     }
 
     async fn get_flight_info_catalogs(
@@ -300,12 +333,7 @@ impl FlightSqlService for LakehouseService {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &metadata::catalogs_schema(),
-            request.into_inner(),
-            ticket,
-        )?))
+        metadata_info(&query, &metadata::catalogs_schema(), request)
     }
 
     async fn get_flight_info_schemas(
@@ -313,12 +341,7 @@ impl FlightSqlService for LakehouseService {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &metadata::db_schemas_schema(),
-            request.into_inner(),
-            ticket,
-        )?))
+        metadata_info(&query, &metadata::db_schemas_schema(), request)
     }
 
     async fn get_flight_info_tables(
@@ -327,12 +350,7 @@ impl FlightSqlService for LakehouseService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = metadata::tables_schema(query.include_schema);
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &schema,
-            request.into_inner(),
-            ticket,
-        )?))
+        metadata_info(&query, &schema, request)
     }
 
     async fn get_flight_info_table_types(
@@ -340,12 +358,7 @@ impl FlightSqlService for LakehouseService {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &metadata::table_types_schema(),
-            request.into_inner(),
-            ticket,
-        )?))
+        metadata_info(&query, &metadata::table_types_schema(), request)
     }
 
     async fn get_flight_info_sql_info(
@@ -353,12 +366,7 @@ impl FlightSqlService for LakehouseService {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            SqlInfoDataBuilder::schema(),
-            request.into_inner(),
-            ticket,
-        )?))
+        metadata_info(&query, SqlInfoDataBuilder::schema(), request)
     }
 
     async fn get_flight_info_primary_keys(
@@ -366,12 +374,7 @@ impl FlightSqlService for LakehouseService {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &metadata::primary_keys_schema(),
-            request.into_inner(),
-            ticket,
-        )?))
+        metadata_info(&query, &metadata::primary_keys_schema(), request)
     }
 
     async fn get_flight_info_exported_keys(
@@ -379,12 +382,7 @@ impl FlightSqlService for LakehouseService {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &metadata::foreign_keys_schema(),
-            request.into_inner(),
-            ticket,
-        )?))
+        metadata_info(&query, &metadata::foreign_keys_schema(), request)
     }
 
     async fn get_flight_info_imported_keys(
@@ -392,12 +390,7 @@ impl FlightSqlService for LakehouseService {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &metadata::foreign_keys_schema(),
-            request.into_inner(),
-            ticket,
-        )?))
+        metadata_info(&query, &metadata::foreign_keys_schema(), request)
     }
 
     async fn get_flight_info_cross_reference(
@@ -405,12 +398,7 @@ impl FlightSqlService for LakehouseService {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &metadata::foreign_keys_schema(),
-            request.into_inner(),
-            ticket,
-        )?))
+        metadata_info(&query, &metadata::foreign_keys_schema(), request)
     }
 
     async fn get_flight_info_xdbc_type_info(
@@ -418,12 +406,7 @@ impl FlightSqlService for LakehouseService {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &self.xdbc.schema(),
-            request.into_inner(),
-            ticket,
-        )?))
+        metadata_info(&query, &self.xdbc.schema(), request)
     }
 
     async fn do_get_statement(
@@ -505,17 +488,16 @@ impl FlightSqlService for LakehouseService {
         query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let ctx = self.engine.session(&self.defaults(&request));
-        let schema = metadata::primary_keys_schema();
-        let batch = metadata::keys(
-            &ctx,
-            schema,
-            query.catalog.as_deref(),
-            query.db_schema.as_deref(),
-            &query.table,
+        self.key_answer(
+            &request,
+            metadata::primary_keys_schema(),
+            &[(
+                query.catalog.as_deref(),
+                query.db_schema.as_deref(),
+                query.table.as_str(),
+            )],
         )
-        .await?;
-        Ok(self.one_batch(&request.get_ref().ticket, batch))
+        .await
     }
 
     async fn do_get_exported_keys(
@@ -523,17 +505,16 @@ impl FlightSqlService for LakehouseService {
         query: CommandGetExportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let ctx = self.engine.session(&self.defaults(&request));
-        let schema = metadata::foreign_keys_schema();
-        let batch = metadata::keys(
-            &ctx,
-            schema,
-            query.catalog.as_deref(),
-            query.db_schema.as_deref(),
-            &query.table,
+        self.key_answer(
+            &request,
+            metadata::foreign_keys_schema(),
+            &[(
+                query.catalog.as_deref(),
+                query.db_schema.as_deref(),
+                query.table.as_str(),
+            )],
         )
-        .await?;
-        Ok(self.one_batch(&request.get_ref().ticket, batch))
+        .await
     }
 
     async fn do_get_imported_keys(
@@ -541,17 +522,16 @@ impl FlightSqlService for LakehouseService {
         query: CommandGetImportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let ctx = self.engine.session(&self.defaults(&request));
-        let schema = metadata::foreign_keys_schema();
-        let batch = metadata::keys(
-            &ctx,
-            schema,
-            query.catalog.as_deref(),
-            query.db_schema.as_deref(),
-            &query.table,
+        self.key_answer(
+            &request,
+            metadata::foreign_keys_schema(),
+            &[(
+                query.catalog.as_deref(),
+                query.db_schema.as_deref(),
+                query.table.as_str(),
+            )],
         )
-        .await?;
-        Ok(self.one_batch(&request.get_ref().ticket, batch))
+        .await
     }
 
     async fn do_get_cross_reference(
@@ -559,25 +539,20 @@ impl FlightSqlService for LakehouseService {
         query: CommandGetCrossReference,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let ctx = self.engine.session(&self.defaults(&request));
-        let schema = metadata::foreign_keys_schema();
-        let pk = metadata::keys(
-            &ctx,
-            schema.clone(),
-            query.pk_catalog.as_deref(),
-            query.pk_db_schema.as_deref(),
-            &query.pk_table,
-        );
-        pk.await?;
-        let batch = metadata::keys(
-            &ctx,
-            schema,
-            query.fk_catalog.as_deref(),
-            query.fk_db_schema.as_deref(),
-            &query.fk_table,
-        )
-        .await?;
-        Ok(self.one_batch(&request.get_ref().ticket, batch))
+        let tables = [
+            (
+                query.pk_catalog.as_deref(),
+                query.pk_db_schema.as_deref(),
+                query.pk_table.as_str(),
+            ),
+            (
+                query.fk_catalog.as_deref(),
+                query.fk_db_schema.as_deref(),
+                query.fk_table.as_str(),
+            ),
+        ];
+        self.key_answer(&request, metadata::foreign_keys_schema(), &tables)
+            .await
     }
 
     async fn do_get_xdbc_type_info(
