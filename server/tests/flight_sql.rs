@@ -147,6 +147,19 @@ async fn large_results_stay_under_two_mebibytes_per_message() {
     assert_eq!(sum, (0..3_000_000i64).sum::<i64>());
 }
 
+/// One parameter row of Int64 columns with the given names.
+fn int64_row(columns: &[(&str, i64)]) -> RecordBatch {
+    let fields: Vec<_> = columns
+        .iter()
+        .map(|(name, _)| Field::new(*name, DataType::Int64, false))
+        .collect();
+    let arrays: Vec<ArrayRef> = columns
+        .iter()
+        .map(|(_, v)| Arc::new(Int64Array::from(vec![*v])) as ArrayRef)
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
+}
+
 #[tokio::test]
 async fn prepared_statements_bind_by_position_whatever_the_names() {
     let dir = DataDir::new("prepared");
@@ -164,18 +177,7 @@ async fn prepared_statements_bind_by_position_whatever_the_names() {
     assert_eq!(stmt.dataset_schema().unwrap().field(0).name(), "n_name");
 
     // ADBC style: columns named "0", "1".
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("0", DataType::Int64, false),
-        Field::new("1", DataType::Int64, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(vec![10])),
-            Arc::new(Int64Array::from(vec![2])),
-        ],
-    )
-    .unwrap();
+    let batch = int64_row(&[("0", 10), ("1", 2)]);
     stmt.set_parameters(batch).unwrap();
     let info = stmt.execute().await.unwrap();
     let batches = fetch(&mut client, info).await;
@@ -270,18 +272,7 @@ async fn prepared_statements_bind_by_position_whatever_the_names() {
         .prepare("SELECT $1 + 1 AS x".into(), None)
         .await
         .unwrap();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("a", DataType::Int64, false),
-        Field::new("b", DataType::Int64, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(vec![1])),
-            Arc::new(Int64Array::from(vec![2])),
-        ],
-    )
-    .unwrap();
+    let batch = int64_row(&[("a", 1), ("b", 2)]);
     stmt.set_parameters(batch).unwrap();
     let err = stmt.execute().await.unwrap_err();
     assert_eq!(code(&err), Code::InvalidArgument, "{err}");
