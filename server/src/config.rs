@@ -4,8 +4,10 @@
 //! Every key of [`FileConfig`] has a flag and an environment variable of the
 //! same name (`memory_limit` ↔ `--memory-limit` ↔ `LAKEHOUSE_MEMORY_LIMIT`).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
@@ -64,6 +66,10 @@ pub struct FileConfig {
     pub log: Option<String>,
     pub demo: Option<bool>,
     pub demo_scale: Option<f64>,
+    /// User name → argon2 PHC hash (`lakehouse hash-password`). Empty: no authentication.
+    pub users: Option<HashMap<String, String>>,
+    pub token_ttl_secs: Option<u64>,
+    pub allow_anonymous: Option<bool>,
 }
 
 /// Flags of `lakehouse serve`; each also reads its `LAKEHOUSE_*` variable.
@@ -117,6 +123,21 @@ pub struct ServeArgs {
     /// TPC-H scale factor of the demo tables [default: 0.1].
     #[arg(long, env = "LAKEHOUSE_DEMO_SCALE")]
     pub demo_scale: Option<f64>,
+    /// A user as NAME=ARGON2_PHC_HASH (repeatable; `;`-separated in the variable).
+    /// With users configured, every call needs a token from the Handshake.
+    #[arg(
+        long = "user",
+        env = "LAKEHOUSE_USERS",
+        value_delimiter = ';',
+        hide_env_values = true
+    )]
+    pub users: Vec<String>,
+    /// Lifetime of bearer tokens in seconds [default: 3600].
+    #[arg(long, env = "LAKEHOUSE_TOKEN_TTL_SECS")]
+    pub token_ttl_secs: Option<u64>,
+    /// Serve without authentication on a non-loopback address.
+    #[arg(long, env = "LAKEHOUSE_ALLOW_ANONYMOUS", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_anonymous: Option<bool>,
 }
 
 /// S3 credentials and endpoint used for every `s3://` bucket.
@@ -143,6 +164,9 @@ pub struct Settings {
     pub log: String,
     pub demo: bool,
     pub demo_scale: f64,
+    pub users: HashMap<String, String>,
+    pub token_ttl: Duration,
+    pub allow_anonymous: bool,
 }
 
 impl Settings {
@@ -185,7 +209,36 @@ impl Settings {
                 message: format!("{demo_scale} is not in (0, 100]"),
             });
         }
+        let mut users = file.users.unwrap_or_default();
+        for user in &args.users {
+            let (name, hash) = user.split_once('=').ok_or_else(|| ConfigError::Value {
+                key: "user",
+                message: "expected NAME=ARGON2_HASH (make one with `lakehouse hash-password`)"
+                    .into(),
+            })?;
+            users.insert(name.to_string(), hash.to_string());
+        }
+        if let Some((name, _)) = users.iter().find(|(_, hash)| !hash.starts_with("$argon2")) {
+            return Err(ConfigError::Value {
+                key: "users",
+                message: format!(
+                    "the hash of user {name:?} is not an argon2 PHC string; use `lakehouse hash-password`"
+                ),
+            });
+        }
+        let token_ttl = Duration::from_secs(
+            args.token_ttl_secs
+                .or(file.token_ttl_secs)
+                .unwrap_or(3600)
+                .max(1),
+        );
         Ok(Self {
+            users,
+            token_ttl,
+            allow_anonymous: args
+                .allow_anonymous
+                .or(file.allow_anonymous)
+                .unwrap_or(false),
             listen,
             data_dir: args
                 .data_dir

@@ -17,13 +17,39 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the Flight SQL server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Read a password from standard input and print its argon2 hash for `users`.
+    HashPassword,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
+        Command::HashPassword => hash_password(),
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let mut password = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut password) {
+        eprintln!("lakehouse: cannot read the password from standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("lakehouse: empty password");
+        return ExitCode::from(2);
+    }
+    match lakehouse::flight::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lakehouse: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::Settings;
 use crate::demo::{self, DemoError};
-use crate::flight::{FrontDoor, LakehouseService, MAX_DECODING_BYTES};
+use crate::flight::{Authenticator, FrontDoor, LakehouseService, MAX_DECODING_BYTES};
 use crate::query::QueryEngine;
 use crate::storage::{BucketRegistry, StorageError};
 
@@ -38,6 +38,11 @@ pub enum ServeError {
     /// Server metadata could not be built.
     #[error("server metadata: {0}")]
     Metadata(#[from] arrow_flight::error::FlightError),
+    /// No users are configured but the address is reachable from other machines.
+    #[error(
+        "refusing to serve {0} without authentication: configure `users` (see `lakehouse hash-password`) or set allow_anonymous"
+    )]
+    Anonymous(SocketAddr),
     /// The listen address is unavailable.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -71,7 +76,21 @@ pub async fn serve(
         }
     }
     let engine = Arc::new(QueryEngine::new(catalog, &settings)?);
-    let service = LakehouseService::new(engine)?;
+    let auth = Authenticator::new(settings.users.clone(), settings.token_ttl);
+    if auth.enabled() {
+        tracing::info!(
+            users = settings.users.len(),
+            "authentication on: Basic credentials in the Handshake, then bearer tokens"
+        );
+    } else if settings.listen.ip().is_loopback() || settings.allow_anonymous {
+        tracing::warn!(
+            "authentication is OFF: any client that can reach {} may query; configure `users` to require credentials",
+            settings.listen
+        );
+    } else {
+        return Err(ServeError::Anonymous(settings.listen));
+    }
+    let service = LakehouseService::new(engine, auth)?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|source| ServeError::Bind {

@@ -2,7 +2,10 @@
 //! GetSchema and PollFlightInfo, which its blanket implementation leaves
 //! unimplemented (ADBC uses them for `execute_schema` and incremental execution).
 //!
-//! Both are answered from GetFlightInfo, which only plans: GetSchema returns the
+//! Every call but the Handshake must carry a valid bearer token when
+//! authentication is on (see `auth`).
+//!
+//! GetSchema and PollFlightInfo are answered from GetFlightInfo, which only plans: GetSchema returns the
 //! planned schema, PollFlightInfo returns a complete `PollInfo` (queries start on
 //! DoGet, so there is nothing to poll).
 
@@ -50,6 +53,7 @@ impl FlightService for FrontDoor {
         &self,
         request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        self.inner.auth.check(&request)?;
         self.inner.list_flights(request).await
     }
 
@@ -57,6 +61,7 @@ impl FlightService for FrontDoor {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        self.inner.auth.check(&request)?;
         self.inner.get_flight_info(request).await
     }
 
@@ -64,6 +69,7 @@ impl FlightService for FrontDoor {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
+        self.inner.auth.check(&request)?;
         let info = self.inner.get_flight_info(request).await?.into_inner();
         // No descriptor means "complete": the client goes straight to DoGet.
         Ok(Response::new(PollInfo {
@@ -78,6 +84,7 @@ impl FlightService for FrontDoor {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
+        self.inner.auth.check(&request)?;
         let info = self.inner.get_flight_info(request).await?.into_inner();
         Ok(Response::new(SchemaResult {
             schema: info.schema,
@@ -88,6 +95,7 @@ impl FlightService for FrontDoor {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
+        self.inner.auth.check(&request)?;
         self.inner.do_get(request).await
     }
 
@@ -95,6 +103,7 @@ impl FlightService for FrontDoor {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
+        self.inner.auth.check(&request)?;
         self.inner.do_put(request).await
     }
 
@@ -102,6 +111,7 @@ impl FlightService for FrontDoor {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        self.inner.auth.check(&request)?;
         self.inner.do_exchange(request).await
     }
 
@@ -109,6 +119,7 @@ impl FlightService for FrontDoor {
         &self,
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
+        self.inner.auth.check(&request)?;
         self.inner.do_action(request).await
     }
 
@@ -116,6 +127,7 @@ impl FlightService for FrontDoor {
         &self,
         request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
+        self.inner.auth.check(&request)?;
         self.inner.list_actions(request).await
     }
 }

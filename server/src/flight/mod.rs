@@ -11,6 +11,7 @@
 //! - metadata answers use the exact Flight SQL schemas.
 
 mod actions;
+mod auth;
 mod front;
 mod metadata;
 mod prepared;
@@ -20,6 +21,7 @@ mod sessions;
 mod sql_info;
 mod status;
 
+pub use auth::{Authenticator, hash_password};
 pub use front::FrontDoor;
 pub use service::LakehouseService;
 pub use sql_info::SERVER_NAME;

@@ -34,6 +34,7 @@ use lakehouse_flight_ext::{HANDLE_VERSION, decode_handle, encode_handle};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth::Authenticator;
 use super::running::{Cancellable, RunningQueries};
 use super::sessions::Sessions;
 use super::{MAX_FLIGHT_DATA_BYTES, metadata, sql_info, status};
@@ -50,13 +51,14 @@ pub struct LakehouseService {
     pub(super) engine: Arc<QueryEngine>,
     pub(super) sessions: Sessions,
     pub(super) running: RunningQueries,
+    pub(super) auth: Authenticator,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
 }
 
 impl LakehouseService {
     /// A service answering queries with `engine`.
-    pub fn new(engine: Arc<QueryEngine>) -> Result<Self, FlightError> {
+    pub fn new(engine: Arc<QueryEngine>, auth: Authenticator) -> Result<Self, FlightError> {
         let state = engine.session(&SessionDefaults::default()).state();
         Ok(Self {
             sql_info: sql_info::sql_info(&state)?,
@@ -64,6 +66,7 @@ impl LakehouseService {
             engine,
             sessions: Sessions::default(),
             running: RunningQueries::default(),
+            auth,
         })
     }
 
@@ -254,14 +257,14 @@ impl FlightSqlService for LakehouseService {
 
     async fn do_handshake(
         &self,
-        _request: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        // Authentication arrives with the auth issue; until then every handshake succeeds and
-        // gets a fresh bearer token, which also identifies the client's session.
-        let token = uuid::Uuid::new_v4().simple().to_string();
+        // Credentials come in the header (ADBC sends no payload, the arrow-rs CLI an
+        // empty one); the token goes back in the header and the payload.
+        let token = self.auth.login(request.metadata()).await?;
         let response = HandshakeResponse {
             protocol_version: 0,
             payload: token.clone().into(),
