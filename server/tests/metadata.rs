@@ -99,6 +99,22 @@ async fn browses_catalogs_schemas_tables_and_keys() {
         assert!(text.contains(table), "{text}");
     }
 
+    // information_schema is listed like any other schema, as views.
+    let info = client
+        .get_tables(tables_request(
+            None,
+            Some("information_schema"),
+            Some("tables"),
+            true,
+        ))
+        .await
+        .unwrap();
+    let text = pretty(&fetch(&mut client, info).await);
+    assert!(
+        text.contains("| information_schema | tables ") && text.contains("VIEW"),
+        "{text}"
+    );
+
     let info = client.get_table_types().await.unwrap();
     let text = pretty(&fetch(&mut client, info).await);
     assert!(

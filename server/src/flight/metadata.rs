@@ -75,9 +75,6 @@ pub async fn tables(
     let mut builder = command.into_builder();
     let empty = Schema::empty();
     if catalog_ok {
-        let Some(catalog) = ctx.catalog(CATALOG_NAME) else {
-            return builder.build().map_err(internal);
-        };
         for schema_name in schema_names(ctx) {
             if !schema_pattern
                 .as_deref()
@@ -89,7 +86,7 @@ pub async fn tables(
             if !types.is_empty() && !types.iter().any(|t| t == kind) {
                 continue;
             }
-            let Some(schema) = catalog.schema(&schema_name) else {
+            let Some(schema) = schema_provider(ctx, &schema_name) else {
                 continue;
             };
             let mut names = schema.table_names();
@@ -219,21 +216,47 @@ fn schema_provider(ctx: &SessionContext, name: &str) -> Option<Arc<dyn SchemaPro
 }
 
 /// SQL `LIKE` with `%`, `_` and `\` escapes, as the Flight SQL filter patterns use.
+///
+/// Patterns come from clients, so matching is linear-time: on a mismatch it only
+/// retries from the most recent `%`, never exploring every split.
 pub fn like(pattern: &str, text: &str) -> bool {
-    fn go(p: &[char], t: &[char]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some(('%', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
-            Some(('_', rest)) => !t.is_empty() && go(rest, &t[1..]),
-            Some(('\\', rest)) if !rest.is_empty() => {
-                t.first() == Some(&rest[0]) && go(&rest[1..], &t[1..])
+    enum Token {
+        Any,
+        One,
+        Char(char),
+    }
+    let mut tokens = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        tokens.push(match c {
+            '%' => Token::Any,
+            '_' => Token::One,
+            '\\' => Token::Char(chars.next().unwrap_or('\\')),
+            c => Token::Char(c),
+        });
+    }
+    let text: Vec<char> = text.chars().collect();
+    let (mut p, mut t) = (0, 0);
+    // Where to resume after the last `%`: (token after it, text position it covers up to).
+    let mut resume: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match tokens.get(p) {
+            Some(Token::Any) => {
+                resume = Some((p + 1, t));
+                p += 1;
             }
-            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+            Some(Token::One) => (p, t) = (p + 1, t + 1),
+            Some(Token::Char(c)) if *c == text[t] => (p, t) = (p + 1, t + 1),
+            _ => match resume {
+                Some((after, covered)) => {
+                    resume = Some((after, covered + 1));
+                    (p, t) = (after, covered + 1);
+                }
+                None => return false,
+            },
         }
     }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    go(&p, &t)
+    tokens[p..].iter().all(|token| matches!(token, Token::Any))
 }
 
 #[cfg(test)]
@@ -252,8 +275,23 @@ mod tests {
             ("a\\_b", "axb", false),
             ("", "", true),
             ("x", "", false),
+            ("%a%b%", "xaybz", true),
+            ("%a%b%", "xbya", false),
+            ("a%", "a", true),
+            ("%%", "", true),
+            ("\\%", "%", true),
+            ("\\%", "x", false),
         ] {
             assert_eq!(like(pattern, text), expected, "{pattern:?} LIKE {text:?}");
         }
+    }
+
+    #[test]
+    fn like_is_linear_on_hostile_patterns() {
+        // Exponential with naive backtracking; must return at once.
+        let pattern = format!("{}x", "%".repeat(64));
+        let text = "a".repeat(10_000);
+        assert!(!like(&pattern, &text));
+        assert!(like(&format!("{}a", "%a".repeat(40)), &text));
     }
 }
