@@ -144,12 +144,7 @@ async fn run(args: Args) {
 
     let engine = lakehouse::server::open_engine(&settings).await.unwrap();
 
-    let mut names: Vec<_> = std::fs::read_dir(root.join("benches/tpch"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
-        .collect();
-    names.sort();
+    let queries = lakehouse::demo::tpch_queries(&root.join("benches/tpch")).unwrap();
 
     println!(
         "{:<6} {:>8} {:>14} {:>14} {:>8}",
@@ -157,9 +152,7 @@ async fn run(args: Args) {
     );
     let (mut total_local, mut total_flight) = (Duration::ZERO, Duration::ZERO);
     let mut results = Vec::new();
-    for path in names {
-        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let sql = std::fs::read_to_string(&path).unwrap();
+    for (name, sql) in queries {
         // Warm-up: file system cache, Delta log, plan caches.
         let rows = local_run(&engine, &sql).await;
         assert_eq!(

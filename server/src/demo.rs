@@ -1,6 +1,8 @@
 //! `--demo`: the eight TPC-H tables, generated with `tpchgen`, so a newcomer has
 //! something to query at once.
 
+use std::path::Path;
+
 use arrow::array::RecordBatch;
 use tpchgen::generators::{
     CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
@@ -99,4 +101,23 @@ pub async fn create_tpch(catalog: &Catalog, scale: f64) -> Result<Vec<String>, D
         created.push(table.to_string());
     }
     Ok(created)
+}
+
+/// The `*.sql` files of `dir` (the 22 TPC-H queries live in `benches/tpch/`) as
+/// `(name, sql)`, ordered by name; shared by the TPC-H test and benchmark.
+pub fn tpch_queries(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
+    let mut queries = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "sql") {
+            let name = path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            queries.push((name, std::fs::read_to_string(&path)?));
+        }
+    }
+    queries.sort();
+    Ok(queries)
 }

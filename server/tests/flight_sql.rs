@@ -147,6 +147,24 @@ async fn large_results_stay_under_two_mebibytes_per_message() {
     assert_eq!(sum, (0..3_000_000i64).sum::<i64>());
 }
 
+/// Executes `stmt` and returns its first (string) column.
+async fn first_column(
+    client: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    stmt: &mut arrow_flight::sql::client::PreparedStatement<tonic::transport::Channel>,
+) -> Vec<String> {
+    let info = stmt.execute().await.unwrap();
+    let batches = fetch(client, info).await;
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap().to_string())
+        })
+        .collect()
+}
+
 /// One parameter row of Int64 columns with the given names.
 fn int64_row(columns: &[(&str, i64)]) -> RecordBatch {
     let fields: Vec<_> = columns
@@ -179,17 +197,7 @@ async fn prepared_statements_bind_by_position_whatever_the_names() {
     // ADBC style: columns named "0", "1".
     let batch = int64_row(&[("0", 10), ("1", 2)]);
     stmt.set_parameters(batch).unwrap();
-    let info = stmt.execute().await.unwrap();
-    let batches = fetch(&mut client, info).await;
-    let names: Vec<_> = batches
-        .iter()
-        .flat_map(|b| {
-            b.column(0)
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.unwrap().to_string())
-        })
-        .collect();
+    let names = first_column(&mut client, &mut stmt).await;
     assert_eq!(names, ["JAPAN", "CHINA", "VIETNAM"]);
 
     // flightsql-dbapi style: dense unions named param_0, param_1; two rows run twice.
@@ -222,17 +230,7 @@ async fn prepared_statements_bind_by_position_whatever_the_names() {
     ]));
     let batch = RecordBatch::try_new(schema, vec![union(vec![24, 0]), union(vec![1, 0])]).unwrap();
     stmt.set_parameters(batch).unwrap();
-    let info = stmt.execute().await.unwrap();
-    let batches = fetch(&mut client, info).await;
-    let names: Vec<_> = batches
-        .iter()
-        .flat_map(|b| {
-            b.column(0)
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.unwrap().to_string())
-        })
-        .collect();
+    let names = first_column(&mut client, &mut stmt).await;
     assert_eq!(
         names,
         [

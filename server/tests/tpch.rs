@@ -13,19 +13,7 @@ use lakehouse::query::SessionDefaults;
 
 fn queries() -> Vec<(String, String)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/tpch");
-    let mut queries: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
-        .map(|p| {
-            (
-                p.file_stem().unwrap().to_string_lossy().into_owned(),
-                std::fs::read_to_string(&p).unwrap(),
-            )
-        })
-        .collect();
-    queries.sort();
-    queries
+    lakehouse::demo::tpch_queries(&dir).unwrap()
 }
 
 #[tokio::test]

@@ -15,6 +15,12 @@ from conftest import Server
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
 
 
+def connect(server):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "cannot disable autocommit": no transactions
+        return flightsql.connect(server.uri)
+
+
 @pytest.fixture()
 def s3_endpoint():
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -36,9 +42,7 @@ def test_tables_in_an_s3_primary_bucket(s3_endpoint, monkeypatch):
     args = ["--primary-url", "s3://lake/warehouse", "--s3-endpoint", endpoint, "--s3-allow-http", "true"]
     server = Server(data_dir, *args)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            conn = flightsql.connect(server.uri)
+        conn = connect(server)
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM lineitem")
             assert cur.fetchone()[0] == 60175
@@ -58,9 +62,7 @@ def test_tables_in_an_s3_primary_bucket(s3_endpoint, monkeypatch):
     # A restart reads the catalog back from S3 without recreating anything.
     server = Server(data_dir, *args)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            conn = flightsql.connect(server.uri)
+        conn = connect(server)
         with conn.cursor() as cur:
             cur.execute("SELECT count(*), max(version) FROM system.tables")
             assert cur.fetchone() == (8, 0)

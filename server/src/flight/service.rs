@@ -99,6 +99,18 @@ impl LakehouseService {
         Ok((ctx, plans))
     }
 
+    /// The result schema of the handle's statement (first parameter row bound, if any).
+    async fn result_schema(
+        &self,
+        handle: &StatementHandle,
+    ) -> Result<arrow::datatypes::Schema, Status> {
+        let (_, plan) = self.plan_unbound(handle).await?;
+        let params =
+            ParameterRows::from_ipc(&handle.parameters).map_err(status::from_datafusion)?;
+        let plan = params.bind_first(&plan).map_err(status::from_datafusion)?;
+        Ok(plan.schema().as_arrow().clone())
+    }
+
     /// Plans the handle's SQL under the session defaults it carries, parameters unbound.
     pub(super) async fn plan_unbound(
         &self,
@@ -125,24 +137,16 @@ impl LakehouseService {
         plans: Vec<datafusion::logical_expr::LogicalPlan>,
     ) -> Result<Response<FlightDataStream>, Status> {
         let engine = Arc::clone(&self.engine);
-        let schema: SchemaRef = match plans.first() {
-            Some(plan) => Arc::new(plan.schema().as_arrow().clone()),
-            None => return Err(Status::invalid_argument("nothing to execute")),
-        };
         // Start the first plan now so errors surface as the DoGet status, not mid-stream.
         let mut plans = plans.into_iter();
-        let first = match plans.next() {
-            Some(plan) => engine
-                .execute(&ctx, plan)
-                .await
-                .map_err(status::from_datafusion)?,
-            None => return Err(Status::invalid_argument("nothing to execute")),
+        let Some(first) = plans.next() else {
+            return Err(Status::invalid_argument("nothing to execute"));
         };
-        let schema = if first.schema().fields().len() == schema.fields().len() {
-            first.schema()
-        } else {
-            schema
-        };
+        let first = engine
+            .execute(&ctx, first)
+            .await
+            .map_err(status::from_datafusion)?;
+        let schema = first.schema();
         let rest = futures::stream::iter(plans)
             .then(move |plan| {
                 let engine = Arc::clone(&engine);
@@ -201,12 +205,16 @@ impl LakehouseService {
         for (catalog, db_schema, table) in tables {
             metadata::ensure_table(&ctx, *catalog, *db_schema, table)?;
         }
-        Ok(self.one_batch(&request.get_ref().ticket, RecordBatch::new_empty(schema)))
+        Ok(self.one_batch(RecordBatch::new_empty(schema)))
     }
 
-    fn one_batch(&self, ticket: &[u8], batch: RecordBatch) -> Response<FlightDataStream> {
-        let schema = batch.schema();
-        self.encode(ticket, schema, futures::stream::iter([Ok(batch)]))
+    /// A metadata answer: one small batch, encoded in place (nothing to cancel or pipeline).
+    fn one_batch(&self, batch: RecordBatch) -> Response<FlightDataStream> {
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(batch.schema())
+            .build(futures::stream::iter([Ok(batch)]))
+            .map_err(Status::from);
+        Response::new(Box::pin(stream))
     }
 }
 
@@ -288,11 +296,7 @@ impl FlightSqlService for LakehouseService {
             return Err(no_transactions());
         }
         let handle = self.new_handle(&request, query.query);
-        let (_, plans) = self.plan_handle(&handle).await?;
-        let schema = plans
-            .first()
-            .map(|p| p.schema().as_arrow().clone())
-            .unwrap_or_else(arrow::datatypes::Schema::empty);
+        let schema = self.result_schema(&handle).await?;
         let bytes = encode_handle(&handle).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let ticket = TicketStatementQuery {
             statement_handle: bytes.into(),
@@ -323,11 +327,7 @@ impl FlightSqlService for LakehouseService {
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = decode_handle(&query.prepared_statement_handle)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (_, plans) = self.plan_handle(&handle).await?;
-        let schema = plans
-            .first()
-            .map(|p| p.schema().as_arrow().clone())
-            .unwrap_or_else(arrow::datatypes::Schema::empty);
+        let schema = self.result_schema(&handle).await?;
         metadata_info(&query, &schema, request)
     }
 
@@ -437,9 +437,9 @@ impl FlightSqlService for LakehouseService {
     async fn do_get_catalogs(
         &self,
         _query: CommandGetCatalogs,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(self.one_batch(&request.get_ref().ticket, metadata::catalogs()?))
+        Ok(self.one_batch(metadata::catalogs()?))
     }
 
     async fn do_get_schemas(
@@ -448,10 +448,7 @@ impl FlightSqlService for LakehouseService {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let ctx = self.engine.session(&self.defaults(&request));
-        Ok(self.one_batch(
-            &request.get_ref().ticket,
-            metadata::db_schemas(&ctx, query)?,
-        ))
+        Ok(self.one_batch(metadata::db_schemas(&ctx, query)?))
     }
 
     async fn do_get_tables(
@@ -460,30 +457,27 @@ impl FlightSqlService for LakehouseService {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let ctx = self.engine.session(&self.defaults(&request));
-        Ok(self.one_batch(
-            &request.get_ref().ticket,
-            metadata::tables(&ctx, query).await?,
-        ))
+        Ok(self.one_batch(metadata::tables(&ctx, query).await?))
     }
 
     async fn do_get_table_types(
         &self,
         _query: CommandGetTableTypes,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(self.one_batch(&request.get_ref().ticket, metadata::table_types()?))
+        Ok(self.one_batch(metadata::table_types()?))
     }
 
     async fn do_get_sql_info(
         &self,
         query: CommandGetSqlInfo,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let batch = query
             .into_builder(&self.sql_info)
             .build()
             .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(self.one_batch(&request.get_ref().ticket, batch))
+        Ok(self.one_batch(batch))
     }
 
     async fn do_get_primary_keys(
@@ -561,13 +555,13 @@ impl FlightSqlService for LakehouseService {
     async fn do_get_xdbc_type_info(
         &self,
         query: CommandGetXdbcTypeInfo,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let batch = query
             .into_builder(&self.xdbc)
             .build()
             .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(self.one_batch(&request.get_ref().ticket, batch))
+        Ok(self.one_batch(batch))
     }
 
     async fn do_get_fallback(

@@ -88,6 +88,18 @@ impl ParameterRows {
 
     /// `plan` with each parameter row substituted: one plan per row.
     pub fn bind(&self, plan: &LogicalPlan) -> Result<Vec<LogicalPlan>> {
+        self.bind_up_to(plan, usize::MAX)
+    }
+
+    /// `plan` with the first parameter row substituted: all it takes to know the
+    /// result schema, without binding every row.
+    pub fn bind_first(&self, plan: &LogicalPlan) -> Result<LogicalPlan> {
+        self.bind_up_to(plan, 1)?
+            .pop()
+            .ok_or_else(|| DataFusionError::Internal("binding produced no plan".into()))
+    }
+
+    fn bind_up_to(&self, plan: &LogicalPlan, limit: usize) -> Result<Vec<LogicalPlan>> {
         let expected = ordered_parameters(plan)?;
         if self.is_empty() {
             if let Some((name, _)) = expected.first() {
@@ -129,6 +141,9 @@ impl ParameterRows {
                 }
                 let ordered = positional(values, expected.len())?;
                 plans.push(plan.clone().with_param_values(ordered)?);
+                if plans.len() == limit {
+                    return Ok(plans);
+                }
             }
         }
         Ok(plans)

@@ -15,7 +15,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 
 use super::system::SystemSchema;
-use crate::catalog::{Catalog, CatalogError, SYSTEM_SCHEMA};
+use crate::catalog::{Catalog, CatalogError, SYSTEM_SCHEMA, TableEntry};
 
 /// The `lakehouse` catalog.
 #[derive(Debug)]
@@ -63,6 +63,23 @@ impl CatalogProvider for LakehouseCatalog {
     }
 }
 
+/// Opens the latest version of `entry` as a DataFusion table, with the scan
+/// options every Lakehouse query uses (see `scan_session` in [`super::QueryEngine`]).
+pub(super) async fn open_provider(
+    catalog: &Catalog,
+    scan_session: &Arc<SessionState>,
+    entry: &TableEntry,
+) -> Result<Arc<dyn TableProvider>> {
+    let table = catalog
+        .open_table(entry)
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    table
+        .table_provider()
+        .with_session(Arc::clone(scan_session))
+        .await
+}
+
 /// A user schema whose tables are Delta tables.
 #[derive(Debug)]
 pub struct DeltaSchema {
@@ -101,16 +118,9 @@ impl SchemaProvider for DeltaSchema {
             Err(CatalogError::TableNotFound { .. }) => return Ok(None),
             Err(e) => return Err(DataFusionError::External(Box::new(e))),
         };
-        let table = self
-            .catalog
-            .open_table(&entry)
+        open_provider(&self.catalog, &self.scan_session, &entry)
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let provider = table
-            .table_provider()
-            .with_session(Arc::clone(&self.scan_session))
-            .await?;
-        Ok(Some(provider))
+            .map(Some)
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -13,7 +13,8 @@ use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use datafusion::execution::SessionState;
 
-use crate::catalog::{CATALOG_NAME, Catalog};
+use super::provider::open_provider;
+use crate::catalog::{CATALOG_NAME, Catalog, TableEntry};
 
 /// Names of the system tables, sorted.
 pub const SYSTEM_TABLES: [&str; 3] = ["buckets", "columns", "tables"];
@@ -72,10 +73,15 @@ fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-async fn tables(catalog: &Catalog) -> Result<RecordBatch> {
-    let doc = catalog.snapshot();
-    let mut entries: Vec<_> = doc.tables.iter().collect();
+/// Catalog entries ordered by schema, then name.
+fn sorted_entries(catalog: &Catalog) -> Vec<TableEntry> {
+    let mut entries = catalog.snapshot().tables.clone();
     entries.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+    entries
+}
+
+async fn tables(catalog: &Catalog) -> Result<RecordBatch> {
+    let entries = sorted_entries(catalog);
     let mut versions = Vec::with_capacity(entries.len());
     let mut urls = Vec::with_capacity(entries.len());
     for entry in &entries {
@@ -132,23 +138,18 @@ async fn tables(catalog: &Catalog) -> Result<RecordBatch> {
 }
 
 async fn columns(catalog: &Catalog, scan_session: &Arc<SessionState>) -> Result<RecordBatch> {
-    let doc = catalog.snapshot();
-    let mut entries: Vec<_> = doc.tables.iter().collect();
-    entries.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+    let entries = sorted_entries(catalog);
     let (mut schemas, mut tables, mut names, mut ordinals, mut types, mut nullable) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for entry in entries {
-        let table = match catalog.open_table(entry).await {
-            Ok(table) => table,
+    for entry in &entries {
+        // A table whose log can't be read right now is left out, with a warning.
+        let provider = match open_provider(catalog, scan_session, entry).await {
+            Ok(provider) => provider,
             Err(e) => {
                 tracing::warn!(table = %entry.qualified_name(), error = %e, "cannot read table schema");
                 continue;
             }
         };
-        let provider = table
-            .table_provider()
-            .with_session(Arc::clone(scan_session))
-            .await?;
         for (i, field) in provider.schema().fields().iter().enumerate() {
             schemas.push(entry.schema.clone());
             tables.push(entry.name.clone());
