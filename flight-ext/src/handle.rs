@@ -70,6 +70,7 @@ mod tests {
             default_catalog: "lakehouse".into(),
             default_schema: "public".into(),
             parameters: vec![1, 2, 3],
+            affected_rows: Some(7),
         };
         let bytes = encode_handle(&handle).unwrap();
         assert_eq!(decode_handle(&bytes).unwrap(), handle);

@@ -70,6 +70,12 @@ pub struct FileConfig {
     pub users: Option<HashMap<String, String>>,
     pub token_ttl_secs: Option<u64>,
     pub allow_anonymous: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub max_message_size: Option<String>,
+    pub max_concurrent_queries: Option<usize>,
+    pub query_timeout_secs: Option<u64>,
 }
 
 /// Flags of `lakehouse serve`; each also reads its `LAKEHOUSE_*` variable.
@@ -138,6 +144,24 @@ pub struct ServeArgs {
     /// Serve without authentication on a non-loopback address.
     #[arg(long, env = "LAKEHOUSE_ALLOW_ANONYMOUS", num_args = 0..=1, default_missing_value = "true")]
     pub allow_anonymous: Option<bool>,
+    /// PEM certificate chain: serve TLS (clients connect with grpc+tls://).
+    #[arg(long, env = "LAKEHOUSE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[arg(long, env = "LAKEHOUSE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: require client certificates signed by them (mutual TLS).
+    #[arg(long, env = "LAKEHOUSE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Largest gRPC message accepted from a client, e.g. 256MiB [default: 256MiB].
+    #[arg(long, env = "LAKEHOUSE_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<String>,
+    /// Queries and writes running at once; more are refused with RESOURCE_EXHAUSTED [default: 64].
+    #[arg(long, env = "LAKEHOUSE_MAX_CONCURRENT_QUERIES")]
+    pub max_concurrent_queries: Option<usize>,
+    /// Longest a query or SQL write may run, in seconds; 0 = no limit [default: 0].
+    #[arg(long, env = "LAKEHOUSE_QUERY_TIMEOUT_SECS")]
+    pub query_timeout_secs: Option<u64>,
 }
 
 /// S3 credentials and endpoint used for every `s3://` bucket.
@@ -167,6 +191,19 @@ pub struct Settings {
     pub users: HashMap<String, String>,
     pub token_ttl: Duration,
     pub allow_anonymous: bool,
+    pub tls: Option<TlsSettings>,
+    pub max_message_size: usize,
+    pub max_concurrent_queries: usize,
+    pub query_timeout: Option<Duration>,
+}
+
+/// TLS files (PEM).
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA of client certificates; set means mutual TLS is required.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Settings {
@@ -232,7 +269,57 @@ impl Settings {
                 .unwrap_or(3600)
                 .max(1),
         );
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+            args.tls_client_ca.or(file.tls_client_ca),
+        ) {
+            (Some(cert), Some(key), client_ca) => Some(TlsSettings {
+                cert,
+                key,
+                client_ca,
+            }),
+            (None, None, None) => None,
+            _ => {
+                return Err(ConfigError::Value {
+                    key: "tls_cert/tls_key",
+                    message: "TLS needs both tls_cert and tls_key (tls_client_ca adds mutual TLS)"
+                        .into(),
+                });
+            }
+        };
+        let max_message_size = match args.max_message_size.or(file.max_message_size) {
+            Some(text) => parse_bytes(&text).map_err(|message| ConfigError::Value {
+                key: "max_message_size",
+                message,
+            })?,
+            None => 256 << 20,
+        };
+        if max_message_size < 1 << 20 {
+            return Err(ConfigError::Value {
+                key: "max_message_size",
+                message: "must be at least 1MiB".into(),
+            });
+        }
+        let max_concurrent_queries = args
+            .max_concurrent_queries
+            .or(file.max_concurrent_queries)
+            .unwrap_or(64);
+        if max_concurrent_queries == 0 {
+            return Err(ConfigError::Value {
+                key: "max_concurrent_queries",
+                message: "must be at least 1".into(),
+            });
+        }
+        let query_timeout = match args.query_timeout_secs.or(file.query_timeout_secs) {
+            None | Some(0) => None,
+            Some(secs) => Some(Duration::from_secs(secs)),
+        };
         Ok(Self {
+            tls,
+            max_message_size,
+            max_concurrent_queries,
+            query_timeout,
             users,
             token_ttl,
             allow_anonymous: args

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! flight (protocol) ──► query (DataFusion) ──► catalog (tables) ──► storage (buckets)
+//!        └──────────► ingest (bulk uploads) ──┘
 //! ```
 //! Each module's doc says what it owns, what it may call and its invariants.
 
@@ -11,6 +12,7 @@ pub mod catalog;
 pub mod config;
 pub mod demo;
 pub mod flight;
+pub mod ingest;
 pub mod query;
 pub mod server;
 pub mod storage;

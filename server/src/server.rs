@@ -12,8 +12,9 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::Settings;
+use crate::config::TlsSettings;
 use crate::demo::{self, DemoError};
-use crate::flight::{Authenticator, FrontDoor, LakehouseService, MAX_DECODING_BYTES};
+use crate::flight::{Authenticator, FrontDoor, LakehouseService, Limits};
 use crate::query::QueryEngine;
 use crate::storage::{BucketRegistry, StorageError};
 
@@ -51,6 +52,9 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// TLS files could not be read.
+    #[error(transparent)]
+    TlsFile(#[from] TlsFileError),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -90,7 +94,9 @@ pub async fn serve(
     } else {
         return Err(ServeError::Anonymous(settings.listen));
     }
-    let service = LakehouseService::new(engine, auth)?;
+    let limits = Limits::new(settings.max_concurrent_queries, settings.query_timeout);
+    let service = LakehouseService::new(engine, auth, limits)?;
+    let tls = settings.tls.as_ref().map(tls_config).transpose()?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -101,21 +107,34 @@ pub async fn serve(
         addr: settings.listen,
         source,
     })?;
+    let (scheme, note) = match &settings.tls {
+        Some(TlsSettings {
+            client_ca: Some(_), ..
+        }) => ("grpc+tls", " (client certificates required)"),
+        Some(_) => ("grpc+tls", ""),
+        None => ("grpc", ""),
+    };
     tracing::info!(
         memory_limit = settings.memory_limit,
-        "lakehouse listening on grpc://{addr}"
+        max_concurrent_queries = settings.max_concurrent_queries,
+        "lakehouse listening on {scheme}://{addr}{note}"
     );
     on_listening(addr);
 
     let svc = FlightServiceServer::new(FrontDoor::new(service))
-        .max_decoding_message_size(MAX_DECODING_BYTES);
+        .max_decoding_message_size(settings.max_message_size)
+        .max_encoding_message_size(settings.max_message_size);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new calls; waiting for in-flight calls");
         let _ = stop_tx.send(true);
     };
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .add_service(svc)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal);
     let deadline = async move {
@@ -129,6 +148,32 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A TLS file (certificate, key or CA) that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read TLS file {path}: {source}")]
+pub struct TlsFileError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// Server TLS from PEM files; with a client CA, clients must present a certificate.
+fn tls_config(tls: &TlsSettings) -> Result<tonic::transport::ServerTlsConfig, TlsFileError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| TlsFileError {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let identity = tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
 }
 
 /// Opens the buckets and loads the catalog.

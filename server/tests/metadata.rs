@@ -229,7 +229,7 @@ async fn sql_info_and_type_info_use_the_spec_schemas() {
         let child = values.value(row);
         match ids.value(row) {
             0 => assert_eq!(child.as_string::<i32>().value(0), "Lakehouse"),
-            3 => assert!(child.as_boolean().value(0), "read-only until writes land"),
+            3 => assert!(!child.as_boolean().value(0), "writable"),
             8 => assert_eq!(
                 child.as_primitive::<arrow::datatypes::Int32Type>().value(0),
                 0,

@@ -12,6 +12,7 @@ use common::{DataDir, TestServer, code, pretty, try_fetch};
 enum Record {
     Query { sql: String, expected: String },
     Error { sql: String, code: String },
+    Count { sql: String, rows: i64 },
 }
 
 fn parse(text: &str) -> Vec<Record> {
@@ -35,6 +36,11 @@ fn parse(text: &str) -> Vec<Record> {
             records.push(Record::Error {
                 sql: rest.join("\n"),
                 code: code.trim().to_string(),
+            });
+        } else if let Some(rows) = head.strip_prefix("statement count ") {
+            records.push(Record::Count {
+                sql: rest.join("\n"),
+                rows: rows.trim().parse().expect("statement count <rows>"),
             });
         } else if !head.is_empty() {
             panic!("unknown record {head:?}");
@@ -70,6 +76,13 @@ async fn sql_behaviour_files() {
                         .await
                         .unwrap_or_else(|e| panic!("{name}: {sql}: {e}"));
                     assert_eq!(pretty(&batches), expected, "{name}: {sql}");
+                }
+                Record::Count { sql, rows } => {
+                    let affected = client
+                        .execute_update(sql.clone(), None)
+                        .await
+                        .unwrap_or_else(|e| panic!("{name}: {sql}: {e}"));
+                    assert_eq!(affected, rows, "{name}: {sql}");
                 }
                 Record::Error {
                     sql,

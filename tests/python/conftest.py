@@ -40,7 +40,7 @@ class Server:
         def pump():
             for line in self.proc.stderr:
                 self.log.append(line)
-                match = re.search(r"listening on grpc://127\.0\.0\.1:(\d+)", line)
+                match = re.search(r"listening on grpc(?:\+tls)?://127\.0\.0\.1:(\d+)", line)
                 if match:
                     self.port = int(match.group(1))
                     ready.set()
@@ -54,6 +54,11 @@ class Server:
     @property
     def uri(self) -> str:
         return f"grpc://127.0.0.1:{self.port}"
+
+    @property
+    def tls_uri(self) -> str:
+        # "localhost": the name the test certificate is issued for.
+        return f"grpc+tls://localhost:{self.port}"
 
     def stop(self) -> int:
         if self.proc.poll() is None:

@@ -10,6 +10,7 @@
 //! - names are validated here: lower-case ASCII identifiers, which is what DataFusion
 //!   resolves unquoted identifiers to.
 
+mod convert;
 mod delta;
 mod document;
 
@@ -17,9 +18,12 @@ use std::sync::{Arc, RwLock};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::execution::{SendableRecordBatchStream, SessionState};
+use datafusion::logical_expr::Expr;
 use deltalake::DeltaTable;
 use tokio::sync::Mutex;
 
+pub use delta::{Commit, WriteMode};
 pub use document::{CatalogDocument, TableEntry};
 
 use crate::storage::{BucketRegistry, StorageError};
@@ -68,6 +72,53 @@ pub enum CatalogError {
     /// The schema or catalog is read-only.
     #[error("schema {0} is read-only")]
     ReadOnly(String),
+    /// A schema of that name already exists.
+    #[error("schema {0} already exists")]
+    SchemaExists(String),
+    /// The schema still has tables.
+    #[error(
+        "schema {schema} is not empty ({tables} tables); drop them first or use DROP SCHEMA ... CASCADE"
+    )]
+    SchemaNotEmpty {
+        /// Schema.
+        schema: String,
+        /// How many tables it holds.
+        tables: usize,
+    },
+    /// No such version of the table.
+    #[error("table {table} has no version {version} (versions 0 to {newest} exist)")]
+    VersionNotFound {
+        /// Qualified table name.
+        table: String,
+        /// Version asked for.
+        version: i64,
+        /// Newest version.
+        newest: i64,
+    },
+    /// Another writer committed a conflicting change first; retrying may succeed.
+    #[error("concurrent write to {table} conflicted, nothing was written; retry: {message}")]
+    Conflict {
+        /// Qualified table name.
+        table: String,
+        /// What conflicted.
+        message: String,
+    },
+    /// The rows being written failed (bad upload, failing query); nothing was committed.
+    #[error("writing {table} failed, nothing was committed: {source}")]
+    Input {
+        /// Qualified table name.
+        table: String,
+        /// What failed while producing the rows.
+        source: Box<datafusion::error::DataFusionError>,
+    },
+    /// Written data does not match the table's schema.
+    #[error("data does not match the schema of {table}: {message}")]
+    SchemaMismatch {
+        /// Qualified table name.
+        table: String,
+        /// The mismatch.
+        message: String,
+    },
     /// Storage failed underneath.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -159,6 +210,206 @@ impl Catalog {
         delta::open(&bucket, entry).await
     }
 
+    /// Opens the table as of `version` (time travel).
+    pub async fn open_table_version(&self, entry: &TableEntry, version: i64) -> Result<DeltaTable> {
+        let bucket = self.buckets.get(&entry.bucket)?;
+        delta::open_version(&bucket, entry, version).await
+    }
+
+    /// Every commit of the table, oldest first.
+    pub async fn history(&self, entry: &TableEntry) -> Result<Vec<Commit>> {
+        let bucket = self.buckets.get(&entry.bucket)?;
+        delta::history(&bucket, entry).await
+    }
+
+    /// Creates schema `name`; `Ok(false)` when it existed and `if_not_exists` is set.
+    pub async fn create_schema(&self, name: &str, if_not_exists: bool) -> Result<bool> {
+        validate_schema_name(name)?;
+        let _writer = self.writer.lock().await;
+        let current = self.snapshot();
+        if current.schemas.iter().any(|s| s == name) {
+            return if if_not_exists {
+                Ok(false)
+            } else {
+                Err(CatalogError::SchemaExists(name.to_string()))
+            };
+        }
+        let mut next = (*current).clone();
+        next.schemas.push(name.to_string());
+        next.schemas.sort();
+        self.publish(next).await?;
+        Ok(true)
+    }
+
+    /// Drops schema `name`; with `cascade` its tables go too. `Ok(false)` when it
+    /// did not exist and `if_exists` is set.
+    pub async fn drop_schema(&self, name: &str, if_exists: bool, cascade: bool) -> Result<bool> {
+        validate_schema_name(name)?;
+        let dropped = {
+            let _writer = self.writer.lock().await;
+            let current = self.snapshot();
+            if !current.schemas.iter().any(|s| s == name) {
+                return if if_exists {
+                    Ok(false)
+                } else {
+                    Err(CatalogError::SchemaNotFound(name.to_string()))
+                };
+            }
+            let tables: Vec<TableEntry> = current.tables_in(name).into_iter().cloned().collect();
+            if !tables.is_empty() && !cascade {
+                return Err(CatalogError::SchemaNotEmpty {
+                    schema: name.to_string(),
+                    tables: tables.len(),
+                });
+            }
+            let mut next = (*current).clone();
+            next.schemas.retain(|s| s != name);
+            next.tables.retain(|t| t.schema != name);
+            self.publish(next).await?;
+            tables
+        };
+        for entry in &dropped {
+            self.remove_files(entry).await;
+        }
+        Ok(true)
+    }
+
+    /// Unlists `schema.table`, then deletes its files. `Ok(None)` when it did not
+    /// exist and `if_exists` is set.
+    pub async fn drop_table(
+        &self,
+        schema: &str,
+        table: &str,
+        if_exists: bool,
+    ) -> Result<Option<TableEntry>> {
+        validate_schema_name(schema)?;
+        let entry = {
+            let _writer = self.writer.lock().await;
+            let current = self.snapshot();
+            let entry = match self.table(schema, table) {
+                Ok(entry) => entry,
+                Err(CatalogError::TableNotFound { .. }) if if_exists => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut next = (*current).clone();
+            next.tables
+                .retain(|t| !(t.schema == schema && t.name == table));
+            self.publish(next).await?;
+            entry
+        };
+        self.remove_files(&entry).await;
+        Ok(Some(entry))
+    }
+
+    /// Deletes an unlisted table's folder; a failure leaves an invisible orphan, logged.
+    async fn remove_files(&self, entry: &TableEntry) {
+        let result = match self.buckets.get(&entry.bucket) {
+            Ok(bucket) => bucket.delete_folder(&entry.location).await,
+            Err(e) => Err(e),
+        };
+        if let Err(error) = result {
+            tracing::warn!(table = %entry.qualified_name(), location = %entry.location, %error,
+                "table unlisted but its files could not be deleted");
+        }
+    }
+
+    /// Creates `schema.table` in `bucket` from a stream of rows, in one Delta commit.
+    ///
+    /// The data is written first, into a fresh folder and without holding the catalog
+    /// lock; the table is listed only after that commit. If the name was taken in the
+    /// meantime, or the write fails, the folder is removed and nothing is listed.
+    pub async fn create_table_from(
+        &self,
+        schema: &str,
+        table: &str,
+        bucket: &str,
+        input: SendableRecordBatchStream,
+        session: Arc<SessionState>,
+    ) -> Result<(TableEntry, DeltaTable)> {
+        validate_schema_name(schema)?;
+        validate_name(table)?;
+        let bucket = self.buckets.get(bucket)?;
+        self.check_free(schema, table)?;
+        let entry = TableEntry::new(schema, table, bucket.name());
+        let written = delta::write(&bucket, &entry, WriteMode::Create, input, session).await;
+        let delta_table = match written {
+            Ok(delta_table) => delta_table,
+            Err(e) => {
+                self.remove_files(&entry).await;
+                return Err(e);
+            }
+        };
+        let published = {
+            let _writer = self.writer.lock().await;
+            match self.check_free(schema, table) {
+                Ok(()) => {
+                    let mut next = (*self.snapshot()).clone();
+                    next.tables.push(entry.clone());
+                    self.publish(next).await
+                }
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = published {
+            self.remove_files(&entry).await;
+            return Err(e);
+        }
+        Ok((entry, delta_table))
+    }
+
+    /// Appends or replaces the rows of a listed table in one Delta commit.
+    pub async fn write(
+        &self,
+        entry: &TableEntry,
+        mode: WriteMode,
+        input: SendableRecordBatchStream,
+        session: Arc<SessionState>,
+    ) -> Result<DeltaTable> {
+        let bucket = self.buckets.get(&entry.bucket)?;
+        delta::write(&bucket, entry, mode, input, session).await
+    }
+
+    /// Deletes the rows matching `predicate` (all without one) in one Delta commit;
+    /// returns how many were deleted.
+    pub async fn delete_rows(
+        &self,
+        entry: &TableEntry,
+        predicate: Option<Expr>,
+        session: Arc<SessionState>,
+    ) -> Result<u64> {
+        let bucket = self.buckets.get(&entry.bucket)?;
+        let (_, deleted) = delta::delete(&bucket, entry, predicate, session).await?;
+        Ok(deleted)
+    }
+
+    /// Updates the rows matching `predicate` (all without one) in one Delta commit;
+    /// returns how many were updated.
+    pub async fn update_rows(
+        &self,
+        entry: &TableEntry,
+        assignments: Vec<(String, Expr)>,
+        predicate: Option<Expr>,
+        session: Arc<SessionState>,
+    ) -> Result<u64> {
+        let bucket = self.buckets.get(&entry.bucket)?;
+        delta::update(&bucket, entry, assignments, predicate, session).await
+    }
+
+    /// Fails unless `schema` exists and holds no table named `table`.
+    fn check_free(&self, schema: &str, table: &str) -> Result<()> {
+        let current = self.snapshot();
+        if !current.schemas.iter().any(|s| s == schema) {
+            return Err(CatalogError::SchemaNotFound(schema.to_string()));
+        }
+        if current.table(schema, table).is_some() {
+            return Err(CatalogError::TableExists {
+                schema: schema.into(),
+                table: table.into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Creates `schema.table` in `bucket` holding `batches` (at least the schema),
     /// atomically: the table is listed only once its first Delta commit exists.
     pub async fn create_table(
@@ -204,6 +455,14 @@ impl Catalog {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         Ok(())
     }
+}
+
+/// A user schema name: a valid identifier that is not one of the built-in schemas.
+fn validate_schema_name(name: &str) -> Result<()> {
+    if name == SYSTEM_SCHEMA || name == INFORMATION_SCHEMA {
+        return Err(CatalogError::ReadOnly(name.to_string()));
+    }
+    validate_name(name)
 }
 
 /// Accepts lower-case ASCII identifiers of at most 128 characters.

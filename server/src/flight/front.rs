@@ -17,6 +17,7 @@ use arrow_flight::{
 use tonic::{Request, Response, Status, Streaming};
 
 use super::LakehouseService;
+use super::service::SchemaOnly;
 
 /// Serves [`LakehouseService`] over gRPC.
 pub struct FrontDoor {
@@ -85,6 +86,8 @@ impl FlightService for FrontDoor {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
         self.inner.auth.check(&request)?;
+        let mut request = request;
+        request.extensions_mut().insert(SchemaOnly);
         let info = self.inner.get_flight_info(request).await?.into_inner();
         Ok(Response::new(SchemaResult {
             schema: info.schema,

@@ -13,6 +13,8 @@
 mod actions;
 mod auth;
 mod front;
+mod ingest;
+mod limits;
 mod metadata;
 mod prepared;
 mod running;
@@ -23,10 +25,9 @@ mod status;
 
 pub use auth::{Authenticator, hash_password};
 pub use front::FrontDoor;
+pub use limits::Limits;
 pub use service::LakehouseService;
 pub use sql_info::SERVER_NAME;
 
 /// Target size of one encoded FlightData message.
 pub const MAX_FLIGHT_DATA_BYTES: usize = 2 * 1024 * 1024;
-/// Largest request message accepted (e.g. a DoPut of bound parameters).
-pub const MAX_DECODING_BYTES: usize = 64 * 1024 * 1024;

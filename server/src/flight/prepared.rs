@@ -15,7 +15,7 @@ use arrow_flight::error::FlightError;
 use arrow_flight::sql::server::PeekableFlightDataStream;
 use arrow_flight::sql::{
     ActionCreatePreparedStatementResult, CommandPreparedStatementQuery,
-    DoPutPreparedStatementResult,
+    CommandPreparedStatementUpdate, DoPutPreparedStatementResult,
 };
 use arrow_flight::{Action, FlightInfo, IpcMessage, SchemaAsIpc};
 use futures::TryStreamExt;
@@ -24,7 +24,25 @@ use tonic::{Request, Status};
 
 use super::service::LakehouseService;
 use super::status;
-use crate::query::{ParameterRows, parameter_schema};
+use crate::query::{ParameterRows, is_write, parameter_schema};
+
+/// Parameter rows sent in a DoPut stream.
+async fn read_parameters(
+    request: Request<PeekableFlightDataStream>,
+) -> Result<ParameterRows, Status> {
+    // The peekable stream itself: its first (already peeked) message carries the schema.
+    // A message without an IPC header carries no data: arrow-rs sends the command
+    // alone that way when the parameters were bound by an earlier DoPut.
+    let stream = request
+        .into_inner()
+        .try_filter(|message| std::future::ready(!message.data_header.is_empty()))
+        .map_err(FlightError::from);
+    let batches: Vec<_> = FlightRecordBatchStream::new_from_flight_data(stream)
+        .try_collect()
+        .await
+        .map_err(super::ingest::upload_error)?;
+    Ok(ParameterRows::new(batches))
+}
 
 fn schema_bytes(schema: &Schema) -> Result<Vec<u8>, Status> {
     let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
@@ -43,7 +61,12 @@ impl LakehouseService {
         let handle = self.new_handle(request, sql);
         let (_, plan) = self.plan_unbound(&handle).await?;
         let parameters = parameter_schema(&plan).map_err(status::from_datafusion)?;
-        let dataset = plan.schema().as_arrow().clone();
+        // An empty dataset schema tells clients (JDBC) to run it as an update.
+        let dataset = if is_write(&plan) {
+            Schema::empty()
+        } else {
+            plan.schema().as_arrow().clone()
+        };
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: encode_handle(&handle)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?
@@ -62,13 +85,7 @@ impl LakehouseService {
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let mut handle = decode_handle(&query.prepared_statement_handle)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        // The peekable stream itself: its first (already peeked) message carries the schema.
-        let stream = request.into_inner().map_err(FlightError::from);
-        let batches: Vec<_> = FlightRecordBatchStream::new_from_flight_data(stream)
-            .try_collect()
-            .await
-            .map_err(|e| Status::invalid_argument(format!("reading parameter batches: {e}")))?;
-        let rows = ParameterRows::new(batches);
+        let rows = read_parameters(request).await?;
         handle.parameters = rows.to_ipc().map_err(status::from_datafusion)?;
         // Bind now so a wrong parameter count or type fails here, where the client sent it.
         self.plan_handle(&handle).await?;
@@ -76,6 +93,22 @@ impl LakehouseService {
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(bytes.into()),
         })
+    }
+
+    /// DoPut(CommandPreparedStatementUpdate): runs the update once per parameter row
+    /// sent with it (or bound earlier, when the stream carries none).
+    pub(super) async fn prepared_update(
+        &self,
+        query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let mut handle = decode_handle(&query.prepared_statement_handle)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let rows = read_parameters(request).await?;
+        if !rows.is_empty() {
+            handle.parameters = rows.to_ipc().map_err(status::from_datafusion)?;
+        }
+        self.execute_update(&handle).await
     }
 
     /// Cancels the queries of every endpoint of `info`; NotFound when none is running.

@@ -35,10 +35,13 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::Authenticator;
+use super::limits::Limits;
 use super::running::{Cancellable, RunningQueries};
 use super::sessions::Sessions;
 use super::{MAX_FLIGHT_DATA_BYTES, metadata, sql_info, status};
-use crate::query::{ParameterRows, QueryEngine, SessionDefaults};
+use crate::query::{
+    ParameterRows, QueryEngine, SessionDefaults, Statement, Write, classify, count_schema, is_write,
+};
 
 /// FlightData messages encoded ahead of what the client has read.
 const ENCODE_AHEAD: usize = 4;
@@ -52,21 +55,27 @@ pub struct LakehouseService {
     pub(super) sessions: Sessions,
     pub(super) running: RunningQueries,
     pub(super) auth: Authenticator,
+    pub(super) limits: Limits,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
 }
 
 impl LakehouseService {
     /// A service answering queries with `engine`.
-    pub fn new(engine: Arc<QueryEngine>, auth: Authenticator) -> Result<Self, FlightError> {
+    pub fn new(
+        engine: Arc<QueryEngine>,
+        auth: Authenticator,
+        limits: Limits,
+    ) -> Result<Self, FlightError> {
         let state = engine.session(&SessionDefaults::default()).state();
         Ok(Self {
-            sql_info: sql_info::sql_info(&state)?,
+            sql_info: sql_info::sql_info(&state, limits.timeout_ms())?,
             xdbc: sql_info::xdbc_type_info()?,
             engine,
             sessions: Sessions::default(),
             running: RunningQueries::default(),
             auth,
+            limits,
         })
     }
 
@@ -84,6 +93,7 @@ impl LakehouseService {
             default_catalog: defaults.catalog,
             default_schema: defaults.schema,
             parameters: Vec::new(),
+            affected_rows: None,
         }
     }
 
@@ -99,16 +109,53 @@ impl LakehouseService {
         Ok((ctx, plans))
     }
 
-    /// The result schema of the handle's statement (first parameter row bound, if any).
-    async fn result_schema(
+    /// GetFlightInfo of a statement, prepared or not.
+    ///
+    /// A query is only planned here; it runs in DoGet. A write (DDL/DML sent as a
+    /// query, as ADBC's `cursor.execute` and JDBC's `execute` do) runs **here**: such
+    /// clients may never fetch the result, yet expect the statement to have taken
+    /// effect when `execute` returns. Its ticket then carries the row count, which
+    /// DoGet answers without running anything again. GetSchema only plans.
+    pub(super) async fn statement_info(
         &self,
-        handle: &StatementHandle,
-    ) -> Result<arrow::datatypes::Schema, Status> {
-        let (_, plan) = self.plan_unbound(handle).await?;
-        let params =
-            ParameterRows::from_ipc(&handle.parameters).map_err(status::from_datafusion)?;
-        let plan = params.bind_first(&plan).map_err(status::from_datafusion)?;
-        Ok(plan.schema().as_arrow().clone())
+        mut handle: StatementHandle,
+        request: Request<FlightDescriptor>,
+        query_ticket: impl FnOnce(&StatementHandle) -> Result<Vec<u8>, Status>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let (_, plan) = self.plan_unbound(&handle).await?;
+        let (schema, ticket) = if is_write(&plan) {
+            if request.extensions().get::<SchemaOnly>().is_none() {
+                handle.affected_rows = Some(self.execute_update(&handle).await?);
+            }
+            (count_schema().as_ref().clone(), statement_ticket(&handle)?)
+        } else {
+            let params =
+                ParameterRows::from_ipc(&handle.parameters).map_err(status::from_datafusion)?;
+            let plan = params.bind_first(&plan).map_err(status::from_datafusion)?;
+            (plan.schema().as_arrow().clone(), query_ticket(&handle)?)
+        };
+        Ok(Response::new(flight_info(
+            &schema,
+            request.into_inner(),
+            ticket,
+        )?))
+    }
+
+    /// Runs the handle's statement, which must change something; returns the rows affected.
+    pub(super) async fn execute_update(&self, handle: &StatementHandle) -> Result<i64, Status> {
+        let (ctx, plans) = self.plan_handle(handle).await?;
+        let writes = writes_of(plans, &defaults_of(handle))?;
+        let _permit = self.limits.admit()?;
+        let affected = self
+            .limits
+            .timed(async {
+                self.engine
+                    .execute_writes(&ctx, writes)
+                    .await
+                    .map_err(status::from_datafusion)
+            })
+            .await?;
+        Ok(i64::try_from(affected).unwrap_or(i64::MAX))
     }
 
     /// Plans the handle's SQL under the session defaults it carries, parameters unbound.
@@ -116,17 +163,44 @@ impl LakehouseService {
         &self,
         handle: &StatementHandle,
     ) -> Result<(SessionContext, datafusion::logical_expr::LogicalPlan), Status> {
-        let defaults = SessionDefaults {
-            catalog: handle.default_catalog.clone(),
-            schema: handle.default_schema.clone(),
-        };
-        let ctx = self.engine.session(&defaults);
+        let ctx = self.engine.session(&defaults_of(handle));
         let plan = self
             .engine
             .plan(&ctx, &handle.sql)
             .await
             .map_err(status::from_datafusion)?;
         Ok((ctx, plan))
+    }
+
+    /// Runs the handle's statement for DoGet: a query streams its rows; a write
+    /// (a client sending DDL/DML as a query, as ADBC's `cursor.execute` does) is
+    /// applied here and answers one `count` row.
+    async fn run_handle(
+        &self,
+        ticket: &[u8],
+        handle: &StatementHandle,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        if let Some(affected) = handle.affected_rows {
+            return self.count_answer(affected);
+        }
+        let (ctx, plans) = self.plan_handle(handle).await?;
+        if plans.first().is_some_and(is_write) {
+            // A DoGet that no GetFlightInfo ran first (a client replaying a prepared
+            // statement's ticket): run the write now.
+            let affected = self.execute_update(handle).await?;
+            return self.count_answer(affected);
+        }
+        self.run(ticket, ctx, plans).await
+    }
+
+    /// One `count` row: the answer of a write read as a query.
+    fn count_answer(&self, affected: i64) -> Result<Response<FlightDataStream>, Status> {
+        let batch = RecordBatch::try_new(
+            count_schema(),
+            vec![Arc::new(arrow::array::Int64Array::from(vec![affected]))],
+        )
+        .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(self.one_batch(batch))
     }
 
     /// Runs the plans one after the other and streams their batches as FlightData.
@@ -136,6 +210,7 @@ impl LakehouseService {
         ctx: SessionContext,
         plans: Vec<datafusion::logical_expr::LogicalPlan>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        let permit = self.limits.admit()?;
         let engine = Arc::clone(&self.engine);
         // Start the first plan now so errors surface as the DoGet status, not mid-stream.
         let mut plans = plans.into_iter();
@@ -157,6 +232,7 @@ impl LakehouseService {
         let batches = first
             .chain(rest)
             .map_err(|e| FlightError::Tonic(Box::new(status::from_datafusion(e))));
+        let batches = self.limits.bounded(batches, permit);
         Ok(self.encode(ticket, schema, batches))
     }
 
@@ -218,6 +294,46 @@ impl LakehouseService {
     }
 }
 
+/// Marks a GetFlightInfo made on behalf of GetSchema: plan only, run nothing.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SchemaOnly;
+
+/// A `TicketStatementQuery` carrying `handle`.
+fn statement_ticket(handle: &StatementHandle) -> Result<Vec<u8>, Status> {
+    let bytes = encode_handle(handle).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(TicketStatementQuery {
+        statement_handle: bytes.into(),
+    }
+    .as_any()
+    .encode_to_vec())
+}
+
+/// The session defaults a handle carries.
+pub(super) fn defaults_of(handle: &StatementHandle) -> SessionDefaults {
+    SessionDefaults {
+        catalog: handle.default_catalog.clone(),
+        schema: handle.default_schema.clone(),
+    }
+}
+
+/// The bound plans as writes; a query sent as an update is refused.
+fn writes_of(
+    plans: Vec<datafusion::logical_expr::LogicalPlan>,
+    defaults: &SessionDefaults,
+) -> Result<Vec<Write>, Status> {
+    plans
+        .into_iter()
+        .map(|plan| match classify(plan, defaults) {
+            Ok(Statement::Write(write)) => Ok(write),
+            Ok(Statement::Query(_)) => Err(Status::invalid_argument(
+                "this statement returns rows: send it as a query (CommandStatementQuery or \
+                 CommandPreparedStatementQuery), not as an update",
+            )),
+            Err(e) => Err(status::from_datafusion(e)),
+        })
+        .collect()
+}
+
 /// A FlightInfo with one endpoint whose ticket is `ticket`, on this same server.
 pub(super) fn flight_info(
     schema: &arrow::datatypes::Schema,
@@ -245,12 +361,6 @@ fn metadata_info(
         request.into_inner(),
         ticket,
     )?))
-}
-
-fn unsupported(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "{what} is not supported: this Lakehouse release is read-only"
-    ))
 }
 
 fn no_transactions() -> Status {
@@ -296,18 +406,7 @@ impl FlightSqlService for LakehouseService {
             return Err(no_transactions());
         }
         let handle = self.new_handle(&request, query.query);
-        let schema = self.result_schema(&handle).await?;
-        let bytes = encode_handle(&handle).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let ticket = TicketStatementQuery {
-            statement_handle: bytes.into(),
-        }
-        .as_any()
-        .encode_to_vec();
-        Ok(Response::new(flight_info(
-            &schema,
-            request.into_inner(),
-            ticket,
-        )?))
+        self.statement_info(handle, request, statement_ticket).await
     }
 
     async fn get_flight_info_substrait_plan(
@@ -327,8 +426,8 @@ impl FlightSqlService for LakehouseService {
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = decode_handle(&query.prepared_statement_handle)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let schema = self.result_schema(&handle).await?;
-        metadata_info(&query, &schema, request)
+        let ticket = query.as_any().encode_to_vec();
+        self.statement_info(handle, request, |_| Ok(ticket)).await
     }
 
     async fn get_flight_info_catalogs(
@@ -419,8 +518,7 @@ impl FlightSqlService for LakehouseService {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let handle = decode_handle(&ticket.statement_handle)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (ctx, plans) = self.plan_handle(&handle).await?;
-        self.run(&request.get_ref().ticket, ctx, plans).await
+        self.run_handle(&request.get_ref().ticket, &handle).await
     }
 
     async fn do_get_prepared_statement(
@@ -430,8 +528,7 @@ impl FlightSqlService for LakehouseService {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let handle = decode_handle(&query.prepared_statement_handle)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (ctx, plans) = self.plan_handle(&handle).await?;
-        self.run(&request.get_ref().ticket, ctx, plans).await
+        self.run_handle(&request.get_ref().ticket, &handle).await
     }
 
     async fn do_get_catalogs(
@@ -577,18 +674,36 @@ impl FlightSqlService for LakehouseService {
 
     async fn do_put_statement_update(
         &self,
-        _ticket: CommandStatementUpdate,
-        _request: Request<PeekableFlightDataStream>,
+        command: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        Err(unsupported("CommandStatementUpdate (DDL/DML)"))
+        if command
+            .transaction_id
+            .as_ref()
+            .is_some_and(|t| !t.is_empty())
+        {
+            return Err(no_transactions());
+        }
+        let handle = self.new_handle(&request, command.query);
+        self.execute_update(&handle).await
     }
 
     async fn do_put_statement_ingest(
         &self,
-        _ticket: CommandStatementIngest,
-        _request: Request<PeekableFlightDataStream>,
+        command: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        Err(unsupported("bulk ingest (CommandStatementIngest)"))
+        if command
+            .transaction_id
+            .as_ref()
+            .is_some_and(|t| !t.is_empty())
+        {
+            return Err(no_transactions());
+        }
+        let defaults = self.defaults(&request);
+        let _permit = self.limits.admit()?;
+        self.bulk_ingest(command, defaults, request.into_inner())
+            .await
     }
 
     async fn do_put_prepared_statement_query(
@@ -601,10 +716,10 @@ impl FlightSqlService for LakehouseService {
 
     async fn do_put_prepared_statement_update(
         &self,
-        _query: CommandPreparedStatementUpdate,
-        _request: Request<PeekableFlightDataStream>,
+        query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        Err(unsupported("prepared updates (DDL/DML)"))
+        self.prepared_update(query, request).await
     }
 
     async fn do_put_substrait_plan(

@@ -1,7 +1,8 @@
 //! GetSqlInfo and GetXdbcTypeInfo answers.
 //!
-//! Every value states what the server actually does today: read-only, no
-//! transactions, lower-cased unquoted identifiers (DataFusion's rule), no DDL.
+//! Every value states what the server actually does today: writable (DDL, DML,
+//! bulk ingest, each statement its own atomic commit), no transactions,
+//! lower-cased unquoted identifiers (DataFusion's rule).
 //! Function lists come from the engine's own registry, grouped by its docs.
 
 use std::collections::BTreeMap;
@@ -24,12 +25,16 @@ pub const SERVER_NAME: &str = "Lakehouse";
 pub const ARROW_VERSION: &str = "59.3.2";
 
 /// Builds the SqlInfo table.
-pub fn sql_info(state: &SessionState) -> Result<SqlInfoData, FlightError> {
+/// `statement_timeout_ms` is the configured statement timeout (0: none).
+pub fn sql_info(
+    state: &SessionState,
+    statement_timeout_ms: i32,
+) -> Result<SqlInfoData, FlightError> {
     let mut b = SqlInfoDataBuilder::new();
     b.append(SqlInfo::FlightSqlServerName, SERVER_NAME);
     b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
     b.append(SqlInfo::FlightSqlServerArrowVersion, ARROW_VERSION);
-    b.append(SqlInfo::FlightSqlServerReadOnly, true);
+    b.append(SqlInfo::FlightSqlServerReadOnly, false);
     b.append(SqlInfo::FlightSqlServerSql, true);
     b.append(SqlInfo::FlightSqlServerSubstrait, false);
     b.append(
@@ -37,14 +42,17 @@ pub fn sql_info(state: &SessionState) -> Result<SqlInfoData, FlightError> {
         SqlSupportedTransaction::None as i32,
     );
     b.append(SqlInfo::FlightSqlServerCancel, true);
-    b.append(SqlInfo::FlightSqlServerBulkIngestion, false);
+    b.append(SqlInfo::FlightSqlServerBulkIngestion, true);
     b.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
-    b.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
+    b.append(
+        SqlInfo::FlightSqlServerStatementTimeout,
+        statement_timeout_ms,
+    );
     b.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
 
     b.append(SqlInfo::SqlDdlCatalog, false);
-    b.append(SqlInfo::SqlDdlSchema, false);
-    b.append(SqlInfo::SqlDdlTable, false);
+    b.append(SqlInfo::SqlDdlSchema, true);
+    b.append(SqlInfo::SqlDdlTable, true);
     b.append(
         SqlInfo::SqlIdentifierCase,
         SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32,
@@ -155,7 +163,9 @@ pub fn sql_info(state: &SessionState) -> Result<SqlInfoData, FlightError> {
     ] {
         b.append(concurrency, 0b10i32);
     }
-    b.append(SqlInfo::SqlBatchUpdatesSupported, false);
+    // A prepared update runs once per bound parameter row (INSERTs into one table
+    // share one commit).
+    b.append(SqlInfo::SqlBatchUpdatesSupported, true);
     b.append(SqlInfo::SqlSavepointsSupported, false);
     b.append(SqlInfo::SqlNamedParametersSupported, false);
     b.append(SqlInfo::SqlLocatorsUpdateCopy, false);

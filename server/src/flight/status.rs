@@ -3,7 +3,11 @@
 //! | error                                   | status             |
 //! |-----------------------------------------|--------------------|
 //! | SQL syntax / planning / bad parameter   | InvalidArgument    |
-//! | unknown table, schema or catalog        | NotFound           |
+//! | unknown table, schema, catalog, version | NotFound           |
+//! | table or schema already exists          | AlreadyExists      |
+//! | DROP SCHEMA of a non-empty schema       | FailedPrecondition |
+//! | concurrent commit conflict (retryable)  | Aborted            |
+//! | writing to `system`/`information_schema`| PermissionDenied   |
 //! | memory pool exhausted                   | ResourceExhausted  |
 //! | unsupported feature                     | Unimplemented      |
 //! | storage, Delta or internal failure      | Internal           |
@@ -15,9 +19,18 @@ use crate::catalog::CatalogError;
 
 /// Status for a DataFusion error (planning or execution).
 pub fn from_datafusion(error: DataFusionError) -> Status {
-    let root = root_cause(&error);
+    from_datafusion_ref(&error)
+}
+
+fn from_datafusion_ref(error: &DataFusionError) -> Status {
+    let root = root_cause(error);
     if let Some(status) = not_found(root) {
         return status;
+    }
+    if let DataFusionError::External(e) = root
+        && let Some(status) = e.downcast_ref::<Status>()
+    {
+        return Status::new(status.code(), status.message());
     }
     let message = error.to_string();
     match root {
@@ -40,11 +53,21 @@ pub fn from_datafusion(error: DataFusionError) -> Status {
 
 fn from_catalog_ref(error: &CatalogError, message: String) -> Status {
     match error {
-        CatalogError::TableNotFound { .. } | CatalogError::SchemaNotFound(_) => {
-            Status::not_found(message)
+        CatalogError::TableNotFound { .. }
+        | CatalogError::SchemaNotFound(_)
+        | CatalogError::VersionNotFound { .. } => Status::not_found(message),
+        CatalogError::TableExists { .. } | CatalogError::SchemaExists(_) => {
+            Status::already_exists(message)
         }
-        CatalogError::TableExists { .. } => Status::already_exists(message),
-        CatalogError::InvalidName { .. } => Status::invalid_argument(message),
+        CatalogError::InvalidName { .. } | CatalogError::SchemaMismatch { .. } => {
+            Status::invalid_argument(message)
+        }
+        CatalogError::SchemaNotEmpty { .. } => Status::failed_precondition(message),
+        CatalogError::Conflict { .. } => Status::aborted(message),
+        CatalogError::Input { source, .. } => {
+            let inner = from_datafusion_ref(source);
+            Status::new(inner.code(), message)
+        }
         CatalogError::ReadOnly(_) => Status::permission_denied(message),
         CatalogError::Storage(_) | CatalogError::Delta { .. } | CatalogError::Corrupt { .. } => {
             Status::internal(message)

@@ -5,12 +5,15 @@
 //! Invariants:
 //! - every query runs under the one bounded memory pool, so no single query can
 //!   exhaust the machine (it fails with ResourcesExhausted instead);
-//! - planning never executes anything: statements that would change state (DDL,
-//!   DML, `SET`) are refused at plan time while the server is read-only.
+//! - planning never executes anything: DDL and DML are planned here and applied
+//!   by [`write`] (each as one Delta commit) only when the caller runs them;
+//! - session statements (`SET`, `BEGIN`, `PREPARE`...) are refused: sessions are
+//!   per request, and transactions are not offered.
 
 mod params;
 mod provider;
 mod system;
+mod write;
 
 use std::sync::Arc;
 
@@ -25,6 +28,7 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 pub use params::{ParameterRows, parameter_schema};
 pub use provider::LakehouseCatalog;
 pub use system::SYSTEM_TABLES;
+pub use write::{Statement, TableName, Write, classify, count_schema, is_write};
 
 use crate::catalog::{CATALOG_NAME, Catalog, DEFAULT_SCHEMA};
 use crate::config::Settings;
@@ -110,15 +114,28 @@ impl QueryEngine {
         ctx
     }
 
-    /// Plans one read-only SQL statement without running it.
+    /// Plans one SQL statement (query, DDL or DML) without running it.
     pub async fn plan(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
         let plan = ctx.state().create_logical_plan(sql).await?;
-        read_only().verify_plan(&plan).map_err(|e| match e {
-            DataFusionError::Plan(message) => {
-                DataFusionError::Plan(format!("{message}: this server is read-only for now"))
-            }
-            other => other,
-        })?;
+        statement_options()
+            .verify_plan(&plan)
+            .map_err(|e| match e {
+                DataFusionError::Plan(message) => DataFusionError::NotImplemented(format!(
+                    "{message}: session statements (SET, BEGIN/COMMIT, PREPARE) are not supported; \
+                 use Flight SQL session options and prepared statements"
+                )),
+                other => other,
+            })?;
+        // Refuse what no path may run (COPY to server files, writes nested in a
+        // query, unsupported DDL) here, so a statement sent as a query is held to
+        // the same rules as one sent as an update.
+        let state = ctx.state();
+        let options = &state.config().options().catalog;
+        let defaults = SessionDefaults {
+            catalog: options.default_catalog.clone(),
+            schema: options.default_schema.clone(),
+        };
+        classify(plan.clone(), &defaults)?;
         Ok(plan)
     }
 
@@ -153,10 +170,10 @@ fn session_config(
     config
 }
 
-fn read_only() -> SQLOptions {
+fn statement_options() -> SQLOptions {
     SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
+        .with_allow_ddl(true)
+        .with_allow_dml(true)
         .with_allow_statements(false)
 }
 

@@ -80,6 +80,26 @@ pub(super) async fn open_provider(
         .await
 }
 
+/// Splits the time-travel form `name@vN` into the table name and version N.
+///
+/// `@` is not an identifier character, so the form is quoted in SQL:
+/// `SELECT * FROM "orders@v3"`.
+pub(super) fn split_version(name: &str) -> Result<(&str, Option<i64>)> {
+    let Some((table, version)) = name.rsplit_once('@') else {
+        return Ok((name, None));
+    };
+    let number = version
+        .strip_prefix('v')
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "invalid table version {version:?} in {name:?}: write \"{table}@v<N>\", e.g. \"{table}@v0\""
+            ))
+        })?;
+    Ok((table, Some(number)))
+}
+
 /// A user schema whose tables are Delta tables.
 #[derive(Debug)]
 pub struct DeltaSchema {
@@ -113,17 +133,33 @@ impl SchemaProvider for DeltaSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let (name, version) = split_version(name)?;
         let entry = match self.catalog.table(&self.name, name) {
             Ok(entry) => entry,
             Err(CatalogError::TableNotFound { .. }) => return Ok(None),
             Err(e) => return Err(DataFusionError::External(Box::new(e))),
         };
-        open_provider(&self.catalog, &self.scan_session, &entry)
-            .await
-            .map(Some)
+        match version {
+            None => open_provider(&self.catalog, &self.scan_session, &entry).await,
+            Some(version) => {
+                let table = self
+                    .catalog
+                    .open_table_version(&entry, version)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                table
+                    .table_provider()
+                    .with_session(Arc::clone(&self.scan_session))
+                    .await
+            }
+        }
+        .map(Some)
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.table_names.iter().any(|t| t == name)
+        match split_version(name) {
+            Ok((name, _)) => self.table_names.iter().any(|t| t == name),
+            Err(_) => false,
+        }
     }
 }

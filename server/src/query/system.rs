@@ -5,8 +5,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
@@ -17,7 +20,7 @@ use super::provider::open_provider;
 use crate::catalog::{CATALOG_NAME, Catalog, TableEntry};
 
 /// Names of the system tables, sorted.
-pub const SYSTEM_TABLES: [&str; 3] = ["buckets", "columns", "tables"];
+pub const SYSTEM_TABLES: [&str; 4] = ["buckets", "columns", "table_versions", "tables"];
 
 /// Provider of the `system` schema.
 #[derive(Debug)]
@@ -40,6 +43,7 @@ impl SystemSchema {
             "tables" => tables(&self.catalog).await?,
             "columns" => columns(&self.catalog, &self.scan_session).await?,
             "buckets" => buckets(&self.catalog)?,
+            "table_versions" => table_versions(&self.catalog).await?,
             _ => return Ok(None),
         }))
     }
@@ -179,6 +183,60 @@ async fn columns(catalog: &Catalog, scan_session: &Arc<SessionState>) -> Result<
             Arc::new(Int32Array::from(ordinals)),
             Arc::new(StringArray::from(types)),
             Arc::new(BooleanArray::from(nullable)),
+        ],
+    )
+}
+
+/// Every commit of every table, from the Delta logs: what `"name@vN"` can read.
+async fn table_versions(catalog: &Catalog) -> Result<RecordBatch> {
+    let (mut schemas, mut tables, mut versions, mut times, mut operations) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut parameters, mut metrics) = (vec![], vec![]);
+    for entry in sorted_entries(catalog) {
+        let commits = match catalog.history(&entry).await {
+            Ok(commits) => commits,
+            Err(e) => {
+                tracing::warn!(table = %entry.qualified_name(), error = %e, "cannot read table history");
+                continue;
+            }
+        };
+        for commit in commits {
+            schemas.push(entry.schema.clone());
+            tables.push(entry.name.clone());
+            versions.push(commit.version);
+            times.push(commit.timestamp_ms);
+            operations.push(commit.operation);
+            parameters.push(commit.parameters);
+            metrics.push(commit.metrics);
+        }
+    }
+    let utc: Arc<str> = Arc::from("UTC");
+    batch(
+        vec![
+            utf8("table_catalog", false),
+            utf8("table_schema", false),
+            utf8("table_name", false),
+            Field::new("version", DataType::Int64, false),
+            Field::new(
+                "committed_at",
+                DataType::Timestamp(TimeUnit::Millisecond, Some(Arc::clone(&utc))),
+                true,
+            ),
+            utf8("operation", true),
+            utf8("operation_parameters", true),
+            utf8("operation_metrics", true),
+        ],
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                schemas.iter().map(|_| CATALOG_NAME),
+            )),
+            Arc::new(StringArray::from(schemas)),
+            Arc::new(StringArray::from(tables)),
+            Arc::new(Int64Array::from(versions)),
+            Arc::new(TimestampMillisecondArray::from(times).with_timezone(utc)),
+            Arc::new(StringArray::from(operations)),
+            Arc::new(StringArray::from(parameters)),
+            Arc::new(StringArray::from(metrics)),
         ],
     )
 }

@@ -31,17 +31,62 @@ async fn plan(sql: &str) -> LogicalPlan {
 }
 
 #[tokio::test]
-async fn refuses_statements_that_change_state() {
+async fn refuses_session_statements_and_server_side_files() {
     let (engine, dir) = engine().await;
     let ctx = engine.session(&SessionDefaults::default());
+    let err = engine.plan(&ctx, "SET x = 1").await.unwrap_err();
+    assert!(err.to_string().contains("not supported"), "{err}");
     for sql in [
-        "CREATE TABLE t (a INT)",
         "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
-        "SET x = 1",
+        "COPY (SELECT 1) TO '/tmp/x.csv'",
+        "CREATE VIEW v AS SELECT 1",
+        "EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1 AS a",
     ] {
-        let err = engine.plan(&ctx, sql).await.unwrap_err();
-        assert!(err.to_string().contains("read-only"), "{sql}: {err}");
+        let result = match engine.plan(&ctx, sql).await {
+            Ok(plan) => classify(plan, &SessionDefaults::default()).map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, datafusion::error::DataFusionError::NotImplemented(_)),
+            "{sql}: {err}"
+        );
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn writes_are_classified_with_resolved_names() {
+    let (engine, dir) = engine().await;
+    let ctx = engine.session(&SessionDefaults::default());
+    let plan = engine
+        .plan(&ctx, "CREATE TABLE t AS SELECT 1 AS a")
+        .await
+        .unwrap();
+    assert!(is_write(&plan));
+    match classify(plan, &SessionDefaults::default()).unwrap() {
+        Statement::Write(Write::CreateTable { table, .. }) => {
+            assert_eq!(table.to_string(), "public.t");
+        }
+        other => panic!("{other:?}"),
+    }
+    let plan = engine
+        .plan(&ctx, "DROP SCHEMA IF EXISTS s CASCADE")
+        .await
+        .unwrap();
+    assert!(matches!(
+        classify(plan, &SessionDefaults::default()).unwrap(),
+        Statement::Write(Write::DropSchema {
+            cascade: true,
+            if_exists: true,
+            ..
+        })
+    ));
+    let plan = engine.plan(&ctx, "SELECT 1").await.unwrap();
+    assert!(matches!(
+        classify(plan, &SessionDefaults::default()).unwrap(),
+        Statement::Query(_)
+    ));
     let _ = std::fs::remove_dir_all(dir);
 }
 

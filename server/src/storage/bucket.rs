@@ -183,6 +183,71 @@ impl Bucket {
             .map_err(|source| self.error(source))
     }
 
+    /// Objects under the folder `relative` (recursively), as paths relative to that folder.
+    pub async fn list(&self, relative: &str) -> Result<Vec<String>> {
+        use futures::TryStreamExt;
+        let root = self.path(relative);
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&root))
+            .try_collect()
+            .await
+            .map_err(|source| self.error(source))?;
+        let mut names: Vec<String> = objects
+            .into_iter()
+            .filter_map(|meta| {
+                meta.location.prefix_match(&root).map(|parts| {
+                    parts
+                        .map(|p| p.as_ref().to_string())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes every object under the folder `relative`; returns how many were deleted.
+    pub async fn delete_folder(&self, relative: &str) -> Result<usize> {
+        // Never the bucket itself: a table's folder is always a sub-folder.
+        if relative.trim_matches('/').is_empty() || relative.split('/').any(|p| p == "..") {
+            return Err(StorageError::InvalidUrl {
+                url: format!("{}{relative}", self.url),
+                message: "refusing to delete the bucket root or a path outside it".into(),
+            });
+        }
+        use futures::{StreamExt, TryStreamExt};
+        let root = self.path(relative);
+        let locations = self
+            .store
+            .list(Some(&root))
+            .map_ok(|meta| meta.location)
+            .boxed();
+        let deleted: Vec<Path> = self
+            .store
+            .delete_stream(locations)
+            .try_collect()
+            .await
+            .map_err(|source| self.error(source))?;
+        // A local store leaves the emptied folders behind; remove them too.
+        if self.kind == BucketKind::Local
+            && let Ok(dir) = self.url_of(relative).map(|url| url.to_file_path())
+            && let Ok(dir) = dir
+        {
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StorageError::Io {
+                        context: format!("removing folder {}", dir.display()),
+                        source: e,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(deleted.len())
+    }
+
     fn error(&self, source: object_store::Error) -> StorageError {
         StorageError::ObjectStore {
             bucket: self.name.clone(),

@@ -76,7 +76,9 @@ impl TestServer {
         let addr = tokio::time::timeout(Duration::from_secs(120), async {
             loop {
                 let line = rx.recv().await.expect("server exited before listening");
-                if let Some(rest) = line.split("listening on grpc://").nth(1) {
+                if let Some(rest) = line.split("listening on ").nth(1)
+                    && let Some((_, rest)) = rest.split_once("://")
+                {
                     let addr = rest.split_whitespace().next().unwrap();
                     return addr.parse::<SocketAddr>().unwrap();
                 }
@@ -97,6 +99,26 @@ impl TestServer {
             .connect()
             .await
             .unwrap()
+    }
+
+    /// A TLS channel to `localhost` trusting `ca_pem`, presenting `identity` (mTLS) if given.
+    pub async fn tls_channel(
+        &self,
+        ca_pem: &[u8],
+        identity: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Channel, tonic::transport::Error> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca_pem))
+            .domain_name("localhost");
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        Channel::from_shared(format!("https://localhost:{}", self.addr.port()))
+            .unwrap()
+            .tls_config(tls)?
+            .connect()
+            .await
     }
 
     pub async fn client(&self) -> FlightSqlServiceClient<Channel> {
@@ -151,6 +173,25 @@ pub async fn try_fetch(
         }
     }
     Ok(batches)
+}
+
+/// Makes the throw-away TLS files of `tests/tls/make-certs.sh` in `dir`.
+pub fn make_certs(dir: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tls/make-certs.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .arg(dir)
+        .status()
+        .expect("run make-certs.sh");
+    assert!(status.success(), "make-certs.sh failed");
+}
+
+/// Runs an update and returns the affected rows.
+pub async fn update(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> i64 {
+    client
+        .execute_update(sql.to_string(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// Runs `sql` and pretty-prints the result.

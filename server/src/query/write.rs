@@ -1,0 +1,535 @@
+//! SQL statements that change tables: DDL and DML, each one Delta commit.
+//!
+//! DataFusion plans the statement (resolving names, checking and casting INSERT
+//! columns against the target table, binding parameters); this module turns the
+//! plan into a [`Write`] and runs it against the catalog. Rows always stream
+//! from the input plan into the Delta writer: nothing is collected in memory.
+//!
+//! | statement                                   | effect                                  |
+//! |---------------------------------------------|-----------------------------------------|
+//! | `CREATE TABLE t (...)` / `... AS SELECT`    | new table, version 0                    |
+//! | `CREATE OR REPLACE TABLE t ...`             | new version replacing rows and schema   |
+//! | `INSERT INTO t ...` / `INSERT OVERWRITE`    | append / replace commit                 |
+//! | `DELETE FROM t [WHERE ...]`, `TRUNCATE t`   | delete commit                           |
+//! | `UPDATE t SET ... [WHERE ...]`              | update commit                           |
+//! | `DROP TABLE [IF EXISTS] t`                  | unlisted, then its files deleted        |
+//! | `CREATE SCHEMA` / `DROP SCHEMA [CASCADE]`   | catalog document change                 |
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, SchemaReference, TableReference};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{DdlStatement, DmlStatement, Expr, LogicalPlan, Union, WriteOp};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+
+use super::{QueryEngine, SessionDefaults};
+use crate::catalog::{CATALOG_NAME, CatalogError, INFORMATION_SCHEMA, SYSTEM_SCHEMA, WriteMode};
+use crate::storage::PRIMARY;
+
+/// A planned statement: a query to stream, or a change to apply.
+#[derive(Debug)]
+pub enum Statement {
+    /// Rows to return.
+    Query(LogicalPlan),
+    /// A change; its result is the number of rows affected.
+    Write(Write),
+}
+
+/// `schema.table` inside the `lakehouse` catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName {
+    /// Schema.
+    pub schema: String,
+    /// Table.
+    pub table: String,
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.table)
+    }
+}
+
+/// A statement that changes the catalog or a table.
+#[derive(Debug)]
+pub enum Write {
+    /// `CREATE [OR REPLACE] TABLE [IF NOT EXISTS] ... [AS SELECT]`.
+    CreateTable {
+        /// Target.
+        table: TableName,
+        /// Rows (an empty relation for a plain column list).
+        input: LogicalPlan,
+        /// Do nothing when the table exists.
+        if_not_exists: bool,
+        /// Replace the rows and schema of an existing table.
+        or_replace: bool,
+    },
+    /// `INSERT INTO` (append) or `INSERT OVERWRITE` (replace).
+    Insert {
+        /// Target.
+        table: TableName,
+        /// Rows, already cast to the target columns by the planner.
+        input: LogicalPlan,
+        /// Replace instead of append.
+        overwrite: bool,
+    },
+    /// `DELETE` or `TRUNCATE`.
+    Delete {
+        /// Target.
+        table: TableName,
+        /// Rows to delete; all rows when `None`.
+        predicate: Option<Expr>,
+    },
+    /// `UPDATE ... SET column = expr [WHERE ...]`.
+    Update {
+        /// Target.
+        table: TableName,
+        /// New values by column.
+        assignments: Vec<(String, Expr)>,
+        /// Rows to update; all rows when `None`.
+        predicate: Option<Expr>,
+    },
+    /// `DROP TABLE`.
+    DropTable {
+        /// Target.
+        table: TableName,
+        /// No error when absent.
+        if_exists: bool,
+    },
+    /// `CREATE SCHEMA`.
+    CreateSchema {
+        /// Schema name.
+        name: String,
+        /// No error when present.
+        if_not_exists: bool,
+    },
+    /// `DROP SCHEMA`.
+    DropSchema {
+        /// Schema name.
+        name: String,
+        /// No error when absent.
+        if_exists: bool,
+        /// Drop its tables too.
+        cascade: bool,
+    },
+}
+
+/// Schema of a write's result when a client reads it as a query: one row, `count`.
+pub fn count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::Int64,
+        false,
+    )]))
+}
+
+/// True when the plan changes state (it then runs as a [`Write`]).
+pub fn is_write(plan: &LogicalPlan) -> bool {
+    matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_))
+}
+
+/// Splits a bound plan into a query or a write.
+pub fn classify(plan: LogicalPlan, defaults: &SessionDefaults) -> Result<Statement> {
+    let write = match plan {
+        LogicalPlan::Ddl(ddl) => from_ddl(ddl, defaults)?,
+        LogicalPlan::Dml(dml) => from_dml(dml, defaults)?,
+        LogicalPlan::Copy(_) => {
+            return not_supported("COPY ... TO (server-side files; read results with a query)");
+        }
+        query => {
+            // A write nested in a query (EXPLAIN ANALYZE INSERT ...) would run through
+            // DataFusion's own insert path, bypassing the catalog: refuse it.
+            let nested = query.exists(|node| {
+                Ok(matches!(
+                    node,
+                    LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_)
+                ))
+            })?;
+            if nested {
+                return not_supported("a DDL or DML statement inside EXPLAIN or a query");
+            }
+            return Ok(Statement::Query(query));
+        }
+    };
+    Ok(Statement::Write(write))
+}
+
+fn from_ddl(ddl: DdlStatement, defaults: &SessionDefaults) -> Result<Write> {
+    Ok(match ddl {
+        DdlStatement::CreateMemoryTable(create) => {
+            if create.temporary {
+                return not_supported("CREATE TEMPORARY TABLE (tables are durable Delta tables)");
+            }
+            if !create.column_defaults.is_empty() {
+                return not_supported("column DEFAULT values");
+            }
+            if !create.constraints.is_empty() {
+                return not_supported(
+                    "PRIMARY KEY / UNIQUE constraints (Delta tables do not enforce them)",
+                );
+            }
+            Write::CreateTable {
+                table: table_name(&create.name, defaults)?,
+                input: create.input.as_ref().clone(),
+                if_not_exists: create.if_not_exists,
+                or_replace: create.or_replace,
+            }
+        }
+        DdlStatement::DropTable(drop) => Write::DropTable {
+            table: table_name(&drop.name, defaults)?,
+            if_exists: drop.if_exists,
+        },
+        DdlStatement::CreateCatalogSchema(create) => {
+            // `CREATE SCHEMA [catalog.]name`
+            let name = match create.schema_name.split_once('.') {
+                Some((catalog, name)) => {
+                    check_catalog(catalog)?;
+                    name.to_string()
+                }
+                None => create.schema_name.clone(),
+            };
+            Write::CreateSchema {
+                name,
+                if_not_exists: create.if_not_exists,
+            }
+        }
+        DdlStatement::DropCatalogSchema(drop) => {
+            if let SchemaReference::Full { catalog, .. } = &drop.name {
+                check_catalog(catalog)?;
+            }
+            Write::DropSchema {
+                name: drop.name.schema_name().to_string(),
+                if_exists: drop.if_exists,
+                cascade: drop.cascade,
+            }
+        }
+        DdlStatement::CreateExternalTable(_) => {
+            return not_supported(
+                "CREATE EXTERNAL TABLE (load files with CREATE TABLE ... AS SELECT or bulk ingest)",
+            );
+        }
+        other => return not_supported(other.name()),
+    })
+}
+
+fn from_dml(dml: DmlStatement, defaults: &SessionDefaults) -> Result<Write> {
+    let table = table_name(&dml.table_name, defaults)?;
+    let input = dml.input.as_ref().clone();
+    Ok(match dml.op {
+        WriteOp::Insert(op) => Write::Insert {
+            table,
+            input,
+            overwrite: match op {
+                InsertOp::Append => false,
+                InsertOp::Overwrite => true,
+                InsertOp::Replace => return not_supported("REPLACE INTO"),
+            },
+        },
+        WriteOp::Delete => Write::Delete {
+            table,
+            predicate: filter_of(&input).map(unqualify).transpose()?,
+        },
+        WriteOp::Truncate => Write::Delete {
+            table,
+            predicate: None,
+        },
+        WriteOp::Update => update_of(table, input)?,
+        other => return not_supported(other.name()),
+    })
+}
+
+/// UPDATE plans are `Projection(col = expr AS col, ...) ← [Filter] ← TableScan`:
+/// every projected column that is not itself is an assignment.
+fn update_of(table: TableName, input: LogicalPlan) -> Result<Write> {
+    let LogicalPlan::Projection(projection) = &input else {
+        return Err(DataFusionError::Internal(format!(
+            "unexpected UPDATE plan shape: {}",
+            input.display()
+        )));
+    };
+    let mut assignments = Vec::new();
+    for expr in &projection.expr {
+        let Expr::Alias(alias) = expr else { continue };
+        let unchanged = matches!(alias.expr.as_ref(), Expr::Column(c) if c.name == alias.name);
+        if !unchanged {
+            assignments.push((alias.name.clone(), unqualify(alias.expr.as_ref().clone())?));
+        }
+    }
+    Ok(Write::Update {
+        table,
+        assignments,
+        predicate: filter_of(&projection.input).map(unqualify).transpose()?,
+    })
+}
+
+fn filter_of(plan: &LogicalPlan) -> Option<Expr> {
+    match plan {
+        LogicalPlan::Filter(filter) => Some(filter.predicate.clone()),
+        _ => None,
+    }
+}
+
+/// Column references without their table qualifier: Delta resolves them against
+/// the table alone.
+fn unqualify(expr: Expr) -> Result<Expr> {
+    expr.transform(|e| {
+        Ok(match e {
+            Expr::Column(c) if c.relation.is_some() => {
+                Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
+            }
+            other => Transformed::no(other),
+        })
+    })
+    .map(|t| t.data)
+}
+
+fn table_name(reference: &TableReference, defaults: &SessionDefaults) -> Result<TableName> {
+    let resolved = reference
+        .clone()
+        .resolve(&defaults.catalog, &defaults.schema);
+    check_catalog(&resolved.catalog)?;
+    if resolved.schema.as_ref() == SYSTEM_SCHEMA || resolved.schema.as_ref() == INFORMATION_SCHEMA {
+        return Err(catalog_error(CatalogError::ReadOnly(
+            resolved.schema.to_string(),
+        )));
+    }
+    Ok(TableName {
+        schema: resolved.schema.to_string(),
+        table: resolved.table.to_string(),
+    })
+}
+
+fn check_catalog(catalog: &str) -> Result<()> {
+    if catalog == CATALOG_NAME {
+        Ok(())
+    } else {
+        Err(DataFusionError::Plan(format!(
+            "catalog '{catalog}' not found: failed to resolve catalog (the only catalog is '{CATALOG_NAME}')"
+        )))
+    }
+}
+
+fn not_supported<T>(what: &str) -> Result<T> {
+    Err(DataFusionError::NotImplemented(format!(
+        "{what} is not supported"
+    )))
+}
+
+fn catalog_error(error: CatalogError) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+/// Column names Delta Lake (without column mapping) and Parquet tools reject.
+fn check_column_names(schema: &Schema) -> Result<()> {
+    const INVALID: &[char] = &[' ', ',', ';', '{', '}', '(', ')', '\n', '\t', '='];
+    for field in schema.fields() {
+        if field.name().is_empty() || field.name().contains(INVALID) {
+            return Err(DataFusionError::Plan(format!(
+                "column name {:?} is not allowed in a table (no spaces or any of ,;{{}}()=): name it with AS",
+                field.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Counts the rows flowing through a stream.
+fn counted(stream: SendableRecordBatchStream, rows: Arc<AtomicU64>) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let stream = stream.inspect_ok(move |batch| {
+        rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
+impl QueryEngine {
+    /// Applies writes, returning the rows affected.
+    ///
+    /// Several INSERTs into one table (a prepared INSERT run once per bound
+    /// parameter row) become one commit; anything else runs statement by statement,
+    /// each its own commit.
+    pub async fn execute_writes(&self, ctx: &SessionContext, writes: Vec<Write>) -> Result<u64> {
+        let writes = merge_inserts(writes)?;
+        let mut affected = 0;
+        for write in writes {
+            affected += self.execute_write(ctx, write).await?;
+        }
+        Ok(affected)
+    }
+
+    /// Applies one write as one Delta commit (or one catalog change).
+    pub async fn execute_write(&self, ctx: &SessionContext, write: Write) -> Result<u64> {
+        let catalog = &self.catalog;
+        let session = Arc::new(ctx.state());
+        match write {
+            Write::CreateTable {
+                table,
+                input,
+                if_not_exists,
+                or_replace,
+            } => {
+                check_column_names(input.schema().as_arrow())?;
+                let existing = match catalog.table(&table.schema, &table.table) {
+                    Ok(entry) => Some(entry),
+                    Err(CatalogError::TableNotFound { .. }) => None,
+                    Err(e) => return Err(catalog_error(e)),
+                };
+                if existing.is_some() && if_not_exists {
+                    return Ok(0);
+                }
+                let rows = Arc::new(AtomicU64::new(0));
+                let stream = counted(self.execute(ctx, input).await?, Arc::clone(&rows));
+                match existing {
+                    Some(entry) if or_replace => {
+                        catalog
+                            .write(&entry, WriteMode::Replace, stream, session)
+                            .await
+                            .map_err(catalog_error)?;
+                    }
+                    _ => {
+                        catalog
+                            .create_table_from(
+                                &table.schema,
+                                &table.table,
+                                PRIMARY,
+                                stream,
+                                session,
+                            )
+                            .await
+                            .map_err(catalog_error)?;
+                    }
+                }
+                Ok(rows.load(Ordering::Relaxed))
+            }
+            Write::Insert {
+                table,
+                input,
+                overwrite,
+                ..
+            } => {
+                let entry = catalog
+                    .table(&table.schema, &table.table)
+                    .map_err(catalog_error)?;
+                let rows = Arc::new(AtomicU64::new(0));
+                let stream = counted(self.execute(ctx, input).await?, Arc::clone(&rows));
+                let mode = if overwrite {
+                    WriteMode::Replace
+                } else {
+                    WriteMode::Append
+                };
+                catalog
+                    .write(&entry, mode, stream, session)
+                    .await
+                    .map_err(catalog_error)?;
+                Ok(rows.load(Ordering::Relaxed))
+            }
+            Write::Delete { table, predicate } => {
+                let entry = catalog
+                    .table(&table.schema, &table.table)
+                    .map_err(catalog_error)?;
+                catalog
+                    .delete_rows(&entry, predicate, session)
+                    .await
+                    .map_err(catalog_error)
+            }
+            Write::Update {
+                table,
+                assignments,
+                predicate,
+            } => {
+                let entry = catalog
+                    .table(&table.schema, &table.table)
+                    .map_err(catalog_error)?;
+                catalog
+                    .update_rows(&entry, assignments, predicate, session)
+                    .await
+                    .map_err(catalog_error)
+            }
+            Write::DropTable { table, if_exists } => {
+                catalog
+                    .drop_table(&table.schema, &table.table, if_exists)
+                    .await
+                    .map_err(catalog_error)?;
+                Ok(0)
+            }
+            Write::CreateSchema {
+                name,
+                if_not_exists,
+            } => {
+                catalog
+                    .create_schema(&name, if_not_exists)
+                    .await
+                    .map_err(catalog_error)?;
+                Ok(0)
+            }
+            Write::DropSchema {
+                name,
+                if_exists,
+                cascade,
+            } => {
+                catalog
+                    .drop_schema(&name, if_exists, cascade)
+                    .await
+                    .map_err(catalog_error)?;
+                Ok(0)
+            }
+        }
+    }
+}
+
+/// Folds consecutive appends into the same table into one append of their union.
+fn merge_inserts(writes: Vec<Write>) -> Result<Vec<Write>> {
+    // (write, extra inputs to union with its own)
+    let mut groups: Vec<(Write, Vec<Arc<LogicalPlan>>)> = Vec::with_capacity(writes.len());
+    for write in writes {
+        if let (
+            Some((
+                Write::Insert {
+                    table: last,
+                    overwrite: false,
+                    ..
+                },
+                extra,
+            )),
+            Write::Insert {
+                table,
+                input,
+                overwrite: false,
+                ..
+            },
+        ) = (groups.last_mut(), &write)
+            && last == table
+        {
+            extra.push(Arc::new(input.clone()));
+            continue;
+        }
+        groups.push((write, Vec::new()));
+    }
+    groups
+        .into_iter()
+        .map(|(write, extra)| match write {
+            Write::Insert {
+                table,
+                input,
+                overwrite,
+            } if !extra.is_empty() => {
+                let mut inputs = vec![Arc::new(input)];
+                inputs.extend(extra);
+                let union = LogicalPlan::Union(Union::try_new(inputs)?);
+                Ok(Write::Insert {
+                    table,
+                    input: union,
+                    overwrite,
+                })
+            }
+            other => Ok(other),
+        })
+        .collect()
+}
