@@ -46,11 +46,13 @@ step "arrow-rs flight_sql_client CLI"
 tools="${LAKEHOUSE_TOOLS:-.tools}"
 cli="$(command -v flight_sql_client || true)"
 if [[ -z "$cli" ]]; then
-  cli="$tools/bin/flight_sql_client"
+  # tls-native-roots: the CLI then trusts the CA named by SSL_CERT_FILE (the TLS test's).
+  root="$tools/flight_sql_client-59.3.2-native-roots"
+  cli="$root/bin/flight_sql_client"
   if [[ ! -x "$cli" ]]; then
-    echo "installing flight_sql_client (arrow-flight 59.3.2) into $tools; takes a while once"
+    echo "installing flight_sql_client (arrow-flight 59.3.2) into $root; takes a while once"
     CARGO_TARGET_DIR="$tools/build" cargo install --quiet --locked arrow-flight@59.3.2 \
-      --features "cli flight-sql tls-ring" --bin flight_sql_client --root "$tools"
+      --features "cli flight-sql tls-ring tls-native-roots" --bin flight_sql_client --root "$root"
     rm -rf "$tools/build"
   fi
 fi

@@ -70,3 +70,53 @@ def test_tables_in_an_s3_primary_bucket(s3_endpoint, monkeypatch):
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_writes_to_an_s3_bucket(s3_endpoint, monkeypatch):
+    """Bulk ingest, DML, concurrent appends (conditional puts) and DROP against S3."""
+    import threading
+
+    import pyarrow as pa
+
+    endpoint, s3 = s3_endpoint
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    data_dir = Path(tempfile.mkdtemp(prefix="lakehouse-s3w-"))
+    server = Server(data_dir, "--primary-url", "s3://lake/w", "--s3-endpoint", endpoint, "--s3-allow-http", "true")
+    try:
+        conn = connect(server)
+        with conn.cursor() as cur:
+            assert cur.adbc_ingest("events", pa.table({"id": pa.array(range(1000), pa.int64())}), mode="create") == 1000
+            cur.execute("DELETE FROM events WHERE id >= 500")
+            assert cur.fetchone() == (500,)
+
+        errors = []
+
+        def append(start):
+            try:
+                c = connect(server)
+                with c.cursor() as cur:
+                    cur.adbc_ingest("events", pa.table({"id": pa.array(range(start, start + 10), pa.int64())}),
+                                    mode="append")
+                c.close()
+            except Exception as e:  # noqa: BLE001 - asserted below
+                errors.append(e)
+
+        threads = [threading.Thread(target=append, args=(10_000 + 10 * i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*), count(DISTINCT id) FROM events")
+            assert cur.fetchone() == (540, 540)
+            cur.execute('SELECT count(*) FROM "events@v0"')
+            assert cur.fetchone() == (1000,)
+            cur.execute("DROP TABLE events")
+        conn.close()
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="w/tables/public/events-").get("Contents", [])]
+        assert keys == [], "a dropped table's objects are deleted"
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -120,7 +120,7 @@ def test_pandas_and_polars_frames(conn):
     frame = pd.DataFrame({
         "id": [1, 2, 3],
         "name": ["ä", "b", None],
-        "at": pd.to_datetime(["2024-01-01 10:00", "2024-06-30 23:59:59.123456", None]),
+        "at": pd.to_datetime(["2024-01-01 10:00:00", "2024-06-30 23:59:59.123456", None], format="ISO8601"),
         "kind": pd.Categorical(["x", "y", "x"]),
         "score": [0.5, None, 2.5],
     })

@@ -18,7 +18,9 @@ use argon2::Argon2;
 use argon2::password_hash::PasswordVerifier;
 use argon2::password_hash::phc::PasswordHash;
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
@@ -145,12 +147,19 @@ fn bearer(header: &str) -> Option<&str> {
         .map(str::trim)
 }
 
+/// Standard base64, padding optional: the Go Flight client (ADBC) encodes Basic
+/// credentials without padding, most others with it.
+const BASIC: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 fn basic(header: &str) -> Result<(String, String), Status> {
     let encoded = header
         .strip_prefix("Basic ")
         .or_else(|| header.strip_prefix("basic "))
         .ok_or_else(|| Status::unauthenticated("authorization must be `Basic …` or `Bearer …`"))?;
-    let decoded = STANDARD
+    let decoded = BASIC
         .decode(encoded.trim())
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
@@ -173,6 +182,20 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+
+    #[test]
+    fn basic_credentials_with_or_without_padding() {
+        // 16 bytes: padded "==" by most clients, unpadded by the Go Flight client.
+        for engine in [STANDARD, STANDARD_NO_PAD] {
+            let header = format!("Basic {}", engine.encode("alice:tls-s3cret"));
+            assert_eq!(
+                basic(&header).unwrap(),
+                ("alice".to_string(), "tls-s3cret".to_string())
+            );
+        }
+        assert!(basic("Basic !!!").is_err());
+    }
 
     fn basic_header(user: &str, password: &str) -> MetadataMap {
         let mut metadata = MetadataMap::new();
