@@ -2,8 +2,10 @@
 # Runs the benchmarks and prints their figures (JSON in benches/results/):
 #   (a) SELECT * of a >= 1 GB table: ADBC from Lakehouse vs pyarrow.flight from an in-memory Python server
 #   (b) the 22 TPC-H queries at SF1: Flight SQL vs in-process DataFusion
+#   (c) bulk ingest of 10 M generated rows: ADBC adbc_ingest into Lakehouse vs pyarrow.flight
+#       DoPut into a minimal Python server
 # Data is generated once under $LAKEHOUSE_BENCH_DIR (default ~/.cache/lakehouse/bench).
-#   benches/run.sh [throughput|tpch|all]
+#   benches/run.sh [throughput|tpch|ingest|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-all}"
@@ -38,4 +40,24 @@ fi
 if [[ "$which" == all || "$which" == tpch ]]; then
   echo "==> (b) TPC-H SF1: Flight SQL vs in-process (first run generates the tables)"
   cargo bench --quiet -p lakehouse --bench tpch -- --data-dir "$bench_dir/tpch-sf1" --scale 1 --runs 3
+fi
+
+if [[ "$which" == all || "$which" == ingest ]]; then
+  echo "==> (c) bulk ingest: ADBC adbc_ingest vs pyarrow.flight DoPut"
+  log="$bench_dir/ingest-server.log"
+  rm -rf "$bench_dir/ingest"
+  "$target/release/lakehouse" serve --listen 127.0.0.1:0 --data-dir "$bench_dir/ingest" \
+      --memory-limit 8GiB >/dev/null 2>"$log" &
+  server=$!
+  trap 'kill $server 2>/dev/null || true' EXIT
+  for _ in $(seq 1 120); do
+    grep -q "listening on" "$log" && break
+    kill -0 $server 2>/dev/null || { cat "$log"; exit 1; }
+    sleep 0.5
+  done
+  uri="$(grep -o 'grpc://[0-9.:]*' "$log" | head -1)"
+  "$venv/bin/python" benches/ingest_throughput.py --uri "$uri"
+  kill $server; wait $server || true
+  trap - EXIT
+  rm -rf "$bench_dir/ingest"
 fi

@@ -133,6 +133,10 @@ def test_pandas_and_polars_frames(conn):
     # pandas' own writer over the ADBC connection.
     assert frame.to_sql("py_pandas_sql", conn, index=False) == 3
     assert scalar(conn, "SELECT count(*) FROM py_pandas_sql") == 3
+    # A frame whose types need no conversion still carries pandas' schema metadata.
+    assert pd.DataFrame({"x": [1, 2]}).to_sql("py_pandas_plain", conn, index=False) == 2
+    assert pd.DataFrame({"x": [3]}).to_sql("py_pandas_plain", conn, index=False, if_exists="append") == 1
+    assert scalar(conn, "SELECT sum(x) FROM py_pandas_plain") == 6
 
     polars_frame = pl.DataFrame({"id": [10, 11], "label": ["p", "q"], "flag": [True, False]})
     with conn.cursor() as cur:

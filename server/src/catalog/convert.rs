@@ -130,7 +130,9 @@ pub fn conform_to_delta(
 ) -> Result<SendableRecordBatchStream, String> {
     let source = input.schema();
     let target = delta_schema(&source)?;
-    if target.fields() == source.fields() {
+    // Compare whole schemas: pandas puts its own metadata on the schema, which
+    // delta-rs takes for a mismatch unless the batches are re-labelled.
+    if target == source {
         return Ok(input);
     }
     let plan: Vec<Option<usize>> = (0..source.fields().len()).map(Some).collect();
@@ -254,6 +256,23 @@ mod tests {
         let mut out = conform_to_delta(stream(source)).unwrap();
         let err = out.next().await.unwrap().unwrap_err();
         assert!(err.to_string().contains("\"id\""), "{err}");
+    }
+
+    #[tokio::test]
+    async fn schema_metadata_is_dropped_even_when_types_already_fit() {
+        // pandas labels its schemas; the table's schema carries no such metadata.
+        let schema = Schema::new(vec![field("x", DataType::Int64, true)]).with_metadata(
+            [("pandas".to_string(), "{}".to_string())].into(),
+        );
+        let source = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(Int64Array::from(vec![1, 2]))],
+        )
+        .unwrap();
+        let mut out = conform_to_delta(stream(source)).unwrap();
+        assert!(out.schema().metadata().is_empty());
+        let batch = out.next().await.unwrap().unwrap();
+        assert!(batch.schema().metadata().is_empty());
     }
 
     #[test]
