@@ -55,6 +55,16 @@ def test_execute_update_returns_row_counts(conn):
         assert scalar(conn, "SELECT count(*) FROM py_counts") == 65
 
 
+def test_executemany_inserts_every_row_in_one_commit(conn):
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE py_many (id BIGINT, name VARCHAR)")
+        cur.executemany("INSERT INTO py_many VALUES ($1, $2)", [(1, "a"), (2, "b"), (3, None)])
+        cur.execute("SELECT id, name FROM py_many ORDER BY id")
+        assert cur.fetchall() == [(1, "a"), (2, "b"), (3, None)]
+        cur.execute("SELECT count(*) FROM system.table_versions WHERE table_name = 'py_many'")
+        assert cur.fetchone() == (2,)  # CREATE + one commit for the three rows
+
+
 def test_write_errors_have_precise_status_and_change_nothing(conn):
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE py_strict (id BIGINT NOT NULL)")

@@ -261,9 +261,8 @@ mod tests {
     #[tokio::test]
     async fn schema_metadata_is_dropped_even_when_types_already_fit() {
         // pandas labels its schemas; the table's schema carries no such metadata.
-        let schema = Schema::new(vec![field("x", DataType::Int64, true)]).with_metadata(
-            [("pandas".to_string(), "{}".to_string())].into(),
-        );
+        let schema = Schema::new(vec![field("x", DataType::Int64, true)])
+            .with_metadata([("pandas".to_string(), "{}".to_string())].into());
         let source = RecordBatch::try_new(
             Arc::new(schema),
             vec![Arc::new(Int64Array::from(vec![1, 2]))],
