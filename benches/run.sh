@@ -57,6 +57,8 @@ if [[ "$which" == all || "$which" == ingest ]]; then
   done
   uri="$(grep -o 'grpc://[0-9.:]*' "$log" | head -1)"
   "$venv/bin/python" benches/ingest_throughput.py --uri "$uri"
+  # Uploads stream into the Delta writer: the server's peak memory stays far below the data size.
+  echo "server peak RSS: $(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' /proc/$server/status)"
   kill $server; wait $server || true
   trap - EXIT
   rm -rf "$bench_dir/ingest"

@@ -130,7 +130,14 @@ pub async fn serve(
         tracing::info!("shutting down: no new calls; waiting for in-flight calls");
         let _ = stop_tx.send(true);
     };
-    let mut builder = Server::builder();
+    // HTTP/2's default 64 KiB flow-control windows make an upload wait for a window
+    // update every 32 KiB; bulk ingest sends hundreds of MiB. Large windows (memory is
+    // still bounded: a window is credit, not a buffer that is filled up front) and a
+    // bigger frame size keep the client sending.
+    let mut builder = Server::builder()
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+        .max_frame_size(HTTP2_MAX_FRAME);
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
@@ -149,6 +156,13 @@ pub async fn serve(
     tracing::info!("stopped");
     Ok(())
 }
+
+/// HTTP/2 flow-control window of one call (bytes a client may send ahead).
+const HTTP2_STREAM_WINDOW: u32 = 8 << 20;
+/// HTTP/2 flow-control window of one connection (all its calls together).
+const HTTP2_CONNECTION_WINDOW: u32 = 16 << 20;
+/// Largest HTTP/2 frame accepted.
+const HTTP2_MAX_FRAME: u32 = 1 << 20;
 
 /// A TLS file (certificate, key or CA) that could not be read.
 #[derive(Debug, thiserror::Error)]
