@@ -63,22 +63,27 @@ def fetch_baseline(port: int) -> pa.Table:
         client.close()
 
 
+def length_delimited(number: int, payload: bytes) -> bytes:
+    """One protobuf length-delimited field (built by hand: no protobuf dependency)."""
+    length, varint = len(payload), b""
+    while True:
+        byte = length & 0x7F
+        length >>= 7
+        varint += bytes([byte | (0x80 if length else 0)])
+        if not length:
+            break
+    return bytes([number << 3 | 2]) + varint + payload
+
+
+def flight_sql_descriptor(command_name: str, command: bytes) -> flight.FlightDescriptor:
+    """A Flight SQL command message packed in an Any, as a command descriptor."""
+    type_url = f"type.googleapis.com/arrow.flight.protocol.sql.{command_name}".encode()
+    return flight.FlightDescriptor.for_command(length_delimited(1, type_url) + length_delimited(2, command))
+
+
 def statement_query_descriptor(sql: str) -> flight.FlightDescriptor:
-    """A Flight SQL CommandStatementQuery packed in an Any, built by hand (no protobuf dependency)."""
-
-    def field(number: int, payload: bytes) -> bytes:
-        length, varint = len(payload), b""
-        while True:
-            byte = length & 0x7F
-            length >>= 7
-            varint += bytes([byte | (0x80 if length else 0)])
-            if not length:
-                break
-        return bytes([number << 3 | 2]) + varint + payload
-
-    command = field(1, sql.encode())
-    any_message = field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + field(2, command)
-    return flight.FlightDescriptor.for_command(any_message)
+    """CommandStatementQuery{query = sql}."""
+    return flight_sql_descriptor("CommandStatementQuery", length_delimited(1, sql.encode()))
 
 
 def fetch_pyarrow_from_lakehouse(uri: str, sql: str) -> pa.Table:

@@ -35,6 +35,7 @@ import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.flight as flight
+from flight_throughput import flight_sql_descriptor, length_delimited
 
 
 class DiscardingServer(flight.FlightServerBase):
@@ -76,23 +77,11 @@ def ingest_adbc(uri: str, table: pa.Table) -> int:
         conn.close()
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    length, varint = len(payload), b""
-    while True:
-        byte = length & 0x7F
-        length >>= 7
-        varint += bytes([byte | (0x80 if length else 0)])
-        if not length:
-            break
-    return bytes([number << 3 | 2]) + varint + payload
-
-
 def ingest_descriptor(table: str) -> flight.FlightDescriptor:
-    """CommandStatementIngest{table, if_not_exist=CREATE, if_exists=REPLACE} in an Any, by hand."""
-    options = bytes([1 << 3, 1, 2 << 3, 3])  # if_not_exist = CREATE (1), if_exists = REPLACE (3)
-    command = _field(1, options) + _field(2, table.encode())
-    any_message = _field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementIngest") + _field(2, command)
-    return flight.FlightDescriptor.for_command(any_message)
+    """CommandStatementIngest{table, if_not_exist = CREATE (1), if_exists = REPLACE (3)}."""
+    options = bytes([1 << 3, 1, 2 << 3, 3])
+    command = length_delimited(1, options) + length_delimited(2, table.encode())
+    return flight_sql_descriptor("CommandStatementIngest", command)
 
 
 def ingest_pyarrow(uri: str, table: pa.Table) -> None:

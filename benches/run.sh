@@ -19,11 +19,12 @@ cargo build --release --workspace --quiet
 if [[ ! -x "$venv/bin/python" ]]; then python3 -m venv "$venv"; fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 
-if [[ "$which" == all || "$which" == throughput ]]; then
-  echo "==> (a) throughput: TPC-H SF2 lineitem (first run generates it)"
-  log="$bench_dir/throughput-server.log"
-  "$target/release/lakehouse" serve --listen 127.0.0.1:0 --data-dir "$bench_dir/tpch-sf2" --demo --demo-scale 2 \
-      --memory-limit 8GiB >/dev/null 2>"$log" &
+# Starts the release server on a free port with the given flags (log in $1); sets $server
+# (its pid) and $uri once it listens (first start may generate demo data: up to 10 min).
+start_server() {
+  local log="$1"
+  shift
+  "$target/release/lakehouse" serve --listen 127.0.0.1:0 --memory-limit 8GiB "$@" >/dev/null 2>"$log" &
   server=$!
   trap 'kill $server 2>/dev/null || true' EXIT
   for _ in $(seq 1 1200); do
@@ -32,6 +33,11 @@ if [[ "$which" == all || "$which" == throughput ]]; then
     sleep 0.5
   done
   uri="$(grep -o 'grpc://[0-9.:]*' "$log" | head -1)"
+}
+
+if [[ "$which" == all || "$which" == throughput ]]; then
+  echo "==> (a) throughput: TPC-H SF2 lineitem (first run generates it)"
+  start_server "$bench_dir/throughput-server.log" --data-dir "$bench_dir/tpch-sf2" --demo --demo-scale 2
   "$venv/bin/python" benches/flight_throughput.py --uri "$uri"
   kill $server; wait $server || true
   trap - EXIT
@@ -44,18 +50,8 @@ fi
 
 if [[ "$which" == all || "$which" == ingest ]]; then
   echo "==> (c) bulk ingest: ADBC adbc_ingest vs pyarrow.flight DoPut"
-  log="$bench_dir/ingest-server.log"
   rm -rf "$bench_dir/ingest"
-  "$target/release/lakehouse" serve --listen 127.0.0.1:0 --data-dir "$bench_dir/ingest" \
-      --memory-limit 8GiB >/dev/null 2>"$log" &
-  server=$!
-  trap 'kill $server 2>/dev/null || true' EXIT
-  for _ in $(seq 1 120); do
-    grep -q "listening on" "$log" && break
-    kill -0 $server 2>/dev/null || { cat "$log"; exit 1; }
-    sleep 0.5
-  done
-  uri="$(grep -o 'grpc://[0-9.:]*' "$log" | head -1)"
+  start_server "$bench_dir/ingest-server.log" --data-dir "$bench_dir/ingest"
   "$venv/bin/python" benches/ingest_throughput.py --uri "$uri"
   # Uploads stream into the Delta writer: the server's peak memory stays far below the data size.
   echo "server peak RSS: $(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' /proc/$server/status)"

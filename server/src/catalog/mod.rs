@@ -424,16 +424,8 @@ impl Catalog {
         validate_name(table)?;
         let bucket = self.buckets.get(bucket)?;
         let _writer = self.writer.lock().await;
+        self.check_free(schema, table)?;
         let current = self.snapshot();
-        if !current.schemas.iter().any(|s| s == schema) {
-            return Err(CatalogError::SchemaNotFound(schema.to_string()));
-        }
-        if current.table(schema, table).is_some() {
-            return Err(CatalogError::TableExists {
-                schema: schema.into(),
-                table: table.into(),
-            });
-        }
         let entry = TableEntry::new(schema, table, bucket.name());
         delta::create(&bucket, &entry, arrow_schema, batches).await?;
         let mut next = (*current).clone();
