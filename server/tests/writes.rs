@@ -437,6 +437,47 @@ async fn bulk_ingest_modes() {
         .await
         .unwrap_err();
     assert_eq!(code(&err), Code::NotFound, "{err}");
+
+    // An upload whose connection goes away midway commits nothing: no table, no
+    // leftover files. (The client task is aborted after some batches, which resets the
+    // HTTP/2 stream. Note that arrow-rs's `execute_ingest` ends the stream *cleanly*
+    // when its own input stream fails, which no server can tell from a complete upload.)
+    let mut uploader = server.client().await;
+    let data = futures::StreamExt::chain(
+        futures::stream::iter(batches(3, 50_000).into_iter().map(Ok)),
+        futures::stream::pending(),
+    );
+    let task = tokio::spawn(async move {
+        uploader
+            .execute_ingest(
+                ingest_command("broken", Missing::Create, Exists::Fail),
+                data,
+            )
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    task.abort();
+    assert!(task.await.is_err(), "the upload was cut off");
+    // The server may still be unwinding the aborted write: give it a moment.
+    let tables = dir.0.join("buckets/primary/tables/public");
+    let mut leftovers = usize::MAX;
+    for _ in 0..50 {
+        leftovers = std::fs::read_dir(&tables)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("broken-"))
+            .count();
+        if leftovers == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(leftovers, 0, "the aborted table's folder is removed");
+    let err = client
+        .execute("SELECT * FROM broken".into(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Code::NotFound, "{err}");
 }
 
 #[tokio::test]
