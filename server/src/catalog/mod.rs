@@ -7,6 +7,10 @@
 //!   entry, so a listed table always exists and is readable, and a crash in between
 //!   leaves at most an unlisted folder (table folders carry a unique suffix, so a
 //!   leftover never collides with a later table of the same name);
+//! - every change to a table's rows is one Delta commit, fed by a stream that is
+//!   never collected; an input error aborts the write before the commit;
+//! - dropping a table unlists it first, then deletes its folder;
+//! - `system` and `information_schema` are read-only;
 //! - names are validated here: lower-case ASCII identifiers, which is what DataFusion
 //!   resolves unquoted identifiers to.
 

@@ -3,7 +3,11 @@
 //! Owns: protocol handling (handshake, Flight SQL commands, session and cancel
 //! actions), statement handles and result streaming. May call: `query`,
 //! `catalog`. Invariants:
-//! - GetFlightInfo only plans; queries run lazily in DoGet;
+//! - GetFlightInfo only plans a query, which runs lazily in DoGet; a write sent as a
+//!   query (DDL/DML) runs in GetFlightInfo, and its ticket carries the row count
+//!   that DoGet answers, so it runs exactly once whether or not the client fetches;
+//! - every write (update, prepared update, bulk ingest) is one Delta commit, and a
+//!   failed or cut-off upload commits nothing;
 //! - handles and tickets are self-contained (`lakehouse.v1.StatementHandle`), so
 //!   they survive restarts and need no server memory;
 //! - no encoded FlightData message exceeds [`MAX_FLIGHT_DATA_BYTES`] (plus one
