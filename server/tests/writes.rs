@@ -481,6 +481,53 @@ async fn bulk_ingest_modes() {
 }
 
 #[tokio::test]
+async fn concurrent_updates_of_one_row_lose_no_update() {
+    // Read-modify-write from several connections at once: each UPDATE either commits on
+    // top of the others or is refused as retryable (ABORTED). A lost update would leave
+    // the counter below the number of acknowledged updates.
+    let dir = DataDir::new("concurrent-update");
+    let server = TestServer::start(&dir.0, &[]).await;
+    let mut client = server.client().await;
+    update(&mut client, "CREATE TABLE counter (id BIGINT, n BIGINT)").await;
+    update(&mut client, "INSERT INTO counter VALUES (1, 0)").await;
+    const WRITERS: i64 = 4;
+    const UPDATES: i64 = 3;
+    let mut tasks = Vec::new();
+    for _ in 0..WRITERS {
+        let mut client = server.client().await;
+        tasks.push(tokio::spawn(async move {
+            let mut aborted = 0;
+            for _ in 0..UPDATES {
+                loop {
+                    match client
+                        .execute_update("UPDATE counter SET n = n + 1 WHERE id = 1".into(), None)
+                        .await
+                    {
+                        Ok(n) => {
+                            assert_eq!(n, 1);
+                            break;
+                        }
+                        Err(e) if code(&e) == Code::Aborted => aborted += 1,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            aborted
+        }));
+    }
+    let mut aborted = 0;
+    for task in tasks {
+        aborted += task.await.unwrap();
+    }
+    eprintln!("concurrent updates: {aborted} retried after ABORTED");
+    let text = query(&mut client, "SELECT n FROM counter").await;
+    assert!(
+        text.contains(&format!("| {} ", WRITERS * UPDATES)),
+        "{aborted} retries; counter:\n{text}"
+    );
+}
+
+#[tokio::test]
 async fn concurrent_appends_from_several_connections_lose_no_rows() {
     let dir = DataDir::new("concurrent");
     let server = TestServer::start(&dir.0, &[]).await;
