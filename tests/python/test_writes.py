@@ -108,6 +108,10 @@ def test_adbc_ingest_modes_from_pyarrow(conn):
         cur.execute("CREATE SCHEMA IF NOT EXISTS py_staging")
         assert cur.adbc_ingest("t", first, mode="create", db_schema_name="py_staging") == 3
         assert scalar(conn, "SELECT count(*) FROM py_staging.t") == 3
+        assert cur.adbc_ingest("t", first, mode="append", catalog_name="lakehouse", db_schema_name="py_staging") == 3
+        with pytest.raises(adbc_driver_manager.Error) as err:
+            cur.adbc_ingest("t", first, mode="create", catalog_name="elsewhere")
+        assert err.value.status_code == adbc_driver_manager.AdbcStatusCode.NOT_FOUND
 
 
 def test_adbc_ingest_refuses_a_mismatch_and_keeps_the_table(conn):
