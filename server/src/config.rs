@@ -425,6 +425,55 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_limits_from_the_file_with_checks() {
+        let dir = std::env::temp_dir().join(format!("lh-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lakehouse.toml");
+        std::fs::write(
+            &path,
+            "tls_cert = \"/etc/lh/server.pem\"\ntls_key = \"/etc/lh/server.key\"\n\
+             max_message_size = \"64MiB\"\nmax_concurrent_queries = 8\nquery_timeout_secs = 30\n",
+        )
+        .unwrap();
+        let settings = Settings::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let tls = settings.tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("/etc/lh/server.pem"));
+        assert!(tls.client_ca.is_none());
+        assert_eq!(settings.max_message_size, 64 << 20);
+        assert_eq!(settings.max_concurrent_queries, 8);
+        assert_eq!(settings.query_timeout, Some(Duration::from_secs(30)));
+
+        // Defaults: no TLS, 256 MiB messages, 64 slots, no timeout.
+        let defaults = Settings::resolve(ServeArgs::default()).unwrap();
+        assert!(defaults.tls.is_none());
+        assert_eq!(defaults.max_message_size, 256 << 20);
+        assert_eq!(defaults.max_concurrent_queries, 64);
+        assert_eq!(defaults.query_timeout, None);
+
+        // A certificate without its key, a zero limit, a tiny message size: refused.
+        for args in [
+            ServeArgs {
+                tls_cert: Some("/etc/lh/server.pem".into()),
+                ..Default::default()
+            },
+            ServeArgs {
+                max_concurrent_queries: Some(0),
+                ..Default::default()
+            },
+            ServeArgs {
+                max_message_size: Some("1KiB".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(Settings::resolve(args).is_err());
+        }
+    }
+
+    #[test]
     fn unknown_file_keys_are_errors() {
         let dir = std::env::temp_dir().join(format!("lh-config-bad-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
