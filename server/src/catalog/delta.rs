@@ -1,8 +1,8 @@
 //! Delta Lake operations on catalog tables.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::Column;
@@ -14,8 +14,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
-use deltalake::kernel::StructType;
-use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
+use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 use deltalake::kernel::transaction::TransactionError;
 use deltalake::logstore::{
     LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig, default_logstore, logstore_factories,
@@ -86,62 +85,31 @@ pub(super) async fn open(bucket: &Bucket, entry: &TableEntry) -> Result<DeltaTab
 pub(super) async fn open_version(
     bucket: &Bucket,
     entry: &TableEntry,
-    version: i64,
+    version: u64,
 ) -> Result<DeltaTable> {
-    let latest = open(bucket, entry).await?;
-    let newest = latest.version().map_or(-1, |v| v as i64);
-    if version < 0 || version > newest {
-        return Err(CatalogError::VersionNotFound {
+    let error = match builder(bucket, entry)?.with_version(version).load().await {
+        Ok(table) => return Ok(table),
+        Err(error) => error,
+    };
+    // Only on failure: find out whether the version exists at all.
+    let newest = open(bucket, entry)
+        .await?
+        .version()
+        .map_or(-1, |v| v as i64);
+    let missing = i64::try_from(version).map_or(true, |v| v > newest)
+        // Versions before the last checkpoint may have been cleaned up.
+        || matches!(
+            error,
+            DeltaTableError::InvalidVersion(_) | DeltaTableError::NotATable(_)
+        );
+    if missing {
+        Err(CatalogError::VersionNotFound {
             table: entry.qualified_name(),
-            version,
+            version: i64::try_from(version).unwrap_or(i64::MAX),
             newest,
-        });
-    }
-    builder(bucket, entry)?
-        .with_version(version as u64)
-        .load()
-        .await
-        .map_err(|source| match source {
-            // Versions before the last checkpoint may have been cleaned up.
-            DeltaTableError::InvalidVersion(_) | DeltaTableError::NotATable(_) => {
-                CatalogError::VersionNotFound {
-                    table: entry.qualified_name(),
-                    version,
-                    newest,
-                }
-            }
-            source => delta_error(entry, source),
         })
-}
-
-/// Creates the table with its first commit: the schema, and `batches` if any.
-pub(super) async fn create(
-    bucket: &Bucket,
-    entry: &TableEntry,
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-) -> Result<DeltaTable> {
-    let delta = |source| delta_error(entry, source);
-    let table = builder(bucket, entry)?.build().map_err(delta)?;
-    if batches.is_empty() {
-        let columns: StructType = schema
-            .as_ref()
-            .try_into_kernel()
-            .map_err(|e| delta(e.into()))?;
-        table
-            .create()
-            .with_table_name(&entry.name)
-            .with_columns(columns.fields().cloned())
-            .with_save_mode(SaveMode::ErrorIfExists)
-            .await
-            .map_err(delta)
     } else {
-        table
-            .write(batches)
-            .with_table_name(&entry.name)
-            .with_save_mode(SaveMode::ErrorIfExists)
-            .await
-            .map_err(delta)
+        Err(delta_error(entry, error))
     }
 }
 
@@ -156,7 +124,7 @@ pub enum WriteMode {
     Replace,
 }
 
-/// Streams `input` into the table as one Delta commit.
+/// Streams `input` into the table as one Delta commit; returns the rows written.
 ///
 /// `session` runs the write (its memory pool and settings apply). The input is
 /// consumed exactly once, as it arrives: nothing is buffered beyond the Parquet
@@ -167,7 +135,7 @@ pub(super) async fn write(
     mode: WriteMode,
     input: SendableRecordBatchStream,
     session: Arc<SessionState>,
-) -> Result<DeltaTable> {
+) -> Result<u64> {
     let delta = |source| delta_error(entry, source);
     let mismatch = |message| CatalogError::SchemaMismatch {
         table: entry.qualified_name(),
@@ -196,7 +164,8 @@ pub(super) async fn write(
     // delta-rs folds an input failure into its own error; keep the original so the
     // caller learns what was wrong with the rows, not that a write failed.
     let failure = Arc::new(std::sync::Mutex::new(None));
-    let input = capture_failure(input, Arc::clone(&failure));
+    let rows = Arc::new(AtomicU64::new(0));
+    let input = observe(input, Arc::clone(&failure), Arc::clone(&rows));
     let plan = one_shot_plan(input).map_err(|e| delta(e.into()))?;
     let mut write = table
         .write(Vec::new())
@@ -210,15 +179,16 @@ pub(super) async fn write(
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite),
     };
-    write.await.map_err(
-        |source| match failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    write.await.map_err(|source| {
+        match failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
             Some(input) => CatalogError::Input {
                 table: entry.qualified_name(),
                 source: Box::new(input),
             },
             None => delta(source),
-        },
-    )
+        }
+    })?;
+    Ok(rows.load(Ordering::Relaxed))
 }
 
 /// `session` with delta-rs's query planner, which knows its write, delete and update
@@ -233,19 +203,25 @@ fn delta_session(session: &SessionState) -> Arc<SessionState> {
 
 type Failure = Arc<std::sync::Mutex<Option<DataFusionError>>>;
 
-/// Passes `input` through, moving its first error into `failure`.
-fn capture_failure(
+/// Passes `input` through, counting its rows into `rows` and moving its first
+/// error into `failure`.
+fn observe(
     input: SendableRecordBatchStream,
     failure: Failure,
+    rows: Arc<AtomicU64>,
 ) -> SendableRecordBatchStream {
     let schema = input.schema();
-    let stream = input.map(move |item| {
-        item.map_err(|error| {
+    let stream = input.map(move |item| match item {
+        Ok(batch) => {
+            rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+            Ok(batch)
+        }
+        Err(error) => {
             let message = error.to_string();
             let mut slot = failure.lock().unwrap_or_else(|p| p.into_inner());
             slot.get_or_insert(error);
-            DataFusionError::Execution(message)
-        })
+            Err(DataFusionError::Execution(message))
+        }
     });
     Box::pin(RecordBatchStreamAdapter::new(schema, stream))
 }

@@ -22,8 +22,10 @@ use std::sync::{Arc, RwLock};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::{SendableRecordBatchStream, SessionState};
 use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::DeltaTable;
 use tokio::sync::Mutex;
 
@@ -215,7 +217,7 @@ impl Catalog {
     }
 
     /// Opens the table as of `version` (time travel).
-    pub async fn open_table_version(&self, entry: &TableEntry, version: i64) -> Result<DeltaTable> {
+    pub async fn open_table_version(&self, entry: &TableEntry, version: u64) -> Result<DeltaTable> {
         let bucket = self.buckets.get(&entry.bucket)?;
         delta::open_version(&bucket, entry, version).await
     }
@@ -317,7 +319,8 @@ impl Catalog {
         }
     }
 
-    /// Creates `schema.table` in `bucket` from a stream of rows, in one Delta commit.
+    /// Creates `schema.table` in `bucket` from a stream of rows, in one Delta commit;
+    /// returns its entry and the rows written.
     ///
     /// The data is written first, into a fresh folder and without holding the catalog
     /// lock; the table is listed only after that commit. If the name was taken in the
@@ -329,15 +332,15 @@ impl Catalog {
         bucket: &str,
         input: SendableRecordBatchStream,
         session: Arc<SessionState>,
-    ) -> Result<(TableEntry, DeltaTable)> {
+    ) -> Result<(TableEntry, u64)> {
         validate_schema_name(schema)?;
         validate_name(table)?;
         let bucket = self.buckets.get(bucket)?;
         self.check_free(schema, table)?;
         let entry = TableEntry::new(schema, table, bucket.name());
         let written = delta::write(&bucket, &entry, WriteMode::Create, input, session).await;
-        let delta_table = match written {
-            Ok(delta_table) => delta_table,
+        let rows = match written {
+            Ok(rows) => rows,
             Err(e) => {
                 self.remove_files(&entry).await;
                 return Err(e);
@@ -358,17 +361,18 @@ impl Catalog {
             self.remove_files(&entry).await;
             return Err(e);
         }
-        Ok((entry, delta_table))
+        Ok((entry, rows))
     }
 
-    /// Appends or replaces the rows of a listed table in one Delta commit.
+    /// Appends or replaces the rows of a listed table in one Delta commit; returns
+    /// the rows written.
     pub async fn write(
         &self,
         entry: &TableEntry,
         mode: WriteMode,
         input: SendableRecordBatchStream,
         session: Arc<SessionState>,
-    ) -> Result<DeltaTable> {
+    ) -> Result<u64> {
         let bucket = self.buckets.get(&entry.bucket)?;
         delta::write(&bucket, entry, mode, input, session).await
     }
@@ -416,6 +420,7 @@ impl Catalog {
 
     /// Creates `schema.table` in `bucket` holding `batches` (at least the schema),
     /// atomically: the table is listed only once its first Delta commit exists.
+    /// For callers without a query session (the demo data, tests).
     pub async fn create_table(
         &self,
         schema: &str,
@@ -424,17 +429,14 @@ impl Catalog {
         arrow_schema: SchemaRef,
         batches: Vec<RecordBatch>,
     ) -> Result<TableEntry> {
-        validate_name(schema)?;
-        validate_name(table)?;
-        let bucket = self.buckets.get(bucket)?;
-        let _writer = self.writer.lock().await;
-        self.check_free(schema, table)?;
-        let current = self.snapshot();
-        let entry = TableEntry::new(schema, table, bucket.name());
-        delta::create(&bucket, &entry, arrow_schema, batches).await?;
-        let mut next = (*current).clone();
-        next.tables.push(entry.clone());
-        self.publish(next).await?;
+        let input: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
+            arrow_schema,
+            futures::stream::iter(batches.into_iter().map(Ok)),
+        ));
+        let session = Arc::new(SessionStateBuilder::new().with_default_features().build());
+        let (entry, _) = self
+            .create_table_from(schema, table, bucket, input, session)
+            .await?;
         Ok(entry)
     }
 

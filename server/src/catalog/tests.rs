@@ -3,6 +3,9 @@ use std::sync::Arc;
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+
 use super::*;
 use crate::config::{ServeArgs, Settings};
 use crate::storage::PRIMARY;
@@ -135,7 +138,11 @@ async fn an_unlisted_table_folder_is_invisible() {
     let catalog = open(&settings).await;
     let bucket = catalog.buckets().primary().unwrap();
     let orphan = TableEntry::new("public", "ghost", PRIMARY);
-    delta::create(&bucket, &orphan, batch().schema(), vec![batch()])
+    let rows: datafusion::execution::SendableRecordBatchStream = Box::pin(
+        RecordBatchStreamAdapter::new(batch().schema(), futures::stream::iter([Ok(batch())])),
+    );
+    let session = Arc::new(SessionStateBuilder::new().with_default_features().build());
+    delta::write(&bucket, &orphan, WriteMode::Create, rows, session)
         .await
         .unwrap();
     let reopened = open(&settings).await;

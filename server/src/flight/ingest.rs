@@ -82,6 +82,7 @@ impl LakehouseService {
         data: PeekableFlightDataStream,
     ) -> Result<i64, Status> {
         let request = request_of(&command, &defaults)?;
+        let _permit = self.limits.admit()?;
         let rows = decode(data).await?;
         let written = bulk_ingest(&self.engine, &request, rows)
             .await

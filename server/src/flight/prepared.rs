@@ -19,10 +19,10 @@ use arrow_flight::sql::{
 };
 use arrow_flight::{Action, FlightInfo, IpcMessage, SchemaAsIpc};
 use futures::TryStreamExt;
-use lakehouse_flight_ext::{decode_handle, encode_handle};
+
 use tonic::{Request, Status};
 
-use super::service::LakehouseService;
+use super::service::{LakehouseService, handle_bytes, handle_from};
 use super::status;
 use crate::query::{ParameterRows, is_write, parameter_schema};
 
@@ -68,9 +68,7 @@ impl LakehouseService {
             plan.schema().as_arrow().clone()
         };
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: encode_handle(&handle)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?
-                .into(),
+            prepared_statement_handle: handle_bytes(&handle)?.into(),
             dataset_schema: schema_bytes(&dataset)?.into(),
             parameter_schema: schema_bytes(&parameters)?.into(),
         })
@@ -83,13 +81,12 @@ impl LakehouseService {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        let mut handle = decode_handle(&query.prepared_statement_handle)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut handle = handle_from(&query.prepared_statement_handle)?;
         let rows = read_parameters(request).await?;
         handle.parameters = rows.to_ipc().map_err(status::from_datafusion)?;
         // Bind now so a wrong parameter count or type fails here, where the client sent it.
         self.plan_handle(&handle).await?;
-        let bytes = encode_handle(&handle).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let bytes = handle_bytes(&handle)?;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(bytes.into()),
         })
@@ -102,8 +99,7 @@ impl LakehouseService {
         query: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let mut handle = decode_handle(&query.prepared_statement_handle)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut handle = handle_from(&query.prepared_statement_handle)?;
         let rows = read_parameters(request).await?;
         if !rows.is_empty() {
             handle.parameters = rows.to_ipc().map_err(status::from_datafusion)?;

@@ -103,10 +103,7 @@ impl LakehouseService {
         handle: &StatementHandle,
     ) -> Result<(SessionContext, Vec<datafusion::logical_expr::LogicalPlan>), Status> {
         let (ctx, plan) = self.plan_unbound(handle).await?;
-        let params =
-            ParameterRows::from_ipc(&handle.parameters).map_err(status::from_datafusion)?;
-        let plans = params.bind(&plan).map_err(status::from_datafusion)?;
-        Ok((ctx, plans))
+        Ok((ctx, bind_all(handle, &plan)?))
     }
 
     /// GetFlightInfo of a statement, prepared or not.
@@ -122,10 +119,11 @@ impl LakehouseService {
         request: Request<FlightDescriptor>,
         query_ticket: impl FnOnce(&StatementHandle) -> Result<Vec<u8>, Status>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let (_, plan) = self.plan_unbound(&handle).await?;
+        let (ctx, plan) = self.plan_unbound(&handle).await?;
         let (schema, ticket) = if is_write(&plan) {
             if request.extensions().get::<SchemaOnly>().is_none() {
-                handle.affected_rows = Some(self.execute_update(&handle).await?);
+                let plans = bind_all(&handle, &plan)?;
+                handle.affected_rows = Some(self.apply_writes(&handle, &ctx, plans).await?);
             }
             (count_schema().as_ref().clone(), statement_ticket(&handle)?)
         } else {
@@ -144,13 +142,23 @@ impl LakehouseService {
     /// Runs the handle's statement, which must change something; returns the rows affected.
     pub(super) async fn execute_update(&self, handle: &StatementHandle) -> Result<i64, Status> {
         let (ctx, plans) = self.plan_handle(handle).await?;
+        self.apply_writes(handle, &ctx, plans).await
+    }
+
+    /// Applies the handle's bound plans, which must all be writes, within the limits.
+    async fn apply_writes(
+        &self,
+        handle: &StatementHandle,
+        ctx: &SessionContext,
+        plans: Vec<datafusion::logical_expr::LogicalPlan>,
+    ) -> Result<i64, Status> {
         let writes = writes_of(plans, &defaults_of(handle))?;
         let _permit = self.limits.admit()?;
         let affected = self
             .limits
             .timed(async {
                 self.engine
-                    .execute_writes(&ctx, writes)
+                    .execute_writes(ctx, writes)
                     .await
                     .map_err(status::from_datafusion)
             })
@@ -187,7 +195,7 @@ impl LakehouseService {
         if plans.first().is_some_and(is_write) {
             // A DoGet that no GetFlightInfo ran first (a client replaying a prepared
             // statement's ticket): run the write now.
-            let affected = self.execute_update(handle).await?;
+            let affected = self.apply_writes(handle, &ctx, plans).await?;
             return self.count_answer(affected);
         }
         self.run(ticket, ctx, plans).await
@@ -298,14 +306,33 @@ impl LakehouseService {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SchemaOnly;
 
+/// Decodes a statement handle sent by a client.
+pub(super) fn handle_from(bytes: &[u8]) -> Result<StatementHandle, Status> {
+    decode_handle(bytes).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+/// Encodes a statement handle for a client.
+pub(super) fn handle_bytes(handle: &StatementHandle) -> Result<Vec<u8>, Status> {
+    encode_handle(handle).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
 /// A `TicketStatementQuery` carrying `handle`.
 fn statement_ticket(handle: &StatementHandle) -> Result<Vec<u8>, Status> {
-    let bytes = encode_handle(handle).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let bytes = handle_bytes(handle)?;
     Ok(TicketStatementQuery {
         statement_handle: bytes.into(),
     }
     .as_any()
     .encode_to_vec())
+}
+
+/// `plan` with each parameter row the handle carries bound: one plan per row.
+fn bind_all(
+    handle: &StatementHandle,
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> Result<Vec<datafusion::logical_expr::LogicalPlan>, Status> {
+    let params = ParameterRows::from_ipc(&handle.parameters).map_err(status::from_datafusion)?;
+    params.bind(plan).map_err(status::from_datafusion)
 }
 
 /// The session defaults a handle carries.
@@ -363,6 +390,14 @@ fn metadata_info(
     )?))
 }
 
+/// Refuses a command that names a transaction: none are offered.
+fn refuse_transaction(transaction_id: Option<&bytes::Bytes>) -> Result<(), Status> {
+    match transaction_id {
+        Some(id) if !id.is_empty() => Err(no_transactions()),
+        _ => Ok(()),
+    }
+}
+
 fn no_transactions() -> Status {
     Status::invalid_argument(
         "transactions are not supported (GetSqlInfo reports FLIGHT_SQL_SERVER_TRANSACTION = NONE)",
@@ -402,9 +437,7 @@ impl FlightSqlService for LakehouseService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        if query.transaction_id.as_ref().is_some_and(|t| !t.is_empty()) {
-            return Err(no_transactions());
-        }
+        refuse_transaction(query.transaction_id.as_ref())?;
         let handle = self.new_handle(&request, query.query);
         self.statement_info(handle, request, statement_ticket).await
     }
@@ -424,8 +457,7 @@ impl FlightSqlService for LakehouseService {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let handle = decode_handle(&query.prepared_statement_handle)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let handle = handle_from(&query.prepared_statement_handle)?;
         let ticket = query.as_any().encode_to_vec();
         self.statement_info(handle, request, |_| Ok(ticket)).await
     }
@@ -516,8 +548,7 @@ impl FlightSqlService for LakehouseService {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let handle = decode_handle(&ticket.statement_handle)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let handle = handle_from(&ticket.statement_handle)?;
         self.run_handle(&request.get_ref().ticket, &handle).await
     }
 
@@ -526,8 +557,7 @@ impl FlightSqlService for LakehouseService {
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let handle = decode_handle(&query.prepared_statement_handle)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let handle = handle_from(&query.prepared_statement_handle)?;
         self.run_handle(&request.get_ref().ticket, &handle).await
     }
 
@@ -677,13 +707,7 @@ impl FlightSqlService for LakehouseService {
         command: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        if command
-            .transaction_id
-            .as_ref()
-            .is_some_and(|t| !t.is_empty())
-        {
-            return Err(no_transactions());
-        }
+        refuse_transaction(command.transaction_id.as_ref())?;
         let handle = self.new_handle(&request, command.query);
         self.execute_update(&handle).await
     }
@@ -693,15 +717,8 @@ impl FlightSqlService for LakehouseService {
         command: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        if command
-            .transaction_id
-            .as_ref()
-            .is_some_and(|t| !t.is_empty())
-        {
-            return Err(no_transactions());
-        }
+        refuse_transaction(command.transaction_id.as_ref())?;
         let defaults = self.defaults(&request);
-        let _permit = self.limits.admit()?;
         self.bulk_ingest(command, defaults, request.into_inner())
             .await
     }
@@ -737,9 +754,7 @@ impl FlightSqlService for LakehouseService {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        if query.transaction_id.as_ref().is_some_and(|t| !t.is_empty()) {
-            return Err(no_transactions());
-        }
+        refuse_transaction(query.transaction_id.as_ref())?;
         self.create_prepared(&request, query.query).await
     }
 

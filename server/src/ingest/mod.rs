@@ -8,11 +8,8 @@
 //! - a new table appears in the catalog only after its data is committed.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::TryStreamExt;
 
 use crate::catalog::{CatalogError, WriteMode};
 use crate::query::{QueryEngine, SessionDefaults};
@@ -66,15 +63,6 @@ pub async fn bulk_ingest(
             })
             .state(),
     );
-    let written = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&written);
-    let schema = rows.schema();
-    let rows: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
-        schema,
-        rows.inspect_ok(move |batch| {
-            counter.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        }),
-    ));
     match catalog.table(&request.schema, &request.table) {
         Ok(entry) => {
             let mode = match request.if_exists {
@@ -87,14 +75,14 @@ pub async fn bulk_ingest(
                 IfExists::Append => WriteMode::Append,
                 IfExists::Replace => WriteMode::Replace,
             };
-            catalog.write(&entry, mode, rows, session).await?;
+            catalog.write(&entry, mode, rows, session).await
         }
         Err(CatalogError::TableNotFound { .. }) if request.if_missing == IfMissing::Create => {
             catalog
                 .create_table_from(&request.schema, &request.table, PRIMARY, rows, session)
-                .await?;
+                .await
+                .map(|(_, written)| written)
         }
-        Err(e) => return Err(e),
+        Err(e) => Err(e),
     }
-    Ok(written.load(Ordering::Relaxed))
 }

@@ -28,6 +28,7 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 pub use params::{ParameterRows, parameter_schema};
 pub use provider::LakehouseCatalog;
 pub use system::SYSTEM_TABLES;
+use write::check_query;
 pub use write::{Statement, TableName, Write, classify, count_schema, is_write};
 
 use crate::catalog::{CATALOG_NAME, Catalog, DEFAULT_SCHEMA};
@@ -128,14 +129,18 @@ impl QueryEngine {
             })?;
         // Refuse what no path may run (COPY to server files, writes nested in a
         // query, unsupported DDL) here, so a statement sent as a query is held to
-        // the same rules as one sent as an update.
-        let state = ctx.state();
-        let options = &state.config().options().catalog;
-        let defaults = SessionDefaults {
-            catalog: options.default_catalog.clone(),
-            schema: options.default_schema.clone(),
-        };
-        classify(plan.clone(), &defaults)?;
+        // the same rules as one sent as an update. Queries only need the tree walk.
+        if is_write(&plan) || matches!(plan, LogicalPlan::Copy(_)) {
+            let state = ctx.state();
+            let options = &state.config().options().catalog;
+            let defaults = SessionDefaults {
+                catalog: options.default_catalog.clone(),
+                schema: options.default_schema.clone(),
+            };
+            classify(plan.clone(), &defaults)?;
+        } else {
+            check_query(&plan)?;
+        }
         Ok(plan)
     }
 

@@ -63,17 +63,19 @@ impl CatalogProvider for LakehouseCatalog {
     }
 }
 
-/// Opens the latest version of `entry` as a DataFusion table, with the scan
-/// options every Lakehouse query uses (see `scan_session` in [`super::QueryEngine`]).
+/// Opens `entry` (its latest version, or `version`) as a DataFusion table, with the
+/// scan options every Lakehouse query uses (see `scan_session` in [`super::QueryEngine`]).
 pub(super) async fn open_provider(
     catalog: &Catalog,
     scan_session: &Arc<SessionState>,
     entry: &TableEntry,
+    version: Option<u64>,
 ) -> Result<Arc<dyn TableProvider>> {
-    let table = catalog
-        .open_table(entry)
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let table = match version {
+        None => catalog.open_table(entry).await,
+        Some(version) => catalog.open_table_version(entry, version).await,
+    }
+    .map_err(|e| DataFusionError::External(Box::new(e)))?;
     table
         .table_provider()
         .with_session(Arc::clone(scan_session))
@@ -84,14 +86,13 @@ pub(super) async fn open_provider(
 ///
 /// `@` is not an identifier character, so the form is quoted in SQL:
 /// `SELECT * FROM "orders@v3"`.
-pub(super) fn split_version(name: &str) -> Result<(&str, Option<i64>)> {
+pub(super) fn split_version(name: &str) -> Result<(&str, Option<u64>)> {
     let Some((table, version)) = name.rsplit_once('@') else {
         return Ok((name, None));
     };
     let number = version
         .strip_prefix('v')
-        .and_then(|n| n.parse::<i64>().ok())
-        .filter(|n| *n >= 0)
+        .and_then(|n| n.parse::<u64>().ok())
         .ok_or_else(|| {
             DataFusionError::Plan(format!(
                 "invalid table version {version:?} in {name:?}: write \"{table}@v<N>\", e.g. \"{table}@v0\""
@@ -139,21 +140,9 @@ impl SchemaProvider for DeltaSchema {
             Err(CatalogError::TableNotFound { .. }) => return Ok(None),
             Err(e) => return Err(DataFusionError::External(Box::new(e))),
         };
-        match version {
-            None => open_provider(&self.catalog, &self.scan_session, &entry).await,
-            Some(version) => {
-                let table = self
-                    .catalog
-                    .open_table_version(&entry, version)
-                    .await
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                table
-                    .table_provider()
-                    .with_session(Arc::clone(&self.scan_session))
-                    .await
-            }
-        }
-        .map(Some)
+        open_provider(&self.catalog, &self.scan_session, &entry, version)
+            .await
+            .map(Some)
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -147,7 +147,7 @@ async fn columns(catalog: &Catalog, scan_session: &Arc<SessionState>) -> Result<
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for entry in &entries {
         // A table whose log can't be read right now is left out, with a warning.
-        let provider = match open_provider(catalog, scan_session, entry).await {
+        let provider = match open_provider(catalog, scan_session, entry, None).await {
             Ok(provider) => provider,
             Err(e) => {
                 tracing::warn!(table = %entry.qualified_name(), error = %e, "cannot read table schema");

@@ -16,18 +16,14 @@
 //! | `CREATE SCHEMA` / `DROP SCHEMA [CASCADE]`   | catalog document change                 |
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, SchemaReference, TableReference};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, Expr, LogicalPlan, Union, WriteOp};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionContext;
-use futures::TryStreamExt;
 
 use super::{QueryEngine, SessionDefaults};
 use crate::catalog::{CATALOG_NAME, CatalogError, INFORMATION_SCHEMA, SYSTEM_SCHEMA, WriteMode};
@@ -144,21 +140,26 @@ pub fn classify(plan: LogicalPlan, defaults: &SessionDefaults) -> Result<Stateme
             return not_supported("COPY ... TO (server-side files; read results with a query)");
         }
         query => {
-            // A write nested in a query (EXPLAIN ANALYZE INSERT ...) would run through
-            // DataFusion's own insert path, bypassing the catalog: refuse it.
-            let nested = query.exists(|node| {
-                Ok(matches!(
-                    node,
-                    LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_)
-                ))
-            })?;
-            if nested {
-                return not_supported("a DDL or DML statement inside EXPLAIN or a query");
-            }
+            check_query(&query)?;
             return Ok(Statement::Query(query));
         }
     };
     Ok(Statement::Write(write))
+}
+
+/// Refuses a query that nests a write: `EXPLAIN ANALYZE INSERT ...` would run
+/// through DataFusion's own insert path, bypassing the catalog.
+pub(super) fn check_query(query: &LogicalPlan) -> Result<()> {
+    let nested = query.exists(|node| {
+        Ok(matches!(
+            node,
+            LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_)
+        ))
+    })?;
+    if nested {
+        return not_supported("a DDL or DML statement inside EXPLAIN or a query");
+    }
+    Ok(())
 }
 
 fn from_ddl(ddl: DdlStatement, defaults: &SessionDefaults) -> Result<Write> {
@@ -340,15 +341,6 @@ fn check_column_names(schema: &Schema) -> Result<()> {
     Ok(())
 }
 
-/// Counts the rows flowing through a stream.
-fn counted(stream: SendableRecordBatchStream, rows: Arc<AtomicU64>) -> SendableRecordBatchStream {
-    let schema = stream.schema();
-    let stream = stream.inspect_ok(move |batch| {
-        rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-    });
-    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
-}
-
 impl QueryEngine {
     /// Applies writes, returning the rows affected.
     ///
@@ -368,6 +360,11 @@ impl QueryEngine {
     pub async fn execute_write(&self, ctx: &SessionContext, write: Write) -> Result<u64> {
         let catalog = &self.catalog;
         let session = Arc::new(ctx.state());
+        let entry_of = |table: &TableName| {
+            catalog
+                .table(&table.schema, &table.table)
+                .map_err(catalog_error)
+        };
         match write {
             Write::CreateTable {
                 table,
@@ -384,29 +381,19 @@ impl QueryEngine {
                 if existing.is_some() && if_not_exists {
                     return Ok(0);
                 }
-                let rows = Arc::new(AtomicU64::new(0));
-                let stream = counted(self.execute(ctx, input).await?, Arc::clone(&rows));
+                let stream = self.execute(ctx, input).await?;
                 match existing {
                     Some(entry) if or_replace => {
                         catalog
                             .write(&entry, WriteMode::Replace, stream, session)
                             .await
-                            .map_err(catalog_error)?;
                     }
-                    _ => {
-                        catalog
-                            .create_table_from(
-                                &table.schema,
-                                &table.table,
-                                PRIMARY,
-                                stream,
-                                session,
-                            )
-                            .await
-                            .map_err(catalog_error)?;
-                    }
+                    _ => catalog
+                        .create_table_from(&table.schema, &table.table, PRIMARY, stream, session)
+                        .await
+                        .map(|(_, rows)| rows),
                 }
-                Ok(rows.load(Ordering::Relaxed))
+                .map_err(catalog_error)
             }
             Write::Insert {
                 table,
@@ -414,11 +401,8 @@ impl QueryEngine {
                 overwrite,
                 ..
             } => {
-                let entry = catalog
-                    .table(&table.schema, &table.table)
-                    .map_err(catalog_error)?;
-                let rows = Arc::new(AtomicU64::new(0));
-                let stream = counted(self.execute(ctx, input).await?, Arc::clone(&rows));
+                let entry = entry_of(&table)?;
+                let stream = self.execute(ctx, input).await?;
                 let mode = if overwrite {
                     WriteMode::Replace
                 } else {
@@ -427,13 +411,10 @@ impl QueryEngine {
                 catalog
                     .write(&entry, mode, stream, session)
                     .await
-                    .map_err(catalog_error)?;
-                Ok(rows.load(Ordering::Relaxed))
+                    .map_err(catalog_error)
             }
             Write::Delete { table, predicate } => {
-                let entry = catalog
-                    .table(&table.schema, &table.table)
-                    .map_err(catalog_error)?;
+                let entry = entry_of(&table)?;
                 catalog
                     .delete_rows(&entry, predicate, session)
                     .await
@@ -444,9 +425,7 @@ impl QueryEngine {
                 assignments,
                 predicate,
             } => {
-                let entry = catalog
-                    .table(&table.schema, &table.table)
-                    .map_err(catalog_error)?;
+                let entry = entry_of(&table)?;
                 catalog
                     .update_rows(&entry, assignments, predicate, session)
                     .await
