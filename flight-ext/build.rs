@@ -1,17 +1,32 @@
 //! Generates the `lakehouse.v1` types from `proto/` with a vendored `protoc`,
-//! so building needs no system protobuf compiler.
+//! so building needs no system protobuf compiler, plus their proto3 JSON mapping
+//! (pbjson), so every message may also travel as JSON.
+
+use std::path::PathBuf;
+
+const PROTOS: [&str; 5] = [
+    "../proto/lakehouse/v1/sql.proto",
+    "../proto/lakehouse/v1/session.proto",
+    "../proto/lakehouse/v1/jobs.proto",
+    "../proto/lakehouse/v1/ingest.proto",
+    "../proto/lakehouse/v1/pii.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc) };
-    let protos = [
-        "../proto/lakehouse/v1/sql.proto",
-        "../proto/lakehouse/v1/session.proto",
-    ];
-    for proto in protos {
+    for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");
     }
-    prost_build::compile_protos(&protos, &["../proto"])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let descriptors = out.join("lakehouse_descriptors.bin");
+    prost_build::Config::new()
+        .file_descriptor_set_path(&descriptors)
+        .compile_protos(&PROTOS, &["../proto"])?;
+    let set = std::fs::read(&descriptors)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&set)?
+        .build(&[".lakehouse"])?;
     Ok(())
 }

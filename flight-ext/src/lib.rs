@@ -1,15 +1,18 @@
 //! The Lakehouse extension protocol, shared by the server, workers and clients.
 //!
 //! `proto/lakehouse/v1/*.proto` is the single source of truth; this crate holds
-//! the generated types and the codecs around them.
+//! the generated types (with their proto3 JSON mapping) and the codecs around them.
 
 /// Generated `lakehouse.v1` messages.
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/lakehouse.v1.rs"));
+    include!(concat!(env!("OUT_DIR"), "/lakehouse.v1.serde.rs"));
 }
 
+mod body;
 mod handle;
 
+pub use body::{BodyError, Encoding, decode_body, encode_body};
 pub use handle::{HANDLE_VERSION, HandleError, MAX_HANDLE_BYTES, decode_handle, encode_handle};
 
 /// Names of the standard Flight session actions (bodies are raw, not `Any`-wrapped).
@@ -23,3 +26,20 @@ pub mod session_actions {
     /// `CancelFlightInfoRequest` → `CancelFlightInfoResult`.
     pub const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
 }
+
+/// Names of the `lakehouse.*` actions; bodies are `v1` messages, protobuf or JSON.
+pub mod actions {
+    /// `IngestFileRequest` → stream of `Job`.
+    pub const INGEST_FILE: &str = "lakehouse.ingest.file";
+    /// `JobStatusRequest` → `Job` (a stream of them with `follow`).
+    pub const JOB_STATUS: &str = "lakehouse.job.status";
+    /// `JobCancelRequest` → `Job`.
+    pub const JOB_CANCEL: &str = "lakehouse.job.cancel";
+    /// `JobListRequest` → `JobList`.
+    pub const JOB_LIST: &str = "lakehouse.job.list";
+    /// `PiiMarkRequest` → `PiiMarkResult`.
+    pub const PII_MARK: &str = "lakehouse.pii.mark";
+}
+
+/// Type URL of `IngestUploadCommand` when `Any`-wrapped in a DoPut descriptor.
+pub const INGEST_UPLOAD_TYPE_URL: &str = "type.googleapis.com/lakehouse.v1.IngestUploadCommand";

@@ -76,6 +76,7 @@ pub struct FileConfig {
     pub max_message_size: Option<String>,
     pub max_concurrent_queries: Option<usize>,
     pub query_timeout_secs: Option<u64>,
+    pub lineage_endpoint: Option<String>,
 }
 
 /// Flags of `lakehouse serve`; each also reads its `LAKEHOUSE_*` variable.
@@ -162,6 +163,10 @@ pub struct ServeArgs {
     /// Longest a query or SQL write may run, in seconds; 0 = no limit [default: 0].
     #[arg(long, env = "LAKEHOUSE_QUERY_TIMEOUT_SECS")]
     pub query_timeout_secs: Option<u64>,
+    /// OpenLineage HTTP endpoint every lineage event is also POSTed to,
+    /// e.g. http://marquez:5000/api/v1/lineage [default: none; events are stored either way].
+    #[arg(long, env = "LAKEHOUSE_LINEAGE_ENDPOINT")]
+    pub lineage_endpoint: Option<String>,
 }
 
 /// S3 credentials and endpoint used for every `s3://` bucket.
@@ -195,6 +200,7 @@ pub struct Settings {
     pub max_message_size: usize,
     pub max_concurrent_queries: usize,
     pub query_timeout: Option<Duration>,
+    pub lineage_endpoint: Option<url::Url>,
 }
 
 /// TLS files (PEM).
@@ -315,7 +321,15 @@ impl Settings {
             None | Some(0) => None,
             Some(secs) => Some(Duration::from_secs(secs)),
         };
+        let lineage_endpoint = match args.lineage_endpoint.or(file.lineage_endpoint) {
+            None => None,
+            Some(text) => Some(url::Url::parse(&text).map_err(|e| ConfigError::Value {
+                key: "lineage_endpoint",
+                message: format!("{:?} is not a URL ({e})", crate::lineage::redact(&text)),
+            })?),
+        };
         Ok(Self {
+            lineage_endpoint,
             tls,
             max_message_size,
             max_concurrent_queries,

@@ -11,8 +11,12 @@
 pub mod catalog;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod flight;
 pub mod ingest;
+pub mod jobs;
+pub mod lineage;
+pub mod pii;
 pub mod query;
 pub mod server;
 pub mod storage;

@@ -193,7 +193,9 @@ fn tls_config(tls: &TlsSettings) -> Result<tonic::transport::ServerTlsConfig, Tl
 /// Opens the buckets and loads the catalog.
 pub async fn open_catalog(settings: &Settings) -> Result<Arc<Catalog>, ServeError> {
     let buckets = Arc::new(BucketRegistry::open(settings)?);
-    Ok(Arc::new(Catalog::open(buckets).await?))
+    Ok(Arc::new(
+        Catalog::open(buckets, settings.lineage_endpoint.clone()).await?,
+    ))
 }
 
 /// A query engine over the catalog of `settings`, without a server (benchmarks, tests, tools).

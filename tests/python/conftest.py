@@ -28,6 +28,7 @@ def lakehouse_binary() -> str:
 class Server:
     def __init__(self, data_dir: Path, *extra: str):
         self.log: list[str] = []
+        self.data_dir = Path(data_dir)
         self.proc = subprocess.Popen(
             [lakehouse_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
              "--demo", "--demo-scale", "0.01", *extra],

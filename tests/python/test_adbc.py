@@ -36,6 +36,11 @@ def test_get_objects_at_every_depth(conn, depth):
 
 def test_get_objects_filters(conn):
     objects = conn.adbc_get_objects(depth="tables", table_name_filter="line%").read_all().to_pylist()
+    names = {(s["db_schema_name"], t["table_name"])
+             for s in objects[0]["catalog_db_schemas"] for t in (s["db_schema_tables"] or [])}
+    assert names == {("public", "lineitem"), ("system", "lineage")}
+    objects = conn.adbc_get_objects(depth="tables", db_schema_filter="public",
+                                    table_name_filter="line%").read_all().to_pylist()
     names = [t["table_name"] for s in objects[0]["catalog_db_schemas"] for t in (s["db_schema_tables"] or [])]
     assert names == ["lineitem"]
 

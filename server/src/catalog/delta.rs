@@ -124,7 +124,16 @@ pub enum WriteMode {
     Replace,
 }
 
-/// Streams `input` into the table as one Delta commit; returns the rows written.
+/// What one write committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Rows written.
+    pub rows: u64,
+    /// The Delta version the commit produced.
+    pub version: i64,
+}
+
+/// Streams `input` into the table as one Delta commit; returns what it committed.
 ///
 /// `session` runs the write (its memory pool and settings apply). The input is
 /// consumed exactly once, as it arrives: nothing is buffered beyond the Parquet
@@ -135,7 +144,7 @@ pub(super) async fn write(
     mode: WriteMode,
     input: SendableRecordBatchStream,
     session: Arc<SessionState>,
-) -> Result<u64> {
+) -> Result<Written> {
     let delta = |source| delta_error(entry, source);
     let mismatch = |message| CatalogError::SchemaMismatch {
         table: entry.qualified_name(),
@@ -179,7 +188,7 @@ pub(super) async fn write(
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite),
     };
-    write.await.map_err(|source| {
+    let table = write.await.map_err(|source| {
         match failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
             Some(input) => CatalogError::Input {
                 table: entry.qualified_name(),
@@ -188,7 +197,25 @@ pub(super) async fn write(
             None => delta(source),
         }
     })?;
-    Ok(rows.load(Ordering::Relaxed))
+    Ok(Written {
+        rows: rows.load(Ordering::Relaxed),
+        version: table.version().map_or(0, |v| v as i64),
+    })
+}
+
+/// The Arrow schema and version of the table's latest version.
+pub(super) async fn arrow_schema(bucket: &Bucket, entry: &TableEntry) -> Result<(SchemaRef, i64)> {
+    let table = open(bucket, entry).await?;
+    let version = table.version().map_or(0, |v| v as i64);
+    let kernel = table
+        .snapshot()
+        .map_err(|source| delta_error(entry, source))?
+        .schema();
+    let schema: arrow::datatypes::Schema = kernel
+        .as_ref()
+        .try_into_arrow()
+        .map_err(|e| delta_error(entry, e.into()))?;
+    Ok((Arc::new(schema), version))
 }
 
 /// `session` with delta-rs's query planner, which knows its write, delete and update

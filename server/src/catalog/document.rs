@@ -1,5 +1,6 @@
 //! The persisted catalog document.
 
+use lakehouse_flight_ext::v1::ColumnPii;
 use serde::{Deserialize, Serialize};
 
 use super::DEFAULT_SCHEMA;
@@ -20,6 +21,13 @@ pub struct TableEntry {
     pub location: String,
     /// Creation time, RFC 3339.
     pub created_at: String,
+    /// PII findings of the detector, one per column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pii: Vec<ColumnPii>,
+    /// Manual PII verdicts (`lakehouse.pii.mark`), which win over findings; an
+    /// empty entity type means "not PII".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pii_manual: Vec<ColumnPii>,
 }
 
 impl TableEntry {
@@ -32,12 +40,19 @@ impl TableEntry {
             bucket: bucket.to_string(),
             location: format!("tables/{schema}/{name}-{}/", &suffix[..12]),
             created_at: chrono::Utc::now().to_rfc3339(),
+            pii: Vec::new(),
+            pii_manual: Vec::new(),
         }
     }
 
     /// `schema.name`.
     pub fn qualified_name(&self) -> String {
         format!("{}.{}", self.schema, self.name)
+    }
+
+    /// PII of the table: findings, with manual verdicts on top.
+    pub fn effective_pii(&self) -> Vec<ColumnPii> {
+        crate::pii::effective(&self.pii, &self.pii_manual)
     }
 }
 

@@ -27,11 +27,15 @@ use datafusion::execution::{SendableRecordBatchStream, SessionState};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::DeltaTable;
+use lakehouse_flight_ext::v1::ColumnPii;
 use tokio::sync::Mutex;
 
-pub use delta::{Commit, WriteMode};
+pub use delta::{Commit, WriteMode, Written};
 pub use document::{CatalogDocument, TableEntry};
 
+use crate::events::EventBus;
+use crate::jobs::Jobs;
+use crate::lineage::Lineage;
 use crate::storage::{BucketRegistry, StorageError};
 
 /// The one catalog name Lakehouse serves.
@@ -55,6 +59,14 @@ pub enum CatalogError {
         schema: String,
         /// Table name.
         table: String,
+    },
+    /// No such column.
+    #[error("table {table} has no column {column:?}")]
+    ColumnNotFound {
+        /// Qualified table name.
+        table: String,
+        /// Column name.
+        column: String,
     },
     /// No such schema.
     #[error("schema {0} does not exist")]
@@ -158,12 +170,21 @@ pub struct Catalog {
     /// Held by writers across "compute, put, publish", so two writers never
     /// overwrite each other's change.
     writer: Mutex<()>,
+    jobs: Arc<Jobs>,
+    lineage: Arc<Lineage>,
+    events: EventBus,
 }
 
 impl Catalog {
-    /// Loads the catalog from the primary bucket (an empty one if none exists yet).
-    pub async fn open(buckets: Arc<BucketRegistry>) -> Result<Self> {
+    /// Loads the catalog from the primary bucket (an empty one if none exists yet),
+    /// with its jobs and lineage; lineage events are also posted to `lineage_endpoint`.
+    pub async fn open(
+        buckets: Arc<BucketRegistry>,
+        lineage_endpoint: Option<url::Url>,
+    ) -> Result<Self> {
         let primary = buckets.primary()?;
+        let jobs = Arc::new(Jobs::open(Arc::clone(&primary)).await?);
+        let lineage = Arc::new(Lineage::new(Arc::clone(&primary), lineage_endpoint));
         let document = match primary.get_opt(CATALOG_OBJECT).await? {
             Some(bytes) => {
                 CatalogDocument::decode(&bytes).map_err(|message| CatalogError::Corrupt {
@@ -177,7 +198,25 @@ impl Catalog {
             buckets,
             current: RwLock::new(Arc::new(document)),
             writer: Mutex::new(()),
+            jobs,
+            lineage,
+            events: EventBus::new(),
         })
+    }
+
+    /// The server's jobs.
+    pub fn jobs(&self) -> &Arc<Jobs> {
+        &self.jobs
+    }
+
+    /// The lineage store.
+    pub fn lineage(&self) -> &Arc<Lineage> {
+        &self.lineage
+    }
+
+    /// The bus of dataset events.
+    pub fn events(&self) -> &EventBus {
+        &self.events
     }
 
     /// The bucket registry tables live in.
@@ -220,6 +259,17 @@ impl Catalog {
     pub async fn open_table_version(&self, entry: &TableEntry, version: u64) -> Result<DeltaTable> {
         let bucket = self.buckets.get(&entry.bucket)?;
         delta::open_version(&bucket, entry, version).await
+    }
+
+    /// The Arrow schema of the table's latest version.
+    pub async fn table_schema(&self, entry: &TableEntry) -> Result<SchemaRef> {
+        Ok(self.table_state(entry).await?.0)
+    }
+
+    /// The Arrow schema and the version of the table's latest version.
+    pub async fn table_state(&self, entry: &TableEntry) -> Result<(SchemaRef, i64)> {
+        let bucket = self.buckets.get(&entry.bucket)?;
+        delta::arrow_schema(&bucket, entry).await
     }
 
     /// Every commit of the table, oldest first.
@@ -332,15 +382,15 @@ impl Catalog {
         bucket: &str,
         input: SendableRecordBatchStream,
         session: Arc<SessionState>,
-    ) -> Result<(TableEntry, u64)> {
+    ) -> Result<(TableEntry, Written)> {
         validate_schema_name(schema)?;
         validate_name(table)?;
         let bucket = self.buckets.get(bucket)?;
         self.check_free(schema, table)?;
         let entry = TableEntry::new(schema, table, bucket.name());
         let written = delta::write(&bucket, &entry, WriteMode::Create, input, session).await;
-        let rows = match written {
-            Ok(rows) => rows,
+        let written = match written {
+            Ok(written) => written,
             Err(e) => {
                 self.remove_files(&entry).await;
                 return Err(e);
@@ -361,18 +411,18 @@ impl Catalog {
             self.remove_files(&entry).await;
             return Err(e);
         }
-        Ok((entry, rows))
+        Ok((entry, written))
     }
 
     /// Appends or replaces the rows of a listed table in one Delta commit; returns
-    /// the rows written.
+    /// what it committed.
     pub async fn write(
         &self,
         entry: &TableEntry,
         mode: WriteMode,
         input: SendableRecordBatchStream,
         session: Arc<SessionState>,
-    ) -> Result<u64> {
+    ) -> Result<Written> {
         let bucket = self.buckets.get(&entry.bucket)?;
         delta::write(&bucket, entry, mode, input, session).await
     }
@@ -401,6 +451,91 @@ impl Catalog {
     ) -> Result<u64> {
         let bucket = self.buckets.get(&entry.bucket)?;
         delta::update(&bucket, entry, assignments, predicate, session).await
+    }
+
+    /// Records the detector's PII findings for `schema.table`: each replaces the
+    /// earlier finding of its column, other columns keep theirs.
+    pub async fn record_pii(
+        &self,
+        schema: &str,
+        table: &str,
+        findings: Vec<ColumnPii>,
+        replace_all: bool,
+    ) -> Result<TableEntry> {
+        self.update_entry(schema, table, |entry| {
+            if replace_all {
+                entry.pii.clear();
+            }
+            for finding in findings {
+                entry.pii.retain(|f| f.column != finding.column);
+                entry.pii.push(finding);
+            }
+            entry.pii.sort_by(|a, b| a.column.cmp(&b.column));
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a manual PII verdict on a column (`entity_type` empty: not PII), or
+    /// with `clear` removes it. The column must exist.
+    pub async fn mark_pii(
+        &self,
+        schema: &str,
+        table: &str,
+        column: &str,
+        entity_type: &str,
+        clear: bool,
+    ) -> Result<TableEntry> {
+        let entry = self.table(schema, table)?;
+        let columns = self.table_schema(&entry).await?;
+        if columns.field_with_name(column).is_err() {
+            return Err(CatalogError::ColumnNotFound {
+                table: entry.qualified_name(),
+                column: column.to_string(),
+            });
+        }
+        self.update_entry(schema, table, |entry| {
+            entry.pii_manual.retain(|f| f.column != column);
+            if !clear {
+                entry.pii_manual.push(ColumnPii {
+                    column: column.to_string(),
+                    entity_type: entity_type.to_string(),
+                    confidence: 1.0,
+                    manual: true,
+                    detector_version: "manual".into(),
+                    ..ColumnPii::default()
+                });
+                entry.pii_manual.sort_by(|a, b| a.column.cmp(&b.column));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Changes the entry of a listed table and persists the catalog.
+    async fn update_entry(
+        &self,
+        schema: &str,
+        table: &str,
+        change: impl FnOnce(&mut TableEntry) -> Result<()>,
+    ) -> Result<TableEntry> {
+        let _writer = self.writer.lock().await;
+        self.table(schema, table)?;
+        let mut next = (*self.snapshot()).clone();
+        let Some(entry) = next
+            .tables
+            .iter_mut()
+            .find(|t| t.schema == schema && t.name == table)
+        else {
+            return Err(CatalogError::TableNotFound {
+                schema: schema.into(),
+                table: table.into(),
+            });
+        };
+        change(entry)?;
+        let updated = entry.clone();
+        self.publish(next).await?;
+        Ok(updated)
     }
 
     /// Fails unless `schema` exists and holds no table named `table`.

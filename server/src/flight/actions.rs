@@ -1,9 +1,11 @@
-//! Actions beyond the Flight SQL set: Flight sessions and CancelFlightInfo.
+//! Actions beyond the Flight SQL set: Flight sessions, CancelFlightInfo and the
+//! `lakehouse.*` actions (see `extension`).
 
 use arrow_flight::{
     Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus,
 };
 use futures::stream;
+use lakehouse_flight_ext::actions::{INGEST_FILE, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK};
 use lakehouse_flight_ext::session_actions::{
     CANCEL_FLIGHT_INFO, CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS,
 };
@@ -18,7 +20,27 @@ use super::service::LakehouseService;
 use super::sessions::{SESSION_COOKIE, Sessions, options_of};
 
 /// (name, description) of every action beyond Flight SQL's own.
-const CUSTOM_ACTIONS: [(&str, &str); 4] = [
+const CUSTOM_ACTIONS: [(&str, &str); 9] = [
+    (
+        INGEST_FILE,
+        "Ingest CSV, NDJSON, Parquet, Arrow IPC or PDF files (a path or glob in a bucket) into a table, as a job; streams Job progress, then the final Job with an IngestResult. Body: IngestFileRequest (protobuf or JSON).",
+    ),
+    (
+        JOB_STATUS,
+        "The state and progress of a job; with follow, streams it until the job ends. Body: JobStatusRequest.",
+    ),
+    (
+        JOB_CANCEL,
+        "Cancel a running job; it commits nothing. Body: JobCancelRequest.",
+    ),
+    (
+        JOB_LIST,
+        "Jobs, newest first (also the SQL table system.jobs). Body: JobListRequest.",
+    ),
+    (
+        PII_MARK,
+        "Record a person's PII verdict on a column (or clear it); kept across ingests. Body: PiiMarkRequest.",
+    ),
     (
         SET_SESSION_OPTIONS,
         "Set session options: catalog (must be 'lakehouse') and schema. Body: SetSessionOptionsRequest.",
@@ -72,7 +94,8 @@ impl LakehouseService {
         &self,
         request: Request<Action>,
     ) -> Result<Response<ActionStream>, Status> {
-        let action = request.get_ref();
+        let action = request.get_ref().clone();
+        let action = &action;
         tracing::debug!(action = %action.r#type, session = ?Sessions::key(&request), "action");
         match action.r#type.as_str() {
             SET_SESSION_OPTIONS => {
@@ -114,6 +137,11 @@ impl LakehouseService {
                 };
                 Ok(one_result(result.encode_to_vec()))
             }
+            INGEST_FILE => self.ingest_file(request).await,
+            JOB_STATUS => self.job_status(request),
+            JOB_CANCEL => self.job_cancel(request).await,
+            JOB_LIST => self.job_list(request),
+            PII_MARK => self.pii_mark(request).await,
             other => {
                 let mut known: Vec<&str> = CUSTOM_ACTIONS.iter().map(|(name, _)| *name).collect();
                 known.extend([

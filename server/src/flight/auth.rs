@@ -103,15 +103,16 @@ impl Authenticator {
         Ok(token)
     }
 
-    /// Every other RPC: the bearer token must be known and unexpired.
-    pub fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+    /// Every other RPC: the bearer token must be known and unexpired. Returns the
+    /// caller's user name ("" when authentication is off).
+    pub fn check<T>(&self, request: &Request<T>) -> Result<String, Status> {
         if !self.enabled() {
-            return Ok(());
+            return Ok(String::new());
         }
         let token = header(request.metadata()).and_then(bearer).ok_or_else(|| {
             Status::unauthenticated("missing bearer token: authenticate with a Handshake first")
         })?;
-        self.user_of(token).map(drop)
+        self.user_of(token)
     }
 
     fn user_of(&self, token: &str) -> Result<String, Status> {
@@ -125,6 +126,21 @@ impl Authenticator {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Token>> {
         self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The authenticated caller of a request, set by the front door.
+#[derive(Debug, Clone, Default)]
+pub struct Caller(pub String);
+
+impl Caller {
+    /// The caller of `request` ("" when unknown or authentication is off).
+    pub fn of<T>(request: &Request<T>) -> String {
+        request
+            .extensions()
+            .get::<Caller>()
+            .map(|c| c.0.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -17,6 +17,7 @@ use arrow_flight::{
 use tonic::{Request, Response, Status, Streaming};
 
 use super::LakehouseService;
+use super::auth::Caller;
 use super::service::SchemaOnly;
 
 /// Serves [`LakehouseService`] over gRPC.
@@ -104,9 +105,10 @@ impl FlightService for FrontDoor {
 
     async fn do_put(
         &self,
-        request: Request<Streaming<FlightData>>,
+        mut request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
-        self.inner.auth.check(&request)?;
+        let user = self.inner.auth.check(&request)?;
+        request.extensions_mut().insert(Caller(user));
         self.inner.do_put(request).await
     }
 
@@ -120,9 +122,10 @@ impl FlightService for FrontDoor {
 
     async fn do_action(
         &self,
-        request: Request<Action>,
+        mut request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        self.inner.auth.check(&request)?;
+        let user = self.inner.auth.check(&request)?;
+        request.extensions_mut().insert(Caller(user));
         self.inner.do_action(request).await
     }
 

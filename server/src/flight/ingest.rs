@@ -70,6 +70,7 @@ fn request_of(
         table: command.table.clone(),
         if_exists,
         if_missing,
+        bucket: crate::ingest::BULK_BUCKET.to_string(),
     })
 }
 
@@ -80,11 +81,12 @@ impl LakehouseService {
         command: CommandStatementIngest,
         defaults: SessionDefaults,
         data: PeekableFlightDataStream,
+        user: &str,
     ) -> Result<i64, Status> {
         let request = request_of(&command, &defaults)?;
         let _permit = self.limits.admit()?;
         let rows = decode(data).await?;
-        let written = bulk_ingest(&self.engine, &request, rows)
+        let written = bulk_ingest(&self.engine, &request, rows, user)
             .await
             .map_err(|e| status::from_datafusion(DataFusionError::External(Box::new(e))))?;
         tracing::info!(

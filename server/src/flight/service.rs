@@ -702,6 +702,21 @@ impl FlightSqlService for LakehouseService {
         )))
     }
 
+    async fn do_put_fallback(
+        &self,
+        request: Request<PeekableFlightDataStream>,
+        message: Any,
+    ) -> Result<Response<<Self as FlightService>::DoPutStream>, Status> {
+        if message.type_url == lakehouse_flight_ext::INGEST_UPLOAD_TYPE_URL {
+            return self.ingest_upload(request, message).await;
+        }
+        Err(Status::invalid_argument(format!(
+            "DoPut command of type {} is not known; Lakehouse accepts the Flight SQL commands and {}",
+            message.type_url,
+            lakehouse_flight_ext::INGEST_UPLOAD_TYPE_URL
+        )))
+    }
+
     async fn do_put_statement_update(
         &self,
         command: CommandStatementUpdate,
@@ -719,7 +734,8 @@ impl FlightSqlService for LakehouseService {
     ) -> Result<i64, Status> {
         refuse_transaction(command.transaction_id.as_ref())?;
         let defaults = self.defaults(&request);
-        self.bulk_ingest(command, defaults, request.into_inner())
+        let user = super::auth::Caller::of(&request);
+        self.bulk_ingest(command, defaults, request.into_inner(), &user)
             .await
     }
 

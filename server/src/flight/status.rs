@@ -55,7 +55,8 @@ fn from_catalog_ref(error: &CatalogError, message: String) -> Status {
     match error {
         CatalogError::TableNotFound { .. }
         | CatalogError::SchemaNotFound(_)
-        | CatalogError::VersionNotFound { .. } => Status::not_found(message),
+        | CatalogError::VersionNotFound { .. }
+        | CatalogError::ColumnNotFound { .. } => Status::not_found(message),
         CatalogError::TableExists { .. } | CatalogError::SchemaExists(_) => {
             Status::already_exists(message)
         }

@@ -1,19 +1,126 @@
 //! Getting data into tables.
 //!
-//! Owns: the rules of bulk ingest (ADBC `adbc_ingest`, Flight SQL
-//! `CommandStatementIngest`): which mode creates, appends to or replaces a table.
-//! May call: `catalog`, `query`. Invariants:
-//! - rows stream from the client into one Delta commit; nothing holds the whole
-//!   upload in memory, and a failed or abandoned upload commits nothing;
-//! - a new table appears in the catalog only after its data is committed.
+//! Owns: bulk ingest (ADBC `adbc_ingest`, Flight SQL `CommandStatementIngest`),
+//! file ingest (CSV, NDJSON, Parquet, Arrow IPC, PDF) and what every ingest does
+//! around its commit ([`commit`]): lineage, PII detection, the dataset event.
+//! May call: `catalog`, `query`, `storage`, `jobs`, `lineage`, `pii`, `events`.
+//! Invariants:
+//! - rows stream from the source into one Delta commit; nothing holds the whole
+//!   input in memory, and a failed, cancelled or abandoned ingest commits nothing;
+//! - a new table appears in the catalog only after its data is committed;
+//! - every ingest records lineage START and COMPLETE/FAIL, samples its rows for
+//!   PII (findings stored with the table), and after the commit publishes a
+//!   `DatasetAppended`/`DatasetReplaced` event.
 
-use std::sync::Arc;
+mod columnar;
+mod csv;
+pub mod file;
+mod ndjson;
+mod pdf;
+pub mod source;
+pub mod types;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+use lakehouse_flight_ext::v1::ColumnPii;
 
-use crate::catalog::{CatalogError, WriteMode};
+use crate::catalog::{CatalogError, TableEntry, WriteMode, Written};
+use crate::events::{ChangeKind, DatasetEvent};
+use crate::lineage::{Output, Source};
+use crate::pii::Sampler;
 use crate::query::{QueryEngine, SessionDefaults};
-use crate::storage::PRIMARY;
+use crate::storage::{PRIMARY, StorageError};
+
+/// Errors of an ingest, each with the status a client gets.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A request field is wrong (InvalidArgument).
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, e.g. `csv.delimiter`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No such file (NotFound).
+    #[error("{0}")]
+    NotFound(String),
+    /// The path is off limits (PermissionDenied).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A file could not be read or parsed (InvalidArgument).
+    #[error("{file}: {message}")]
+    Read {
+        /// The file.
+        file: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A bad row, with bad rows set to fail the job (InvalidArgument).
+    #[error(
+        "{file}, line {line}: {message}; nothing was written (set bad_rows to BAD_ROWS_REJECT to skip such rows)"
+    )]
+    BadRow {
+        /// The file.
+        file: String,
+        /// Its line number (1-based; the header is line 1).
+        line: u64,
+        /// What is wrong with the row.
+        message: String,
+    },
+    /// More bad rows than allowed (InvalidArgument).
+    #[error(
+        "more than {max} bad rows (max_rejects); nothing was written. The last: {file}, line {line}: {message}"
+    )]
+    TooManyRejects {
+        /// The limit.
+        max: u64,
+        /// File of the row past the limit.
+        file: String,
+        /// Its line.
+        line: u64,
+        /// Its error.
+        message: String,
+    },
+    /// The job was cancelled (Cancelled).
+    #[error("the job was cancelled; nothing was committed")]
+    Cancelled,
+    /// Every input file failed (InvalidArgument).
+    #[error("no file could be ingested: {0}")]
+    AllFilesFailed(String),
+    /// Storage failed (Internal, or NotFound for a missing bucket).
+    #[error(transparent)]
+    Storage(Box<StorageError>),
+    /// The catalog refused or the commit failed.
+    #[error(transparent)]
+    Catalog(Box<CatalogError>),
+}
+
+impl From<StorageError> for IngestError {
+    fn from(error: StorageError) -> Self {
+        Self::Storage(Box::new(error))
+    }
+}
+
+impl From<CatalogError> for IngestError {
+    fn from(error: CatalogError) -> Self {
+        Self::Catalog(Box::new(error))
+    }
+}
+
+impl IngestError {
+    /// An invalid request field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
 
 /// What to do when the target table exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,9 +142,9 @@ pub enum IfMissing {
     Fail,
 }
 
-/// One bulk upload.
+/// Where an ingest writes.
 #[derive(Debug, Clone)]
-pub struct BulkIngest {
+pub struct Target {
     /// Target schema.
     pub schema: String,
     /// Target table.
@@ -46,43 +153,193 @@ pub struct BulkIngest {
     pub if_exists: IfExists,
     /// Behaviour when it does not.
     pub if_missing: IfMissing,
+    /// Bucket of a new table.
+    pub bucket: String,
 }
 
-/// Writes `rows` into the target as one commit; returns the number of rows written.
-pub async fn bulk_ingest(
+/// One bulk upload (ADBC): a target in the primary bucket.
+pub type BulkIngest = Target;
+
+/// Where the rows of an ingest come from, for lineage.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// Job type recorded in lineage, e.g. `lakehouse.ingest.file`.
+    pub job_type: String,
+    /// The source system and location.
+    pub source: Option<Source>,
+    /// Run this one is part of.
+    pub parent_run_id: Option<String>,
+    /// Input bytes read (filled in while the rows stream).
+    pub bytes: Arc<AtomicU64>,
+}
+
+/// What an ingest committed.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The table written.
+    pub entry: TableEntry,
+    /// Rows and version.
+    pub written: Written,
+    /// The table's PII after this ingest (findings and manual verdicts).
+    pub pii: Vec<ColumnPii>,
+    /// Lineage run id.
+    pub run_id: String,
+    /// (name, Arrow type) of the written columns.
+    pub columns: Vec<(String, String)>,
+}
+
+/// Writes `rows` into the target as one commit, with lineage, PII detection and
+/// the dataset event around it.
+pub async fn commit(
     engine: &QueryEngine,
-    request: &BulkIngest,
+    target: &Target,
     rows: SendableRecordBatchStream,
-) -> Result<u64, CatalogError> {
+    origin: &Origin,
+) -> Result<Committed, CatalogError> {
+    let catalog = engine.catalog();
+    let qualified = format!("{}.{}", target.schema, target.table);
+    let run = catalog
+        .lineage()
+        .start(
+            &origin.job_type,
+            origin.source.clone(),
+            &qualified,
+            origin.parent_run_id.clone(),
+        )
+        .await;
+    let schema = rows.schema();
+    let columns: Vec<(String, String)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect();
+    let sampler = Arc::new(Mutex::new(Sampler::new(&schema)));
+    let tap = {
+        let sampler = Arc::clone(&sampler);
+        rows.map(move |item| {
+            if let Ok(batch) = &item {
+                sampler
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .observe(batch);
+            }
+            item
+        })
+    };
+    let rows: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, tap));
+    let outcome = write(engine, target, rows).await;
+    let (entry, written, kind) = match outcome {
+        Ok(done) => done,
+        Err(error) => {
+            run.fail(&error.to_string()).await;
+            return Err(error);
+        }
+    };
+    let findings = sampler.lock().unwrap_or_else(|p| p.into_inner()).findings();
+    let replaced = kind == ChangeKind::Replaced;
+    let entry = match catalog
+        .record_pii(&entry.schema, &entry.name, findings, replaced)
+        .await
+    {
+        Ok(entry) => entry,
+        Err(error) => {
+            // The rows are committed; only the findings are lost.
+            tracing::warn!(table = %qualified, %error, "cannot record PII findings");
+            entry
+        }
+    };
+    let pii = entry.effective_pii();
+    run.complete(&Output {
+        columns: columns.clone(),
+        rows: written.rows,
+        bytes: origin.bytes.load(Ordering::Relaxed),
+        version: written.version,
+        pii: pii
+            .iter()
+            .map(|f| (f.column.clone(), f.entity_type.clone()))
+            .collect(),
+    })
+    .await;
+    catalog.events().publish(DatasetEvent {
+        kind,
+        table: qualified,
+        version: written.version,
+        rows: written.rows,
+        run_id: run.id().to_string(),
+        source: origin.job_type.clone(),
+    });
+    Ok(Committed {
+        entry,
+        written,
+        pii,
+        run_id: run.id().to_string(),
+        columns,
+    })
+}
+
+/// The write itself: create, append or replace as the target says.
+async fn write(
+    engine: &QueryEngine,
+    target: &Target,
+    rows: SendableRecordBatchStream,
+) -> Result<(TableEntry, Written, ChangeKind), CatalogError> {
     let catalog = engine.catalog();
     let session = Arc::new(
         engine
             .session(&SessionDefaults {
-                schema: request.schema.clone(),
+                schema: target.schema.clone(),
                 ..SessionDefaults::default()
             })
             .state(),
     );
-    match catalog.table(&request.schema, &request.table) {
+    match catalog.table(&target.schema, &target.table) {
         Ok(entry) => {
-            let mode = match request.if_exists {
+            let (mode, kind) = match target.if_exists {
                 IfExists::Fail => {
                     return Err(CatalogError::TableExists {
-                        schema: request.schema.clone(),
-                        table: request.table.clone(),
+                        schema: target.schema.clone(),
+                        table: target.table.clone(),
                     });
                 }
-                IfExists::Append => WriteMode::Append,
-                IfExists::Replace => WriteMode::Replace,
+                IfExists::Append => (WriteMode::Append, ChangeKind::Appended),
+                IfExists::Replace => (WriteMode::Replace, ChangeKind::Replaced),
             };
-            catalog.write(&entry, mode, rows, session).await
+            let written = catalog.write(&entry, mode, rows, session).await?;
+            Ok((entry, written, kind))
         }
-        Err(CatalogError::TableNotFound { .. }) if request.if_missing == IfMissing::Create => {
-            catalog
-                .create_table_from(&request.schema, &request.table, PRIMARY, rows, session)
-                .await
-                .map(|(_, written)| written)
+        Err(CatalogError::TableNotFound { .. }) if target.if_missing == IfMissing::Create => {
+            let (entry, written) = catalog
+                .create_table_from(&target.schema, &target.table, &target.bucket, rows, session)
+                .await?;
+            Ok((entry, written, ChangeKind::Appended))
         }
         Err(e) => Err(e),
     }
 }
+
+/// Writes an ADBC upload into the target as one commit; returns the rows written.
+pub async fn bulk_ingest(
+    engine: &QueryEngine,
+    request: &BulkIngest,
+    rows: SendableRecordBatchStream,
+    user: &str,
+) -> Result<u64, CatalogError> {
+    let origin = Origin {
+        job_type: "flight.bulk_ingest".into(),
+        source: Some(Source {
+            system: "flight".into(),
+            location: if user.is_empty() {
+                "CommandStatementIngest".into()
+            } else {
+                format!("CommandStatementIngest by {user}")
+            },
+        }),
+        parent_run_id: None,
+        bytes: Arc::new(AtomicU64::new(0)),
+    };
+    let committed = commit(engine, request, rows, &origin).await?;
+    Ok(committed.written.rows)
+}
+
+/// The primary bucket's name, where bulk uploads create tables.
+pub const BULK_BUCKET: &str = PRIMARY;

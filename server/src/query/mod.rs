@@ -95,6 +95,11 @@ impl QueryEngine {
         })
     }
 
+    /// Rows per batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     /// The catalog queries run over.
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog

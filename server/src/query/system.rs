@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMillisecondArray,
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
@@ -20,7 +20,15 @@ use super::provider::open_provider;
 use crate::catalog::{CATALOG_NAME, Catalog, TableEntry};
 
 /// Names of the system tables, sorted.
-pub const SYSTEM_TABLES: [&str; 4] = ["buckets", "columns", "table_versions", "tables"];
+pub const SYSTEM_TABLES: [&str; 7] = [
+    "buckets",
+    "columns",
+    "jobs",
+    "lineage",
+    "pii",
+    "table_versions",
+    "tables",
+];
 
 /// Provider of the `system` schema.
 #[derive(Debug)]
@@ -44,6 +52,9 @@ impl SystemSchema {
             "columns" => columns(&self.catalog, &self.scan_session).await?,
             "buckets" => buckets(&self.catalog)?,
             "table_versions" => table_versions(&self.catalog).await?,
+            "jobs" => jobs(&self.catalog)?,
+            "pii" => pii(&self.catalog)?,
+            "lineage" => lineage(&self.catalog).await?,
             _ => return Ok(None),
         }))
     }
@@ -263,6 +274,368 @@ fn buckets(catalog: &Catalog) -> Result<RecordBatch> {
             )),
             Arc::new(BooleanArray::from_iter(
                 buckets.iter().map(|b| Some(builtin(b.name()))),
+            )),
+        ],
+    )
+}
+
+fn timestamp_field(name: &str, nullable: bool) -> Field {
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+        nullable,
+    )
+}
+
+fn timestamps(values: Vec<Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC"))
+}
+
+fn micros(rfc3339: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .ok()
+        .map(|t| t.timestamp_micros())
+}
+
+/// Jobs of this server, newest first (`lakehouse.job.list` as SQL).
+fn jobs(catalog: &Catalog) -> Result<RecordBatch> {
+    use lakehouse_flight_ext::v1::{JobState, job};
+    let jobs = catalog.jobs().list();
+    let progress: Vec<_> = jobs
+        .iter()
+        .map(|j| j.progress.clone().unwrap_or_default())
+        .collect();
+    let state = |s: i32| match JobState::try_from(s) {
+        Ok(JobState::Running) => "RUNNING",
+        Ok(JobState::Succeeded) => "SUCCEEDED",
+        Ok(JobState::Failed) => "FAILED",
+        Ok(JobState::Cancelled) => "CANCELLED",
+        _ => "UNSPECIFIED",
+    };
+    // One arm per job result kind; more kinds come with later job types.
+    let ingest = |j: &lakehouse_flight_ext::v1::Job| {
+        j.result.as_ref().map(|job::Result::Ingest(r)| r.clone())
+    };
+    let results: Vec<_> = jobs.iter().map(ingest).collect();
+    let result_table: Vec<Option<String>> = results
+        .iter()
+        .map(|r| r.as_ref().map(|r| r.table.clone()))
+        .collect();
+    let result_version: Vec<Option<i64>> = results
+        .iter()
+        .map(|r| r.as_ref().map(|r| r.version))
+        .collect();
+    let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
+    batch(
+        vec![
+            utf8("job_id", false),
+            utf8("kind", false),
+            utf8("state", false),
+            utf8("description", false),
+            utf8("user", true),
+            timestamp_field("created_at", true),
+            timestamp_field("finished_at", true),
+            utf8("phase", true),
+            Field::new("rows", DataType::Int64, false),
+            Field::new("bytes", DataType::Int64, false),
+            Field::new("bytes_total", DataType::Int64, true),
+            Field::new("percent", DataType::Float64, true),
+            Field::new("files_done", DataType::Int64, false),
+            Field::new("files_total", DataType::Int64, false),
+            Field::new("rejected_rows", DataType::Int64, false),
+            utf8("error", true),
+            utf8("error_code", true),
+            utf8("result_table", true),
+            Field::new("result_version", DataType::Int64, true),
+        ],
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                jobs.iter().map(|j| j.id.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                jobs.iter().map(|j| j.kind.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                jobs.iter().map(|j| state(j.state)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                jobs.iter().map(|j| j.description.as_str()),
+            )),
+            Arc::new(StringArray::from(
+                jobs.iter().map(|j| opt(&j.user)).collect::<Vec<_>>(),
+            )),
+            timestamps(jobs.iter().map(|j| micros(&j.created_at)).collect()),
+            timestamps(jobs.iter().map(|j| micros(&j.finished_at)).collect()),
+            Arc::new(StringArray::from(
+                progress.iter().map(|p| opt(&p.phase)).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                progress.iter().map(|p| p.rows as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                progress.iter().map(|p| p.bytes as i64),
+            )),
+            Arc::new(Int64Array::from(
+                progress
+                    .iter()
+                    .map(|p| p.bytes_total.map(|b| b as i64))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Float64Array::from(
+                progress.iter().map(|p| p.percent).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                progress.iter().map(|p| p.files_done as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                progress.iter().map(|p| p.files_total as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                progress.iter().map(|p| p.rejected_rows as i64),
+            )),
+            Arc::new(StringArray::from(
+                jobs.iter().map(|j| opt(&j.error)).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                jobs.iter().map(|j| opt(&j.error_code)).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(result_table)),
+            Arc::new(Int64Array::from(result_version)),
+        ],
+    )
+}
+
+/// PII of every table: detector findings with manual verdicts on top.
+fn pii(catalog: &Catalog) -> Result<RecordBatch> {
+    let mut rows = Vec::new();
+    for entry in sorted_entries(catalog) {
+        for finding in entry.effective_pii() {
+            rows.push((entry.schema.clone(), entry.name.clone(), finding));
+        }
+    }
+    let alternates: Vec<String> = rows
+        .iter()
+        .map(|(_, _, f)| {
+            f.alternates
+                .iter()
+                .map(|a| format!("{}:{}", a.entity_type, a.match_share))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    batch(
+        vec![
+            utf8("table_schema", false),
+            utf8("table_name", false),
+            utf8("column_name", false),
+            utf8("entity_type", false),
+            Field::new("confidence", DataType::Float64, false),
+            Field::new("match_share", DataType::Float64, true),
+            Field::new("checksum_pass_share", DataType::Float64, true),
+            Field::new("sample_size", DataType::Int64, true),
+            utf8("alternates", false),
+            utf8("detector_version", false),
+            Field::new("manual", DataType::Boolean, false),
+        ],
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.0.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.1.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.2.column.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.2.entity_type.as_str()),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r.2.confidence),
+            )),
+            Arc::new(Float64Array::from(
+                rows.iter()
+                    .map(|r| (!r.2.manual).then_some(r.2.match_share))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Float64Array::from(
+                rows.iter()
+                    .map(|r| r.2.checksum_pass_share)
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                rows.iter()
+                    .map(|r| (!r.2.manual).then_some(r.2.sample_size as i64))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(alternates)),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.2.detector_version.as_str()),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                rows.iter().map(|r| Some(r.2.manual)),
+            )),
+        ],
+    )
+}
+
+/// Every lineage event, oldest first, with the OpenLineage fields as columns and
+/// the whole event as JSON.
+async fn lineage(catalog: &Catalog) -> Result<RecordBatch> {
+    use serde_json::Value;
+    let events = catalog
+        .lineage()
+        .events()
+        .await
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+    let text = |v: &Value, path: &[&str]| -> Option<String> {
+        let mut at = v;
+        for key in path {
+            at = at.get(key)?;
+        }
+        match at {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    };
+    let number = |v: &Value, path: &[&str]| -> Option<i64> {
+        let mut at = v;
+        for key in path {
+            at = at.get(key)?;
+        }
+        at.as_i64()
+            .or_else(|| at.as_str().and_then(|s| s.parse().ok()))
+    };
+    let output = |v: &Value| {
+        v.get("outputs")
+            .and_then(|o| o.get(0))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let input = |v: &Value| {
+        v.get("inputs")
+            .and_then(|o| o.get(0))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let pii_tags = |v: &Value| -> Option<String> {
+        let columns = output(v)
+            .pointer("/facets/lakehouse_pii/columns")?
+            .as_array()?
+            .iter()
+            .filter_map(|c| {
+                Some(format!(
+                    "{}:{}",
+                    c.get("column")?.as_str()?,
+                    c.get("entityType")?.as_str()?
+                ))
+            })
+            .collect::<Vec<_>>();
+        Some(columns.join(","))
+    };
+    batch(
+        vec![
+            timestamp_field("event_time", true),
+            utf8("event_type", true),
+            utf8("run_id", true),
+            utf8("parent_run_id", true),
+            utf8("job_name", true),
+            utf8("job_type", true),
+            utf8("source_system", true),
+            utf8("source_location", true),
+            utf8("output_table", true),
+            Field::new("row_count", DataType::Int64, true),
+            Field::new("bytes", DataType::Int64, true),
+            Field::new("delta_version", DataType::Int64, true),
+            utf8("pii_tags", true),
+            utf8("error", true),
+            utf8("event", false),
+        ],
+        vec![
+            timestamps(
+                events
+                    .iter()
+                    .map(|e| text(e, &["eventTime"]).and_then(|t| micros(&t)))
+                    .collect(),
+            ),
+            Arc::new(StringArray::from(
+                events
+                    .iter()
+                    .map(|e| text(e, &["eventType"]))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                events
+                    .iter()
+                    .map(|e| text(e, &["run", "runId"]))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                events
+                    .iter()
+                    .map(|e| text(e, &["run", "facets", "parent", "run", "runId"]))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                events
+                    .iter()
+                    .map(|e| text(e, &["job", "name"]))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                events
+                    .iter()
+                    .map(|e| text(e, &["job", "facets", "jobType", "jobType"]))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                events
+                    .iter()
+                    .map(|e| text(&input(e), &["namespace"]))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                events
+                    .iter()
+                    .map(|e| text(&input(e), &["name"]))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                events
+                    .iter()
+                    .map(|e| text(&output(e), &["name"]))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                events
+                    .iter()
+                    .map(|e| number(&output(e), &["facets", "outputStatistics", "rowCount"]))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                events
+                    .iter()
+                    .map(|e| number(&output(e), &["facets", "outputStatistics", "size"]))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                events
+                    .iter()
+                    .map(|e| number(&output(e), &["facets", "version", "datasetVersion"]))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                events.iter().map(pii_tags).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                events
+                    .iter()
+                    .map(|e| text(e, &["run", "facets", "errorMessage", "message"]))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                events.iter().map(|e| e.to_string()),
             )),
         ],
     )

@@ -27,6 +27,8 @@ use datafusion::prelude::SessionContext;
 
 use super::{QueryEngine, SessionDefaults};
 use crate::catalog::{CATALOG_NAME, CatalogError, INFORMATION_SCHEMA, SYSTEM_SCHEMA, WriteMode};
+use crate::events::{ChangeKind, DatasetEvent};
+use crate::lineage::{Output, Run, Source};
 use crate::storage::PRIMARY;
 
 /// A planned statement: a query to stream, or a change to apply.
@@ -115,6 +117,39 @@ pub enum Write {
         /// Drop its tables too.
         cascade: bool,
     },
+}
+
+impl Write {
+    /// For writes that change a table's rows: (operation, table, kind of change).
+    fn changes_rows(&self) -> Option<(&'static str, TableName, ChangeKind)> {
+        match self {
+            Write::CreateTable {
+                table, or_replace, ..
+            } => Some((
+                "create_table",
+                table.clone(),
+                if *or_replace {
+                    ChangeKind::Replaced
+                } else {
+                    ChangeKind::Appended
+                },
+            )),
+            Write::Insert {
+                table, overwrite, ..
+            } => Some((
+                "insert",
+                table.clone(),
+                if *overwrite {
+                    ChangeKind::Replaced
+                } else {
+                    ChangeKind::Appended
+                },
+            )),
+            Write::Delete { table, .. } => Some(("delete", table.clone(), ChangeKind::Replaced)),
+            Write::Update { table, .. } => Some(("update", table.clone(), ChangeKind::Replaced)),
+            _ => None,
+        }
+    }
 }
 
 /// Schema of a write's result when a client reads it as a query: one row, `count`.
@@ -347,13 +382,80 @@ impl QueryEngine {
     /// Several INSERTs into one table (a prepared INSERT run once per bound
     /// parameter row) become one commit; anything else runs statement by statement,
     /// each its own commit.
+    ///
+    /// Writes that change a table's rows record lineage (START, then COMPLETE or
+    /// FAIL) and, once committed, publish a dataset event: `DatasetAppended` for
+    /// CREATE TABLE and INSERT, `DatasetReplaced` for INSERT OVERWRITE, CREATE OR
+    /// REPLACE, UPDATE and DELETE (rows changed in place: consumers re-read).
     pub async fn execute_writes(&self, ctx: &SessionContext, writes: Vec<Write>) -> Result<u64> {
         let writes = merge_inserts(writes)?;
         let mut affected = 0;
         for write in writes {
-            affected += self.execute_write(ctx, write).await?;
+            let tracked = write.changes_rows();
+            let run = match &tracked {
+                Some((op, table, _)) => Some(
+                    self.catalog
+                        .lineage()
+                        .start(
+                            &format!("sql.{op}"),
+                            Some(Source {
+                                system: "sql".into(),
+                                location: "Flight SQL statement".into(),
+                            }),
+                            &format!("{}.{}", table.schema, table.table),
+                            None,
+                        )
+                        .await,
+                ),
+                None => None,
+            };
+            let outcome = self.execute_write(ctx, write).await;
+            if let (Some(run), Some((_, table, kind))) = (run, tracked) {
+                match &outcome {
+                    Ok(rows) => self.committed(&run, &table, *rows, kind).await,
+                    Err(error) => run.fail(&error.to_string()).await,
+                }
+            }
+            affected += outcome?;
         }
         Ok(affected)
+    }
+
+    /// Lineage COMPLETE and the dataset event of a committed SQL write.
+    async fn committed(&self, run: &Run, table: &TableName, rows: u64, kind: ChangeKind) {
+        let state = match self.catalog.table(&table.schema, &table.table) {
+            Ok(entry) => self.catalog.table_state(&entry).await.ok(),
+            Err(_) => None,
+        };
+        let (columns, version) = match state {
+            Some((schema, version)) => (
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.data_type().to_string()))
+                    .collect(),
+                version,
+            ),
+            None => (Vec::new(), -1),
+        };
+        run.complete(&Output {
+            columns,
+            rows,
+            bytes: 0,
+            version,
+            pii: Vec::new(),
+        })
+        .await;
+        if rows > 0 || kind == ChangeKind::Replaced {
+            self.catalog.events().publish(DatasetEvent {
+                kind,
+                table: format!("{}.{}", table.schema, table.table),
+                version,
+                rows,
+                run_id: run.id().to_string(),
+                source: "sql".into(),
+            });
+        }
     }
 
     /// Applies one write as one Delta commit (or one catalog change).
@@ -383,15 +485,14 @@ impl QueryEngine {
                 }
                 let stream = self.execute(ctx, input).await?;
                 match existing {
-                    Some(entry) if or_replace => {
-                        catalog
-                            .write(&entry, WriteMode::Replace, stream, session)
-                            .await
-                    }
+                    Some(entry) if or_replace => catalog
+                        .write(&entry, WriteMode::Replace, stream, session)
+                        .await
+                        .map(|written| written.rows),
                     _ => catalog
                         .create_table_from(&table.schema, &table.table, PRIMARY, stream, session)
                         .await
-                        .map(|(_, rows)| rows),
+                        .map(|(_, written)| written.rows),
                 }
                 .map_err(catalog_error)
             }
@@ -411,6 +512,7 @@ impl QueryEngine {
                 catalog
                     .write(&entry, mode, stream, session)
                     .await
+                    .map(|written| written.rows)
                     .map_err(catalog_error)
             }
             Write::Delete { table, predicate } => {

@@ -183,6 +183,58 @@ impl Bucket {
             .map_err(|source| self.error(source))
     }
 
+    /// Size of an object, `None` when it does not exist.
+    pub async fn size(&self, relative: &str) -> Result<Option<u64>> {
+        match self.store.head(&self.path(relative)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(self.error(source)),
+        }
+    }
+
+    /// Objects under the folder `relative` (recursively) with their sizes, as
+    /// paths relative to the bucket, sorted.
+    pub async fn list_sizes(&self, relative: &str) -> Result<Vec<(String, u64)>> {
+        use futures::TryStreamExt;
+        let root = self.path(relative);
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&root))
+            .try_collect()
+            .await
+            .map_err(|source| self.error(source))?;
+        let mut found: Vec<(String, u64)> = objects
+            .into_iter()
+            .filter_map(|meta| {
+                meta.location.prefix_match(&self.prefix).map(|parts| {
+                    let name = parts
+                        .map(|p| p.as_ref().to_string())
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    (name, meta.size)
+                })
+            })
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
+    /// The local file of `relative`, for buckets in a local folder.
+    pub fn local_file(&self, relative: &str) -> Option<std::path::PathBuf> {
+        if self.kind != BucketKind::Local {
+            return None;
+        }
+        self.url_of(relative).ok()?.to_file_path().ok()
+    }
+
+    /// Deletes one object; a missing one is not an error.
+    pub async fn delete(&self, relative: &str) -> Result<()> {
+        match self.store.delete(&self.path(relative)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(self.error(source)),
+        }
+    }
+
     /// Objects under the folder `relative` (recursively), as paths relative to that folder.
     pub async fn list(&self, relative: &str) -> Result<Vec<String>> {
         use futures::TryStreamExt;

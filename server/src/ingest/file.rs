@@ -1,0 +1,745 @@
+//! `lakehouse.ingest.file`: files in a bucket (one, or a glob of many) into a table.
+//!
+//! A blocking thread reads the files one after another and sends Arrow batches
+//! through a bounded channel to the Delta writer, so memory stays bounded by a few
+//! batches whatever the size of the input. Bad rows fail the job (with file and
+//! line) or go to the rejects table, as the caller chose. Cancelling stops the
+//! reader, which fails the stream, so the write commits nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray, new_null_array,
+};
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use lakehouse_flight_ext::v1::{
+    BadRows, Column, FileError, FileFormat, IngestFileRequest, IngestMode, IngestResult,
+};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+
+use super::csv::{CsvFormat, CsvReader};
+use super::source::{self, InputFile};
+use super::{
+    IfExists, IfMissing, IngestError, Origin, Target, columnar, commit, ndjson, pdf, types,
+};
+use crate::catalog::{CatalogError, DEFAULT_SCHEMA};
+use crate::jobs::JobContext;
+use crate::lineage::Source;
+use crate::query::QueryEngine;
+use crate::storage::{Bucket, PRIMARY};
+
+/// Default bound of rejected rows.
+pub const DEFAULT_MAX_REJECTS: u64 = 10_000;
+
+/// Batches of one input file.
+pub trait BatchReader: Send {
+    /// The batches' schema.
+    fn schema(&self) -> SchemaRef;
+    /// The next batch (bad rows already handled), `None` at the end.
+    fn next_batch(&mut self, rejects: &mut Rejects) -> Result<Option<RecordBatch>, IngestError>;
+}
+
+/// How column types are settled: the first file's schema binds later files;
+/// the caller's overrides win over the target table's types, which win over inference.
+#[derive(Debug, Clone, Default)]
+pub struct Typing {
+    overrides: HashMap<String, DataType>,
+    existing: Option<SchemaRef>,
+    fixed: Option<SchemaRef>,
+}
+
+impl Typing {
+    /// The type of column `name` of `file`.
+    pub fn type_for(
+        &self,
+        name: &str,
+        file: &str,
+        infer: impl FnOnce() -> DataType,
+    ) -> Result<DataType, IngestError> {
+        if let Some(fixed) = &self.fixed {
+            return fixed
+                .field_with_name(name)
+                .map(|f| f.data_type().clone())
+                .map_err(|_| IngestError::Read {
+                    file: file.into(),
+                    message: format!(
+                        "has column {name:?}, which the first file does not have (its columns: {})",
+                        names(fixed).join(", ")
+                    ),
+                });
+        }
+        if let Some(t) = self.overrides.get(name) {
+            return Ok(t.clone());
+        }
+        if let Some(t) = self
+            .existing
+            .as_ref()
+            .and_then(|s| s.field_with_name(name).ok())
+        {
+            return Ok(t.data_type().clone());
+        }
+        Ok(infer())
+    }
+
+    /// Fails when an override names a column the file does not have.
+    pub fn check_complete(&self, columns: &[String], file: &str) -> Result<(), IngestError> {
+        if self.fixed.is_some() {
+            return Ok(());
+        }
+        let mut unknown: Vec<&String> = self
+            .overrides
+            .keys()
+            .filter(|k| !columns.contains(k))
+            .collect();
+        unknown.sort();
+        match unknown.first() {
+            None => Ok(()),
+            Some(name) => Err(IngestError::invalid(
+                "column_types",
+                format!(
+                    "names column {name:?}, which {file} does not have (its columns: {})",
+                    columns.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// The target schema for a file whose own (typed) schema is `schema`.
+    pub fn target(&self, schema: &Schema, file: &str) -> Result<SchemaRef, IngestError> {
+        let columns = names(schema);
+        let mut fields = Vec::with_capacity(columns.len());
+        for field in schema.fields() {
+            let mut data_type = self.type_for(field.name(), file, || field.data_type().clone())?;
+            // Delta has no column type for all-null JSON fields.
+            if data_type == DataType::Null {
+                data_type = DataType::Utf8;
+            }
+            fields.push(Field::new(field.name(), data_type, true));
+        }
+        self.check_complete(&columns, file)?;
+        if let Some(fixed) = &self.fixed {
+            return Ok(Arc::clone(fixed));
+        }
+        Ok(Arc::new(Schema::new(fields)))
+    }
+}
+
+fn names(schema: &Schema) -> Vec<String> {
+    schema.fields().iter().map(|f| f.name().clone()).collect()
+}
+
+/// `batch` with `target`'s columns (by name; missing ones null) and types.
+pub fn conform(
+    batch: &RecordBatch,
+    target: &SchemaRef,
+    file: &str,
+) -> Result<RecordBatch, IngestError> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
+    for field in target.fields() {
+        let column = match batch.column_by_name(field.name()) {
+            None => new_null_array(field.data_type(), batch.num_rows()),
+            Some(c) if c.data_type() == field.data_type() => Arc::clone(c),
+            Some(c) => {
+                let options = CastOptions {
+                    safe: false,
+                    ..CastOptions::default()
+                };
+                cast_with_options(c, field.data_type(), &options).map_err(|e| {
+                    IngestError::Read {
+                        file: file.into(),
+                        message: format!(
+                            "column {:?} does not convert to {}: {e}",
+                            field.name(),
+                            field.data_type()
+                        ),
+                    }
+                })?
+            }
+        };
+        columns.push(column);
+    }
+    RecordBatch::try_new(Arc::clone(target), columns).map_err(|e| IngestError::Read {
+        file: file.into(),
+        message: e.to_string(),
+    })
+}
+
+/// One rejected row.
+#[derive(Debug, Clone)]
+pub struct RejectRow {
+    file: String,
+    line: u64,
+    record: String,
+    error: String,
+}
+
+/// Where bad rows go: nowhere (the first fails the job) or the rejects table.
+#[derive(Debug)]
+pub struct Rejects {
+    reject: bool,
+    max: u64,
+    rows: Vec<RejectRow>,
+    count: Arc<AtomicU64>,
+}
+
+impl Rejects {
+    /// Bad rows handled per `mode`.
+    pub fn new(mode: BadRows, max: u64) -> Self {
+        Self {
+            reject: mode == BadRows::Reject,
+            max,
+            rows: Vec::new(),
+            count: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Handles a bad row: an error in fail mode (or past the limit), else kept.
+    pub fn bad(
+        &mut self,
+        file: &str,
+        line: u64,
+        record: String,
+        message: String,
+    ) -> Result<(), IngestError> {
+        if !self.reject {
+            return Err(IngestError::BadRow {
+                file: file.into(),
+                line,
+                message,
+            });
+        }
+        if self.rows.len() as u64 >= self.max {
+            return Err(IngestError::TooManyRejects {
+                max: self.max,
+                file: file.into(),
+                line,
+                message,
+            });
+        }
+        self.rows.push(RejectRow {
+            file: file.into(),
+            line,
+            record,
+            error: message,
+        });
+        self.count.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A validated file-ingest request.
+#[derive(Debug, Clone)]
+pub struct FileIngest {
+    /// Bucket of the input.
+    pub bucket: Arc<Bucket>,
+    /// The files, in order.
+    pub files: Vec<InputFile>,
+    /// Their format (never unspecified).
+    pub format: FileFormat,
+    /// CSV options.
+    pub csv: CsvFormat,
+    /// Column type overrides.
+    pub overrides: HashMap<String, DataType>,
+    /// The target.
+    pub target: Target,
+    /// CREATE, APPEND or REPLACE.
+    pub mode: IngestMode,
+    /// Bad-row handling.
+    pub bad_rows: BadRows,
+    /// Rejects table (schema, name).
+    pub rejects_table: (String, String),
+    /// Bad-row limit.
+    pub max_rejects: u64,
+    /// PDF chunking.
+    pub pdf: pdf::Chunking,
+    /// PDF chunk table (schema, name).
+    pub chunks_table: (String, String),
+    /// For lineage: where the input is.
+    pub source: Source,
+}
+
+/// Splits `schema.table` (schema defaults to `public`).
+pub fn split_table(name: &str, field: &str) -> Result<(String, String), IngestError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(IngestError::invalid(
+            field,
+            "is empty: name the target table",
+        ));
+    }
+    let (schema, table) = match name.split_once('.') {
+        Some((s, t)) => (s.to_string(), t.to_string()),
+        None => (DEFAULT_SCHEMA.to_string(), name.to_string()),
+    };
+    crate::catalog::validate_name(&schema)
+        .and_then(|()| crate::catalog::validate_name(&table))
+        .map_err(|e| IngestError::invalid(field, e.to_string()))?;
+    Ok((schema, table))
+}
+
+impl FileIngest {
+    /// Validates `request` and resolves its files in `bucket`.
+    pub async fn prepare(
+        request: &IngestFileRequest,
+        bucket: Arc<Bucket>,
+        files: Option<Vec<InputFile>>,
+    ) -> Result<Self, IngestError> {
+        let (schema, table) = split_table(&request.table, "table")?;
+        let files = match files {
+            Some(files) => files,
+            None => {
+                let path = source::check_path(&request.path)?;
+                source::resolve(&bucket, &path).await?
+            }
+        };
+        let format = match FileFormat::try_from(request.format) {
+            Ok(FileFormat::Unspecified) | Err(_) => format_of(&files[0].path)?,
+            Ok(format) => format,
+        };
+        let mode = match IngestMode::try_from(request.mode) {
+            Ok(IngestMode::Unspecified) => IngestMode::Create,
+            Ok(mode) => mode,
+            Err(_) => {
+                return Err(IngestError::invalid(
+                    "mode",
+                    format!("{} is not a mode", request.mode),
+                ));
+            }
+        };
+        let bad_rows = match BadRows::try_from(request.bad_rows) {
+            Ok(BadRows::Reject) => BadRows::Reject,
+            _ => BadRows::Fail,
+        };
+        let mut overrides = HashMap::new();
+        for (column, name) in &request.column_types {
+            let data_type = types::parse_type(name)
+                .map_err(|e| IngestError::invalid(&format!("column_types.{column}"), e))?;
+            overrides.insert(column.clone(), data_type);
+        }
+        let rejects_table = if request.rejects_table.is_empty() {
+            (schema.clone(), format!("{table}_rejects"))
+        } else {
+            split_table(&request.rejects_table, "rejects_table")?
+        };
+        let pdf_options = request.pdf.clone().unwrap_or_default();
+        let chunks_table = if pdf_options.chunks_table.is_empty() {
+            (schema.clone(), format!("{table}_chunks"))
+        } else {
+            split_table(&pdf_options.chunks_table, "pdf.chunks_table")?
+        };
+        let (if_exists, if_missing) = match mode {
+            IngestMode::Append => (IfExists::Append, IfMissing::Create),
+            IngestMode::Replace => (IfExists::Replace, IfMissing::Create),
+            _ => (IfExists::Fail, IfMissing::Create),
+        };
+        let target_bucket = if request.target_bucket.is_empty() {
+            PRIMARY.to_string()
+        } else {
+            request.target_bucket.clone()
+        };
+        let location = match files.as_slice() {
+            [one] => bucket
+                .url_of(&one.path)
+                .map(|u| u.to_string())
+                .unwrap_or_else(|_| one.path.clone()),
+            _ => bucket
+                .url_of(&request.path)
+                .map(|u| u.to_string())
+                .unwrap_or_else(|_| request.path.clone()),
+        };
+        Ok(Self {
+            source: Source {
+                system: bucket.kind().as_str().to_string(),
+                location,
+            },
+            bucket,
+            files,
+            format,
+            csv: CsvFormat::new(&request.csv.clone().unwrap_or_default())?,
+            overrides,
+            target: Target {
+                schema,
+                table,
+                if_exists,
+                if_missing,
+                bucket: target_bucket,
+            },
+            mode,
+            bad_rows,
+            rejects_table,
+            max_rejects: if request.max_rejects == 0 {
+                DEFAULT_MAX_REJECTS
+            } else {
+                request.max_rejects
+            },
+            pdf: pdf::Chunking::new(&pdf_options)?,
+            chunks_table,
+        })
+    }
+
+    /// One line for the job list.
+    pub fn describe(&self) -> String {
+        let what = match self.files.as_slice() {
+            [one] => one.path.clone(),
+            many => format!("{} files", many.len()),
+        };
+        format!(
+            "ingest {what} ({:?}) from bucket {} into {}.{}",
+            self.format,
+            self.bucket.name(),
+            self.target.schema,
+            self.target.table
+        )
+    }
+}
+
+/// The format a file's extension names.
+pub fn format_of(path: &str) -> Result<FileFormat, IngestError> {
+    let lower = path.to_ascii_lowercase();
+    let lower = lower.strip_suffix(".gz").unwrap_or(&lower);
+    let ext = lower.rsplit_once('.').map_or("", |(_, e)| e);
+    Ok(match ext {
+        "csv" | "tsv" | "txt" => FileFormat::Csv,
+        "json" | "jsonl" | "ndjson" => FileFormat::Ndjson,
+        "parquet" | "pq" => FileFormat::Parquet,
+        "arrow" | "arrows" | "ipc" | "feather" => FileFormat::ArrowIpc,
+        "pdf" => FileFormat::Pdf,
+        _ => {
+            return Err(IngestError::invalid(
+                "format",
+                format!(
+                    "cannot tell the format of {path:?} from its extension; set format (CSV, NDJSON, PARQUET, ARROW_IPC, PDF)"
+                ),
+            ));
+        }
+    })
+}
+
+/// Runs the ingest; the job's progress follows it.
+pub async fn run(
+    engine: Arc<QueryEngine>,
+    job: JobContext,
+    ingest: FileIngest,
+) -> Result<IngestResult, IngestError> {
+    let started = Instant::now();
+    let catalog = Arc::clone(engine.catalog());
+    let bytes_total: u64 = ingest.files.iter().map(|f| f.size).sum();
+    job.progress(|p| {
+        p.phase = "reading".into();
+        p.files_total = ingest.files.len() as u64;
+        p.bytes_total = Some(bytes_total);
+    });
+    let existing = match catalog.table(&ingest.target.schema, &ingest.target.table) {
+        Ok(entry) if ingest.mode == IngestMode::Create => {
+            return Err(CatalogError::TableExists {
+                schema: entry.schema,
+                table: entry.name,
+            }
+            .into());
+        }
+        Ok(entry) if ingest.mode == IngestMode::Append => Some(catalog.table_schema(&entry).await?),
+        Ok(_) | Err(CatalogError::TableNotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if ingest.format == FileFormat::Pdf {
+        return pdf::run(engine, job, ingest, started).await;
+    }
+    let bytes = Arc::new(AtomicU64::new(0));
+    let rejects = Rejects::new(ingest.bad_rows, ingest.max_rejects);
+    let rejected = Arc::clone(&rejects.count);
+    let (schema_tx, schema_rx) = oneshot::channel();
+    let (batch_tx, batch_rx) = mpsc::channel(4);
+    let typing = Typing {
+        overrides: ingest.overrides.clone(),
+        existing,
+        fixed: None,
+    };
+    let producer = {
+        let ingest = ingest.clone();
+        let bytes = Arc::clone(&bytes);
+        let job = job.clone();
+        let runtime = Handle::current();
+        let batch_size = engine.batch_size();
+        tokio::task::spawn_blocking(move || {
+            let mut rejects = rejects;
+            let outcome = produce(
+                &ingest,
+                typing,
+                &runtime,
+                &bytes,
+                &job,
+                batch_size,
+                schema_tx,
+                &batch_tx,
+                &mut rejects,
+            );
+            if let Err(error) = &outcome {
+                // The writer must fail too, so nothing is committed.
+                let _ = batch_tx.blocking_send(Err(DataFusionError::Execution(error.to_string())));
+            }
+            outcome.map(|()| rejects.rows)
+        })
+    };
+    let Ok(schema) = schema_rx.await else {
+        return match producer.await {
+            Ok(Err(error)) => Err(error),
+            _ => Err(IngestError::Read {
+                file: ingest.files[0].path.clone(),
+                message: "the reader stopped before it found the columns".into(),
+            }),
+        };
+    };
+    let stream = progress_stream(schema, batch_rx, job.clone(), Arc::clone(&bytes), rejected);
+    let origin = Origin {
+        job_type: "lakehouse.ingest.file".into(),
+        source: Some(ingest.source.clone()),
+        parent_run_id: None,
+        bytes: Arc::clone(&bytes),
+    };
+    job.phase("writing");
+    let committed = commit(&engine, &ingest.target, stream, &origin).await;
+    let produced = producer.await.map_err(|e| IngestError::Read {
+        file: String::new(),
+        message: format!("the reader crashed: {e}"),
+    })?;
+    let reject_rows = match (committed, produced) {
+        (_, Err(error)) => return Err(error),
+        (Err(error), Ok(_)) => return Err(error.into()),
+        (Ok(committed), Ok(rows)) => (committed, rows),
+    };
+    let (committed, reject_rows) = reject_rows;
+    let mut result = result_of(
+        &committed,
+        bytes.load(Ordering::Relaxed),
+        ingest.files.len(),
+    );
+    if !reject_rows.is_empty() {
+        job.phase("writing rejects");
+        result.rejected_rows = reject_rows.len() as u64;
+        result.rejects_table =
+            write_rejects(&engine, &ingest, reject_rows, committed.run_id.clone()).await?;
+    }
+    result.seconds = started.elapsed().as_secs_f64();
+    Ok(result)
+}
+
+/// The reader thread: every file in turn, batches into `batches`.
+#[allow(clippy::too_many_arguments)]
+fn produce(
+    ingest: &FileIngest,
+    mut typing: Typing,
+    runtime: &Handle,
+    bytes: &Arc<AtomicU64>,
+    job: &JobContext,
+    batch_size: usize,
+    schema_tx: oneshot::Sender<SchemaRef>,
+    batches: &mpsc::Sender<Result<RecordBatch, DataFusionError>>,
+    rejects: &mut Rejects,
+) -> Result<(), IngestError> {
+    let mut schema_tx = Some(schema_tx);
+    for file in &ingest.files {
+        let mut reader = open_reader(ingest, file, &typing, runtime, bytes, batch_size)?;
+        let schema = reader.schema();
+        if let Some(tx) = schema_tx.take() {
+            if tx.send(Arc::clone(&schema)).is_err() {
+                return Ok(());
+            }
+            typing.fixed = Some(Arc::clone(&schema));
+        }
+        let target = typing.fixed.clone().unwrap_or(schema);
+        while let Some(batch) = reader.next_batch(rejects)? {
+            if job.cancelled().is_cancelled() {
+                return Err(IngestError::Cancelled);
+            }
+            let batch = conform(&batch, &target, &file.path)?;
+            if batch.num_rows() > 0 && batches.blocking_send(Ok(batch)).is_err() {
+                // The writer is gone (it failed); its error is reported.
+                return Ok(());
+            }
+        }
+        job.progress(|p| p.files_done += 1);
+    }
+    Ok(())
+}
+
+fn open_reader(
+    ingest: &FileIngest,
+    file: &InputFile,
+    typing: &Typing,
+    runtime: &Handle,
+    bytes: &Arc<AtomicU64>,
+    batch_size: usize,
+) -> Result<Box<dyn BatchReader>, IngestError> {
+    let path = file.path.as_str();
+    Ok(match ingest.format {
+        FileFormat::Csv => {
+            let input = source::open(&ingest.bucket, file, runtime, Arc::clone(bytes))?;
+            let input = source::utf8_reader(input, &ingest.csv.encoding)?;
+            Box::new(CsvReader::open(
+                input,
+                path,
+                &ingest.csv,
+                typing,
+                batch_size,
+            )?)
+        }
+        FileFormat::Ndjson => {
+            let input = source::open(&ingest.bucket, file, runtime, Arc::clone(bytes))?;
+            let input = source::utf8_reader(input, &ingest.csv.encoding)?;
+            Box::new(ndjson::NdjsonReader::open(input, path, typing, batch_size)?)
+        }
+        FileFormat::Parquet => Box::new(columnar::ParquetReader::open(
+            &ingest.bucket,
+            file,
+            typing,
+            runtime,
+            Arc::clone(bytes),
+            batch_size,
+        )?),
+        FileFormat::ArrowIpc => {
+            let input = source::open(&ingest.bucket, file, runtime, Arc::clone(bytes))?;
+            Box::new(columnar::IpcReader::open(input, path, typing)?)
+        }
+        FileFormat::Pdf | FileFormat::Unspecified => {
+            return Err(IngestError::invalid("format", "not a tabular format"));
+        }
+    })
+}
+
+/// The writer's input: batches from the reader thread, counted into the job's progress.
+pub fn progress_stream(
+    schema: SchemaRef,
+    batches: mpsc::Receiver<Result<RecordBatch, DataFusionError>>,
+    job: JobContext,
+    bytes: Arc<AtomicU64>,
+    rejected: Arc<AtomicU64>,
+) -> SendableRecordBatchStream {
+    let stream = futures::stream::unfold(batches, move |mut rx| {
+        let job = job.clone();
+        let bytes = Arc::clone(&bytes);
+        let rejected = Arc::clone(&rejected);
+        async move {
+            let item = rx.recv().await?;
+            if let Ok(batch) = &item {
+                let rows = batch.num_rows() as u64;
+                job.progress(|p| {
+                    p.rows += rows;
+                    p.bytes = bytes.load(Ordering::Relaxed);
+                    p.rejected_rows = rejected.load(Ordering::Relaxed);
+                });
+            }
+            Some((item, rx))
+        }
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
+/// The result of a committed ingest.
+pub fn result_of(committed: &super::Committed, bytes: u64, files: usize) -> IngestResult {
+    IngestResult {
+        table: committed.entry.qualified_name(),
+        version: committed.written.version,
+        rows: committed.written.rows,
+        bytes,
+        files: files as u64,
+        pii: committed.pii.clone(),
+        run_id: committed.run_id.clone(),
+        columns: committed
+            .columns
+            .iter()
+            .map(|(name, data_type)| Column {
+                name: name.clone(),
+                data_type: data_type.clone(),
+            })
+            .collect(),
+        ..IngestResult::default()
+    }
+}
+
+/// Appends the rejected rows to the rejects table (created on first use).
+async fn write_rejects(
+    engine: &Arc<QueryEngine>,
+    ingest: &FileIngest,
+    rows: Vec<RejectRow>,
+    parent_run_id: String,
+) -> Result<String, IngestError> {
+    let utc: Arc<str> = Arc::from("UTC");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("target_table", DataType::Utf8, false),
+        Field::new("file", DataType::Utf8, false),
+        Field::new("line", DataType::Int64, false),
+        Field::new("record", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, false),
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new(
+            "rejected_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::clone(&utc))),
+            false,
+        ),
+    ]));
+    let now = chrono::Utc::now().timestamp_micros();
+    let target = format!("{}.{}", ingest.target.schema, ingest.target.table);
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|_| target.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.file.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.line as i64),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.record.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.error.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|_| parent_run_id.as_str()),
+            )),
+            Arc::new(TimestampMicrosecondArray::from(vec![now; rows.len()]).with_timezone(utc)),
+        ],
+    )
+    .map_err(|e| IngestError::Read {
+        file: String::new(),
+        message: e.to_string(),
+    })?;
+    let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        futures::stream::iter([Ok(batch)]),
+    ));
+    let target = Target {
+        schema: ingest.rejects_table.0.clone(),
+        table: ingest.rejects_table.1.clone(),
+        if_exists: IfExists::Append,
+        if_missing: IfMissing::Create,
+        bucket: ingest.target.bucket.clone(),
+    };
+    let origin = Origin {
+        job_type: "lakehouse.ingest.rejects".into(),
+        source: Some(ingest.source.clone()),
+        parent_run_id: Some(parent_run_id),
+        bytes: Arc::new(AtomicU64::new(0)),
+    };
+    let committed = commit(engine, &target, stream, &origin).await?;
+    Ok(committed.entry.qualified_name())
+}
+
+/// Files that failed while others went on (PDF).
+pub fn file_errors(errors: Vec<(String, String)>) -> Vec<FileError> {
+    errors
+        .into_iter()
+        .map(|(file, error)| FileError { file, error })
+        .collect()
+}

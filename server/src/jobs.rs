@@ -1,0 +1,395 @@
+//! Jobs: long work that outlives the call that started it.
+//!
+//! Owns: the registry of jobs (in memory, newest [`KEEP`] kept) and their records
+//! under `_lakehouse/jobs/` in the primary bucket. May call: `storage`.
+//! Invariants:
+//! - a job runs on its own task: a client that stops listening does not stop it;
+//! - a job's record is written when it starts and when it ends, so after a restart
+//!   a job that was running shows as FAILED ("server stopped"), never as running;
+//! - progress goes out through a `watch` channel: listeners see the latest state
+//!   and a slow listener never slows the job;
+//! - cancelling sets a token the work checks between batches; work that stops on
+//!   it ends CANCELLED and must have committed nothing.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use lakehouse_flight_ext::v1::{Job, JobProgress, JobState, job};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status};
+
+use crate::storage::{Bucket, StorageError};
+
+/// Jobs kept in memory and on disk.
+pub const KEEP: usize = 1000;
+/// Folder of job records in the primary bucket.
+const FOLDER: &str = "_lakehouse/jobs/";
+/// Least time between two progress snapshots sent to a listener.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Whether a job has ended.
+pub fn is_terminal(state: i32) -> bool {
+    state != JobState::Running as i32 && state != JobState::Unspecified as i32
+}
+
+/// One job: its latest snapshot and its cancel switch.
+#[derive(Debug)]
+pub struct JobHandle {
+    snapshot: watch::Sender<Job>,
+    cancel: CancellationToken,
+}
+
+impl JobHandle {
+    /// The job as it is now.
+    pub fn snapshot(&self) -> Job {
+        self.snapshot.borrow().clone()
+    }
+
+    /// Snapshots from now until the job ends: the current one at once, then at
+    /// most one per [`PROGRESS_INTERVAL`], and always the final one.
+    pub fn follow(&self) -> impl Stream<Item = Job> + Send + 'static {
+        let rx = self.snapshot.subscribe();
+        futures::stream::unfold((rx, true, false), |(mut rx, first, done)| async move {
+            if done {
+                return None;
+            }
+            if !first {
+                // The sender lives in the registry; an error means it is gone, and
+                // the value held is the last one.
+                let _ = rx.changed().await;
+                if !is_terminal(rx.borrow().state) {
+                    tokio::time::sleep(PROGRESS_INTERVAL).await;
+                }
+            }
+            let job = rx.borrow_and_update().clone();
+            let done = is_terminal(job.state);
+            Some((job, (rx, false, done)))
+        })
+    }
+
+    /// Asks the job to stop; it ends CANCELLED at its next check.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// What running work sees of its job.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    handle: Arc<JobHandle>,
+}
+
+impl JobContext {
+    /// Updates the job's progress (listeners are woken).
+    pub fn progress(&self, update: impl FnOnce(&mut JobProgress)) {
+        self.handle.snapshot.send_modify(|job| {
+            let progress = job.progress.get_or_insert_with(JobProgress::default);
+            update(progress);
+            if let Some(total) = progress.bytes_total.filter(|t| *t > 0) {
+                progress.percent = Some((progress.bytes as f64 * 100.0 / total as f64).min(100.0));
+            }
+        });
+    }
+
+    /// Sets the phase.
+    pub fn phase(&self, phase: &str) {
+        self.progress(|p| p.phase = phase.to_string());
+    }
+
+    /// The token cancelling the job.
+    pub fn cancelled(&self) -> &CancellationToken {
+        &self.handle.cancel
+    }
+
+    /// The job's id.
+    pub fn id(&self) -> String {
+        self.handle.snapshot.borrow().id.clone()
+    }
+}
+
+/// The status a cancelled job's work returns.
+pub fn cancelled_status() -> Status {
+    Status::cancelled("the job was cancelled; nothing was committed")
+}
+
+/// Every job of this server.
+#[derive(Debug)]
+pub struct Jobs {
+    bucket: Arc<Bucket>,
+    jobs: Mutex<VecDeque<Arc<JobHandle>>>,
+}
+
+impl Jobs {
+    /// Loads the job records of `bucket` (the primary); jobs that were running
+    /// when the server stopped are marked FAILED.
+    pub async fn open(bucket: Arc<Bucket>) -> Result<Self, StorageError> {
+        let mut names = bucket.list(FOLDER).await?;
+        // Names start with the creation time, so sorted = oldest first.
+        names.sort();
+        let stale = names.len().saturating_sub(KEEP);
+        for name in &names[..stale] {
+            let path = format!("{FOLDER}{name}");
+            if let Err(error) = bucket.delete(&path).await {
+                tracing::warn!(%path, %error, "cannot delete an old job record");
+            }
+        }
+        let mut jobs = VecDeque::new();
+        for name in &names[stale..] {
+            let path = format!("{FOLDER}{name}");
+            let Some(bytes) = bucket.get_opt(&path).await? else {
+                continue;
+            };
+            let mut job: Job = match serde_json::from_slice(&bytes) {
+                Ok(job) => job,
+                Err(error) => {
+                    tracing::warn!(%path, %error, "skipping an unreadable job record");
+                    continue;
+                }
+            };
+            if !is_terminal(job.state) {
+                job.state = JobState::Failed as i32;
+                job.error =
+                    "the server stopped while the job ran; nothing it had not committed was kept"
+                        .into();
+                job.error_code = code_name(Code::Aborted).into();
+                job.finished_at = now();
+                if let Err(error) = bucket.put(&path, record(&job).into()).await {
+                    tracing::warn!(%path, %error, "cannot mark an interrupted job as failed");
+                }
+            }
+            let (snapshot, _) = watch::channel(job);
+            jobs.push_front(Arc::new(JobHandle {
+                snapshot,
+                cancel: CancellationToken::new(),
+            }));
+        }
+        Ok(Self {
+            bucket,
+            jobs: Mutex::new(jobs),
+        })
+    }
+
+    /// Starts `work` as a job of `kind`; returns its handle at once.
+    ///
+    /// `work` returns the job's result, or the status it failed with. When the
+    /// job was cancelled, a failure is recorded as CANCELLED.
+    pub fn spawn<F, Fut>(
+        self: &Arc<Self>,
+        kind: &str,
+        description: String,
+        user: String,
+        work: F,
+    ) -> Arc<JobHandle>
+    where
+        F: FnOnce(JobContext) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<job::Result, Status>> + Send + 'static,
+    {
+        let id = uuid::Uuid::new_v4().to_string();
+        let job = Job {
+            id,
+            kind: kind.to_string(),
+            state: JobState::Running as i32,
+            description,
+            user,
+            created_at: now(),
+            progress: Some(JobProgress {
+                phase: "starting".into(),
+                ..JobProgress::default()
+            }),
+            ..Job::default()
+        };
+        let (snapshot, _) = watch::channel(job);
+        let handle = Arc::new(JobHandle {
+            snapshot,
+            cancel: CancellationToken::new(),
+        });
+        {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            jobs.push_front(Arc::clone(&handle));
+            jobs.truncate(KEEP);
+        }
+        let jobs = Arc::clone(self);
+        let context = JobContext {
+            handle: Arc::clone(&handle),
+        };
+        tokio::spawn(async move {
+            jobs.persist(&context.handle.snapshot()).await;
+            // The work runs on a task of its own, so a panic in it fails the job
+            // instead of leaving it running forever.
+            let outcome = tokio::spawn(work(context.clone())).await;
+            let cancelled = context.cancelled().is_cancelled();
+            context.handle.snapshot.send_modify(|job| {
+                job.finished_at = now();
+                match outcome {
+                    Ok(Ok(result)) => {
+                        job.state = JobState::Succeeded as i32;
+                        job.result = Some(result);
+                        if let Some(p) = job.progress.as_mut() {
+                            p.phase = "done".into();
+                            if p.bytes_total.is_some() {
+                                p.percent = Some(100.0);
+                            }
+                        }
+                    }
+                    Ok(Err(status)) if cancelled || status.code() == Code::Cancelled => {
+                        job.state = JobState::Cancelled as i32;
+                        job.error = cancelled_status().message().into();
+                        job.error_code = code_name(Code::Cancelled).into();
+                    }
+                    Ok(Err(status)) => {
+                        job.state = JobState::Failed as i32;
+                        job.error = status.message().into();
+                        job.error_code = code_name(status.code()).into();
+                    }
+                    Err(panic) => {
+                        job.state = JobState::Failed as i32;
+                        job.error = format!("the job crashed: {panic}");
+                        job.error_code = code_name(Code::Internal).into();
+                    }
+                }
+            });
+            let job = context.handle.snapshot();
+            tracing::info!(job = %job.id, kind = %job.kind, state = ?JobState::try_from(job.state).ok(),
+                error = %job.error, "job ended");
+            jobs.persist(&job).await;
+        });
+        handle
+    }
+
+    /// The job `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<JobHandle>> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.iter().find(|j| j.snapshot.borrow().id == id).cloned()
+    }
+
+    /// Snapshots of every job, newest first.
+    pub fn list(&self) -> Vec<Job> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.iter().map(|j| j.snapshot()).collect()
+    }
+
+    async fn persist(&self, job: &Job) {
+        let path = record_path(job);
+        if let Err(error) = self.bucket.put(&path, record(job).into()).await {
+            tracing::warn!(job = %job.id, %error, "cannot write the job record");
+        }
+    }
+}
+
+fn record_path(job: &Job) -> String {
+    // RFC 3339 times in UTC sort as strings; ':' is awkward in object names.
+    let stamp: String = job
+        .created_at
+        .chars()
+        .map(|c| if c == ':' { '-' } else { c })
+        .collect();
+    format!("{FOLDER}{stamp}-{}.json", job.id)
+}
+
+fn record(job: &Job) -> Vec<u8> {
+    serde_json::to_vec_pretty(job).unwrap_or_default()
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The gRPC name of a status code, e.g. `INVALID_ARGUMENT`.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::S3Settings;
+    use futures::StreamExt;
+
+    async fn jobs(dir: &std::path::Path) -> Arc<Jobs> {
+        let bucket = Arc::new(Bucket::local("primary", dir, &S3Settings::default()).unwrap());
+        Arc::new(Jobs::open(bucket).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_job_streams_progress_then_its_result_and_survives_its_listener() {
+        let dir = tempdir("stream");
+        let jobs = jobs(&dir).await;
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = jobs.spawn("test", "counting".into(), String::new(), |ctx| async move {
+            ctx.progress(|p| {
+                p.rows = 5;
+                p.bytes_total = Some(10);
+                p.bytes = 5;
+            });
+            let _ = go_rx.await;
+            ctx.progress(|p| p.rows = 10);
+            Ok(job::Result::Ingest(Default::default()))
+        });
+        // The first listener leaves early; the job carries on.
+        let first = Box::pin(handle.follow()).next().await.unwrap();
+        assert_eq!(first.state, JobState::Running as i32);
+        go_tx.send(()).unwrap();
+        let states: Vec<Job> = handle.follow().collect().await;
+        let last = states.last().unwrap();
+        assert_eq!(last.state, JobState::Succeeded as i32, "{last:?}");
+        assert_eq!(last.progress.as_ref().unwrap().rows, 10);
+        assert_eq!(last.progress.as_ref().unwrap().percent, Some(100.0));
+        assert!(matches!(last.result, Some(job::Result::Ingest(_))));
+    }
+
+    #[tokio::test]
+    async fn cancel_and_restart_are_recorded() {
+        let dir = tempdir("cancel");
+        let jobs = jobs(&dir).await;
+        let handle = jobs.spawn("test", "waits".into(), String::new(), |ctx| async move {
+            ctx.cancelled().cancelled().await;
+            Err(cancelled_status())
+        });
+        handle.cancel();
+        let last = handle.follow().collect::<Vec<_>>().await.pop().unwrap();
+        assert_eq!(last.state, JobState::Cancelled as i32);
+        // One that never ends: after a "restart" it reads as failed.
+        let stuck = jobs.spawn("test", "stuck".into(), String::new(), |_| {
+            futures::future::pending()
+        });
+        let id = stuck.snapshot().id;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let reopened = self::jobs(&dir).await;
+        let job = reopened.get(&id).unwrap().snapshot();
+        assert_eq!(job.state, JobState::Failed as i32);
+        assert!(job.error.contains("server stopped"), "{}", job.error);
+        assert_eq!(reopened.list().len(), 2);
+    }
+
+    fn tempdir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "lh-jobs-{name}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
