@@ -4,8 +4,10 @@
 #   (b) the 22 TPC-H queries at SF1: Flight SQL vs in-process DataFusion
 #   (c) bulk ingest of 10 M generated rows: ADBC adbc_ingest into Lakehouse vs pyarrow.flight
 #       DoPut into a minimal Python server
+#   (d) CSV ingest of a >= 1 GB file (TPC-H lineitem SF2): lakehouse.ingest.file vs DataFusion's
+#       own CSV -> Parquet, in-process
 # Data is generated once under $LAKEHOUSE_BENCH_DIR (default ~/.cache/lakehouse/bench).
-#   benches/run.sh [throughput|tpch|ingest|all]
+#   benches/run.sh [throughput|tpch|ingest|csv|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-all}"
@@ -58,4 +60,9 @@ if [[ "$which" == all || "$which" == ingest ]]; then
   kill $server; wait $server || true
   trap - EXIT
   rm -rf "$bench_dir/ingest"
+fi
+
+if [[ "$which" == all || "$which" == csv ]]; then
+  echo "==> (d) CSV ingest: lakehouse.ingest.file vs DataFusion CSV -> Parquet (first run generates the CSV)"
+  cargo bench --quiet -p lakehouse --bench csv_ingest -- --dir "$bench_dir/csv" --scale 2
 fi

@@ -207,8 +207,9 @@ def test_upload_by_do_put(server):
     assert not staging.exists() or not any(staging.rglob("*.csv"))
 
 
-def make_pdf(path: Path, pages: list[str], title: str, author: str) -> None:
+def make_pdf(path: Path, pages: list[str], title: str, author: str, password: str | None = None) -> None:
     from fpdf import FPDF
+    from fpdf.enums import EncryptionMethod
 
     pdf = FPDF()
     pdf.set_title(title)
@@ -217,6 +218,9 @@ def make_pdf(path: Path, pages: list[str], title: str, author: str) -> None:
     for text in pages:
         pdf.add_page()
         pdf.multi_cell(0, 8, text)
+    if password:
+        pdf.set_encryption(owner_password="owner", user_password=password,
+                           encryption_method=EncryptionMethod.RC4)
     pdf.output(str(path))
 
 
@@ -226,12 +230,15 @@ def test_pdf_pages_chunks_and_a_corrupt_file(server):
     pages = [f"Page {n} talks about topic {n}. " + ("lorem ipsum dolor sit amet " * 40) for n in range(1, 4)]
     make_pdf(folder / "report.pdf", pages, "Quarterly Report", "Ada Lovelace")
     (folder / "broken.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ntruncated")
+    make_pdf(folder / "secret.pdf", ["classified"], "Secret", "Nobody", password="hunter2")
     job = ingest(server, path="pdfs/*.pdf", table="docs", pdf={"chunkSize": 300, "chunkOverlap": 50})
     result = job["ingest"]
     assert int(result["rows"]) == 3
     assert result["chunksTable"] == "public.docs_chunks" and int(result["chunkRows"]) > 3
-    assert [e["file"] for e in result["fileErrors"]] == ["pdfs/broken.pdf"]
-    assert "not a readable PDF" in result["fileErrors"][0]["error"]
+    errors = {e["file"]: e["error"] for e in result["fileErrors"]}
+    assert set(errors) == {"pdfs/broken.pdf", "pdfs/secret.pdf"}
+    assert "not a readable PDF" in errors["pdfs/broken.pdf"]
+    assert "encrypted" in errors["pdfs/secret.pdf"] and "password" in errors["pdfs/secret.pdf"]
     rows = query(server, "SELECT page, page_count, title, author, text FROM docs ORDER BY page").to_pylist()
     assert [r["page"] for r in rows] == [1, 2, 3]
     assert rows[0]["title"] == "Quarterly Report" and rows[0]["author"] == "Ada Lovelace"

@@ -120,3 +120,58 @@ def test_writes_to_an_s3_bucket(s3_endpoint, monkeypatch):
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_file_ingest_from_s3(s3_endpoint, monkeypatch):
+    """lakehouse.ingest.file reads objects through the S3 store: a glob of CSVs, Parquet,
+    and a DoPut upload staged with a multipart upload."""
+    import io
+    import json
+
+    import pyarrow as pa
+    import pyarrow.flight as fl
+    import pyarrow.parquet as pq
+
+    from test_ingest import ingest, upload_descriptor
+
+    endpoint, s3 = s3_endpoint
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    for day in range(1, 4):
+        body = "".join(f"{day},{i},item {i}\n" for i in range(1000))
+        s3.put_object(Bucket="lake", Key=f"warehouse/landing/day{day}.csv", Body=f"day,n,label\n{body}".encode())
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"x": list(range(500))}), buffer)
+    s3.put_object(Bucket="lake", Key="warehouse/landing/nums.parquet", Body=buffer.getvalue())
+    data_dir = Path(tempfile.mkdtemp(prefix="lakehouse-s3-ingest-"))
+    server = Server(data_dir, "--primary-url", "s3://lake/warehouse", "--s3-endpoint", endpoint,
+                    "--s3-allow-http", "true")
+    try:
+        job = ingest(server, path="landing/day*.csv", table="s3_days")
+        assert int(job["ingest"]["files"]) == 3 and int(job["ingest"]["rows"]) == 3000
+        job = ingest(server, path="landing/nums.parquet", table="s3_nums")
+        assert int(job["ingest"]["rows"]) == 500
+        data = b"k\n" + b"".join(f"{i}\n".encode() for i in range(200_000))
+        schema = pa.schema([("chunk", pa.binary())])
+        writer, reader = fl.connect(server.uri).do_put(
+            upload_descriptor({"fileName": "keys.csv", "request": {"table": "s3_uploaded"}}), schema)
+        chunks = [data[i:i + 1 << 20] for i in range(0, len(data), 1 << 20)]
+        writer.write_batch(pa.record_batch([pa.array(chunks, pa.binary())], schema=schema))
+        writer.done_writing()
+        assert json.loads(reader.read().to_pybytes())["state"] == "JOB_STATE_SUCCEEDED"
+        writer.close()
+        conn = connect(server)
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*), sum(day) FROM s3_days")
+            assert cur.fetchone() == (3000, 6000)
+            cur.execute("SELECT sum(x) FROM s3_nums")
+            assert cur.fetchone()[0] == 124750
+            cur.execute("SELECT count(*) FROM s3_uploaded")
+            assert cur.fetchone()[0] == 200_000
+        conn.close()
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="warehouse/_lakehouse/")["Contents"]]
+        assert not any("/staging/" in k for k in keys), keys
+        assert any("/lineage/" in k for k in keys)
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
