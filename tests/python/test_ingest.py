@@ -82,6 +82,9 @@ def test_unknown_actions_and_bad_bodies_get_precise_errors(server):
         action(server, "lakehouse.ingest.file", {"path": "missing/*.csv", "table": "t"})
     assert "no file" in str(err.value)
     with pytest.raises(pa.ArrowKeyError) as err:
+        action(server, "lakehouse.ingest.file", {"path": "x.csv", "table": "t", "sourceBucket": "nope"})
+    assert "nope" in str(err.value)
+    with pytest.raises(pa.ArrowKeyError) as err:
         action(server, "lakehouse.job.status", {"jobId": "nope"})
     assert "no job" in str(err.value)
 

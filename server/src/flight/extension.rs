@@ -141,6 +141,16 @@ impl LakehouseService {
         })
     }
 
+    /// Fails (NotFound) when a new table's bucket does not exist.
+    fn check_target(&self, ingest: &FileIngest) -> Result<(), Status> {
+        self.engine
+            .catalog()
+            .buckets()
+            .get(&ingest.target.bucket)
+            .map(drop)
+            .map_err(|e| ingest_status(e.into()))
+    }
+
     /// Starts a file-ingest job; `staging` is a folder to delete when it ends.
     fn start_ingest(
         &self,
@@ -312,7 +322,11 @@ impl LakehouseService {
             }
         };
         let files = vec![InputFile { path, size }];
-        let ingest = match FileIngest::prepare(&body, Arc::clone(&primary), Some(files)).await {
+        let prepared = FileIngest::prepare(&body, Arc::clone(&primary), Some(files))
+            .await
+            .map_err(ingest_status)
+            .and_then(|ingest| self.check_target(&ingest).map(|()| ingest));
+        let ingest = match prepared {
             Ok(mut ingest) => {
                 ingest.source = crate::lineage::Source {
                     system: "upload".into(),
@@ -320,9 +334,9 @@ impl LakehouseService {
                 };
                 ingest
             }
-            Err(error) => {
+            Err(status) => {
                 let _ = primary.delete_folder(&folder).await;
-                return Err(ingest_status(error));
+                return Err(status);
             }
         };
         let handle = self.start_ingest(ingest, user, Some(folder));

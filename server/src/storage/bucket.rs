@@ -237,27 +237,18 @@ impl Bucket {
 
     /// Objects under the folder `relative` (recursively), as paths relative to that folder.
     pub async fn list(&self, relative: &str) -> Result<Vec<String>> {
-        use futures::TryStreamExt;
-        let root = self.path(relative);
-        let objects: Vec<_> = self
-            .store
-            .list(Some(&root))
-            .try_collect()
-            .await
-            .map_err(|source| self.error(source))?;
-        let mut names: Vec<String> = objects
+        let folder: Vec<&str> = relative.split('/').filter(|p| !p.is_empty()).collect();
+        let folder = if folder.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", folder.join("/"))
+        };
+        Ok(self
+            .list_sizes(relative)
+            .await?
             .into_iter()
-            .filter_map(|meta| {
-                meta.location.prefix_match(&root).map(|parts| {
-                    parts
-                        .map(|p| p.as_ref().to_string())
-                        .collect::<Vec<_>>()
-                        .join("/")
-                })
-            })
-            .collect();
-        names.sort();
-        Ok(names)
+            .filter_map(|(name, _)| name.strip_prefix(&folder).map(str::to_string))
+            .collect())
     }
 
     /// Deletes every object under the folder `relative`; returns how many were deleted.
