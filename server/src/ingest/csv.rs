@@ -149,9 +149,12 @@ impl CsvReader {
         })
     }
 
-    fn next_record(&mut self) -> Result<Option<(csv::ByteRecord, u64)>, IngestError> {
-        if let Some(next) = self.pending.pop_front() {
-            return Ok(Some(next));
+    /// Moves to the next record (into `self.record`, reusing its buffers); returns
+    /// its line, `None` at the end.
+    fn advance(&mut self) -> Result<Option<u64>, IngestError> {
+        if let Some((record, line)) = self.pending.pop_front() {
+            self.record = record;
+            return Ok(Some(line));
         }
         let more = self
             .reader
@@ -160,10 +163,7 @@ impl CsvReader {
                 file: self.file.clone(),
                 message: e.to_string(),
             })?;
-        Ok(more.then(|| {
-            let line = line_of(&self.record);
-            (std::mem::take(&mut self.record), line)
-        }))
+        Ok(more.then(|| line_of(&self.record)))
     }
 }
 
@@ -182,9 +182,10 @@ impl BatchReader for CsvReader {
         // line order once the batch is converted, so "fail" reports the first one.
         let mut bad: Vec<(u64, String, String)> = Vec::new();
         while lines.len() < self.batch_size && bad.len() < self.batch_size {
-            let Some((record, line)) = self.next_record()? else {
+            let Some(line) = self.advance()? else {
                 break;
             };
+            let record = &self.record;
             if record.len() != width {
                 // A blank line is not a row.
                 if record.len() == 1 && record[0].is_empty() {
@@ -192,7 +193,7 @@ impl BatchReader for CsvReader {
                 }
                 bad.push((
                     line,
-                    raw(&record, self.format.delimiter),
+                    raw(record, self.format.delimiter),
                     format!("expected {width} fields, found {}", record.len()),
                 ));
                 continue;
@@ -211,7 +212,7 @@ impl BatchReader for CsvReader {
             if let Some(i) = invalid {
                 bad.push((
                     line,
-                    raw(&record, self.format.delimiter),
+                    raw(record, self.format.delimiter),
                     format!(
                         "column {:?} is not valid UTF-8; set csv.encoding (e.g. \"latin1\")",
                         self.schema.field(i).name()
