@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt, TryStreamExt};
 use lakehouse_flight_ext::v1::{Job, JobProgress, JobState, job};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -137,10 +137,22 @@ impl Jobs {
                 tracing::warn!(%path, %error, "cannot delete an old job record");
             }
         }
+        // Read the records concurrently (an object store answers each in a round trip).
+        let records: Vec<(String, Option<bytes::Bytes>)> =
+            futures::stream::iter(names[stale..].iter().map(|name| {
+                let bucket = Arc::clone(&bucket);
+                let path = format!("{FOLDER}{name}");
+                async move {
+                    let bytes = bucket.get_opt(&path).await;
+                    bytes.map(|b| (path, b))
+                }
+            }))
+            .buffered(16)
+            .try_collect()
+            .await?;
         let mut jobs = VecDeque::new();
-        for name in &names[stale..] {
-            let path = format!("{FOLDER}{name}");
-            let Some(bytes) = bucket.get_opt(&path).await? else {
+        for (path, bytes) in records {
+            let Some(bytes) = bytes else {
                 continue;
             };
             let mut job: Job = match serde_json::from_slice(&bytes) {
@@ -325,7 +337,6 @@ pub fn code_name(code: Code) -> &'static str {
 mod tests {
     use super::*;
     use crate::config::S3Settings;
-    use futures::StreamExt;
 
     async fn jobs(dir: &std::path::Path) -> Arc<Jobs> {
         let bucket = Arc::new(Bucket::local("primary", dir, &S3Settings::default()).unwrap());
