@@ -138,15 +138,15 @@ impl Jobs {
             }
         }
         // Read the records concurrently (an object store answers each in a round trip).
-        let records: Vec<(String, Option<bytes::Bytes>)> =
-            futures::stream::iter(names[stale..].iter().map(|name| {
-                let bucket = Arc::clone(&bucket);
-                let path = format!("{FOLDER}{name}");
-                async move {
-                    let bytes = bucket.get_opt(&path).await;
-                    bytes.map(|b| (path, b))
-                }
-            }))
+        let paths: Vec<String> = names[stale..]
+            .iter()
+            .map(|name| format!("{FOLDER}{name}"))
+            .collect();
+        let reads = paths.into_iter().map(|path| {
+            let bucket = Arc::clone(&bucket);
+            async move { bucket.get_opt(&path).await.map(|bytes| (path, bytes)) }
+        });
+        let records: Vec<(String, Option<bytes::Bytes>)> = futures::stream::iter(reads)
             .buffered(16)
             .try_collect()
             .await?;
