@@ -28,6 +28,8 @@ use crate::storage::{Bucket, StorageError};
 pub const KEEP: usize = 1000;
 /// Folder of job records in the primary bucket.
 const FOLDER: &str = "_lakehouse/jobs/";
+/// Folder of uploads being ingested, in the primary bucket (emptied at startup).
+pub const STAGING: &str = "_lakehouse/staging/";
 /// Least time between two progress snapshots sent to a listener.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -127,6 +129,12 @@ impl Jobs {
     /// Loads the job records of `bucket` (the primary); jobs that were running
     /// when the server stopped are marked FAILED.
     pub async fn open(bucket: Arc<Bucket>) -> Result<Self, StorageError> {
+        // Uploads staged by jobs that died with the server are orphans now.
+        match bucket.delete_folder(STAGING).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(objects = n, "removed uploads left by interrupted jobs"),
+            Err(error) => tracing::warn!(%error, "cannot clear {STAGING}"),
+        }
         let mut names = bucket.list(FOLDER).await?;
         // Names start with the creation time, so sorted = oldest first.
         names.sort();

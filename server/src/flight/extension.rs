@@ -31,7 +31,7 @@ use super::status;
 use crate::ingest::IngestError;
 use crate::ingest::file::{self, FileIngest, split_table};
 use crate::ingest::source::InputFile;
-use crate::jobs::{JobHandle, is_terminal};
+use crate::jobs::{JobHandle, STAGING, is_terminal};
 use crate::pii::ENTITIES;
 use crate::storage::{PRIMARY, StorageError};
 
@@ -39,9 +39,6 @@ type ActionStream =
     <LakehouseService as arrow_flight::flight_service_server::FlightService>::DoActionStream;
 type PutStream =
     <LakehouseService as arrow_flight::flight_service_server::FlightService>::DoPutStream;
-
-/// Largest upload accepted by `IngestUploadCommand`... none: it streams to storage.
-const STAGING: &str = "_lakehouse/staging/";
 
 fn decode<M: prost::Message + Default + DeserializeOwned>(
     action: &Action,
