@@ -115,6 +115,20 @@ def test_csv_with_quotes_newlines_and_latin1(server):
     assert str(rows[2]["day"]) == "2024-03-04"
 
 
+def test_csv_without_header_tabs_escapes_comments_and_null_text(server):
+    data = (b"# exported 2024-05-01\n"
+            b"1\t\"tab\\\"quote\"\tNA\n"
+            b"2\tplain\t3.5\n")
+    put_file(server, "landing/plain.tsv", data)
+    job = ingest(server, path="landing/plain.tsv", table="tsv_plain",
+                 csv={"delimiter": "\t", "hasHeader": False, "escape": "\\", "comment": "#", "nullValue": "NA"})
+    columns = [c["name"] for c in job["ingest"]["columns"]]
+    assert columns == ["column_1", "column_2", "column_3"]
+    rows = query(server, "SELECT * FROM tsv_plain ORDER BY column_1").to_pylist()
+    assert rows == [{"column_1": 1, "column_2": 'tab"quote', "column_3": None},
+                    {"column_1": 2, "column_2": "plain", "column_3": 3.5}]
+
+
 def test_bad_rows_fail_with_the_line_or_go_to_rejects(server):
     data = b"id,amount\n1,10\n2,oops\n3,30\n4\n5,50\n"
     put_file(server, "landing/bad.csv", data)

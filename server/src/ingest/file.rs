@@ -510,12 +510,12 @@ pub async fn run(
         file: String::new(),
         message: format!("the reader crashed: {e}"),
     })?;
-    let reject_rows = match (committed, produced) {
+    // A reader error is the precise one: the writer only saw the stream fail.
+    let (committed, reject_rows) = match (committed, produced) {
         (_, Err(error)) => return Err(error),
         (Err(error), Ok(_)) => return Err(error.into()),
         (Ok(committed), Ok(rows)) => (committed, rows),
     };
-    let (committed, reject_rows) = reject_rows;
     let mut result = result_of(
         &committed,
         bytes.load(Ordering::Relaxed),
