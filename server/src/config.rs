@@ -77,6 +77,7 @@ pub struct FileConfig {
     pub max_concurrent_queries: Option<usize>,
     pub query_timeout_secs: Option<u64>,
     pub lineage_endpoint: Option<String>,
+    pub max_running_jobs: Option<usize>,
 }
 
 /// Flags of `lakehouse serve`; each also reads its `LAKEHOUSE_*` variable.
@@ -167,6 +168,9 @@ pub struct ServeArgs {
     /// e.g. http://marquez:5000/api/v1/lineage [default: none; events are stored either way].
     #[arg(long, env = "LAKEHOUSE_LINEAGE_ENDPOINT")]
     pub lineage_endpoint: Option<String>,
+    /// Jobs (ingest...) working at once; more wait in phase "queued" [default: 4].
+    #[arg(long, env = "LAKEHOUSE_MAX_RUNNING_JOBS")]
+    pub max_running_jobs: Option<usize>,
 }
 
 /// S3 credentials and endpoint used for every `s3://` bucket.
@@ -201,6 +205,7 @@ pub struct Settings {
     pub max_concurrent_queries: usize,
     pub query_timeout: Option<Duration>,
     pub lineage_endpoint: Option<url::Url>,
+    pub max_running_jobs: usize,
 }
 
 /// TLS files (PEM).
@@ -328,8 +333,16 @@ impl Settings {
                 message: format!("{:?} is not a URL ({e})", crate::lineage::redact(&text)),
             })?),
         };
+        let max_running_jobs = args.max_running_jobs.or(file.max_running_jobs).unwrap_or(4);
+        if max_running_jobs == 0 {
+            return Err(ConfigError::Value {
+                key: "max_running_jobs",
+                message: "must be at least 1".into(),
+            });
+        }
         Ok(Self {
             lineage_endpoint,
+            max_running_jobs,
             tls,
             max_message_size,
             max_concurrent_queries,

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use lakehouse_flight_ext::v1::{Job, JobProgress, JobState, job};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
@@ -123,12 +123,15 @@ pub fn cancelled_status() -> Status {
 pub struct Jobs {
     bucket: Arc<Bucket>,
     jobs: Mutex<VecDeque<Arc<JobHandle>>>,
+    /// Permits of jobs allowed to work at once.
+    running: Arc<Semaphore>,
 }
 
 impl Jobs {
     /// Loads the job records of `bucket` (the primary); jobs that were running
-    /// when the server stopped are marked FAILED.
-    pub async fn open(bucket: Arc<Bucket>) -> Result<Self, StorageError> {
+    /// when the server stopped are marked FAILED. At most `max_running` jobs work
+    /// at once; later ones wait in phase "queued".
+    pub async fn open(bucket: Arc<Bucket>, max_running: usize) -> Result<Self, StorageError> {
         // Uploads staged by jobs that died with the server are orphans now.
         match bucket.delete_folder(STAGING).await {
             Ok(0) => {}
@@ -190,6 +193,7 @@ impl Jobs {
         Ok(Self {
             bucket,
             jobs: Mutex::new(jobs),
+            running: Arc::new(Semaphore::new(max_running.max(1))),
         })
     }
 
@@ -238,9 +242,26 @@ impl Jobs {
         };
         tokio::spawn(async move {
             jobs.persist(&context.handle.snapshot()).await;
-            // The work runs on a task of its own, so a panic in it fails the job
-            // instead of leaving it running forever.
-            let outcome = tokio::spawn(work(context.clone())).await;
+            // At most `max_running` jobs work at once; the others wait, cancellable.
+            let permit = match Arc::clone(&jobs.running).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    context.phase("queued");
+                    tokio::select! {
+                        permit = Arc::clone(&jobs.running).acquire_owned() => permit.ok(),
+                        () = context.cancelled().cancelled() => None,
+                    }
+                }
+            };
+            let outcome = match permit {
+                Some(_) => {
+                    context.phase("starting");
+                    // The work runs on a task of its own, so a panic in it fails the
+                    // job instead of leaving it running forever.
+                    tokio::spawn(work(context.clone())).await
+                }
+                None => Ok(Err(cancelled_status())),
+            };
             let cancelled = context.cancelled().is_cancelled();
             context.handle.snapshot.send_modify(|job| {
                 job.finished_at = now();
@@ -348,7 +369,7 @@ mod tests {
 
     async fn jobs(dir: &std::path::Path) -> Arc<Jobs> {
         let bucket = Arc::new(Bucket::local("primary", dir, &S3Settings::default()).unwrap());
-        Arc::new(Jobs::open(bucket).await.unwrap())
+        Arc::new(Jobs::open(bucket, 1).await.unwrap())
     }
 
     #[tokio::test]
@@ -376,6 +397,34 @@ mod tests {
         assert_eq!(last.progress.as_ref().unwrap().rows, 10);
         assert_eq!(last.progress.as_ref().unwrap().percent, Some(100.0));
         assert!(matches!(last.result, Some(job::Result::Ingest(_))));
+    }
+
+    #[tokio::test]
+    async fn jobs_past_the_limit_queue_and_can_be_cancelled_there() {
+        let dir = tempdir("queue");
+        let jobs = jobs(&dir).await; // one job at a time
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let first = jobs.spawn("test", "first".into(), String::new(), |_| async move {
+            let _ = go_rx.await;
+            Ok(job::Result::Ingest(Default::default()))
+        });
+        let second = jobs.spawn("test", "second".into(), String::new(), |_| async move {
+            Ok(job::Result::Ingest(Default::default()))
+        });
+        let third = jobs.spawn("test", "third".into(), String::new(), |_| async move {
+            Ok(job::Result::Ingest(Default::default()))
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let phase = |h: &JobHandle| h.snapshot().progress.unwrap().phase;
+        assert_eq!(phase(&second), "queued");
+        third.cancel();
+        let last = third.follow().collect::<Vec<_>>().await.pop().unwrap();
+        assert_eq!(last.state, JobState::Cancelled as i32);
+        go_tx.send(()).unwrap();
+        for handle in [&first, &second] {
+            let last = handle.follow().collect::<Vec<_>>().await.pop().unwrap();
+            assert_eq!(last.state, JobState::Succeeded as i32);
+        }
     }
 
     #[tokio::test]

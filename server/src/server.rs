@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, CatalogOptions};
 use crate::config::Settings;
 use crate::config::TlsSettings;
 use crate::demo::{self, DemoError};
@@ -194,7 +194,14 @@ fn tls_config(tls: &TlsSettings) -> Result<tonic::transport::ServerTlsConfig, Tl
 pub async fn open_catalog(settings: &Settings) -> Result<Arc<Catalog>, ServeError> {
     let buckets = Arc::new(BucketRegistry::open(settings)?);
     Ok(Arc::new(
-        Catalog::open(buckets, settings.lineage_endpoint.clone()).await?,
+        Catalog::open(
+            buckets,
+            &CatalogOptions {
+                lineage_endpoint: settings.lineage_endpoint.clone(),
+                max_running_jobs: settings.max_running_jobs,
+            },
+        )
+        .await?,
     ))
 }
 

@@ -161,6 +161,24 @@ pub enum CatalogError {
 /// Result alias of the catalog.
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
+/// What the catalog's services need from the configuration.
+#[derive(Debug, Clone)]
+pub struct CatalogOptions {
+    /// OpenLineage endpoint lineage events are also posted to.
+    pub lineage_endpoint: Option<url::Url>,
+    /// Jobs working at once (more wait, queued).
+    pub max_running_jobs: usize,
+}
+
+impl Default for CatalogOptions {
+    fn default() -> Self {
+        Self {
+            lineage_endpoint: None,
+            max_running_jobs: 4,
+        }
+    }
+}
+
 /// Tables and schemas, persisted in the primary bucket.
 #[derive(Debug)]
 pub struct Catalog {
@@ -177,14 +195,14 @@ pub struct Catalog {
 
 impl Catalog {
     /// Loads the catalog from the primary bucket (an empty one if none exists yet),
-    /// with its jobs and lineage; lineage events are also posted to `lineage_endpoint`.
-    pub async fn open(
-        buckets: Arc<BucketRegistry>,
-        lineage_endpoint: Option<url::Url>,
-    ) -> Result<Self> {
+    /// with its jobs and lineage.
+    pub async fn open(buckets: Arc<BucketRegistry>, options: &CatalogOptions) -> Result<Self> {
         let primary = buckets.primary()?;
-        let jobs = Arc::new(Jobs::open(Arc::clone(&primary)).await?);
-        let lineage = Arc::new(Lineage::new(Arc::clone(&primary), lineage_endpoint));
+        let jobs = Arc::new(Jobs::open(Arc::clone(&primary), options.max_running_jobs).await?);
+        let lineage = Arc::new(Lineage::new(
+            Arc::clone(&primary),
+            options.lineage_endpoint.clone(),
+        ));
         let document = match primary.get_opt(CATALOG_OBJECT).await? {
             Some(bytes) => {
                 CatalogDocument::decode(&bytes).map_err(|message| CatalogError::Corrupt {

@@ -32,7 +32,9 @@ fn settings(name: &str) -> (Settings, TempDir) {
 
 async fn open(settings: &Settings) -> Catalog {
     let buckets = Arc::new(BucketRegistry::open(settings).unwrap());
-    Catalog::open(buckets, None).await.unwrap()
+    Catalog::open(buckets, &CatalogOptions::default())
+        .await
+        .unwrap()
 }
 
 fn batch() -> RecordBatch {

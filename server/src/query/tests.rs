@@ -18,7 +18,11 @@ async fn engine() -> (QueryEngine, std::path::PathBuf) {
     })
     .unwrap();
     let buckets = Arc::new(BucketRegistry::open(&settings).unwrap());
-    let catalog = Arc::new(Catalog::open(buckets, None).await.unwrap());
+    let catalog = Arc::new(
+        Catalog::open(buckets, &crate::catalog::CatalogOptions::default())
+            .await
+            .unwrap(),
+    );
     (QueryEngine::new(catalog, &settings).unwrap(), dir)
 }
 
