@@ -3,12 +3,15 @@
 #   1. lints (rustfmt, clippy with warnings as errors) unless LAKEHOUSE_SKIP_LINT=1
 #   2. Rust unit and end-to-end tests (the real binary, arrow-rs FlightSqlServiceClient)
 #   3. the Python suite (ADBC Flight SQL driver, pyarrow.flight, pandas, polars, moto for S3,
-#      and arrow-rs's flight_sql_client CLI, installed here on first run) in a venv
+#      and arrow-rs's flight_sql_client CLI, installed here on first run) in a venv, against
+#      the local PostgreSQL server (started here if it is installed but not running)
 #
 # Environment:
 #   CARGO_TARGET_DIR  where cargo builds (default: ./target)
 #   LAKEHOUSE_VENV    the Python virtual environment (default: ./.venv)
 #   LAKEHOUSE_TOOLS   where third-party tools are installed (default: ./.tools)
+#   LAKEHOUSE_PG_DSN  PostgreSQL server for the ingest tests
+#                     (default: postgres://postgres@127.0.0.1:5432/postgres)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,5 +61,22 @@ if [[ -z "$cli" ]]; then
 fi
 export FLIGHT_SQL_CLIENT="$cli"
 
-step "Python tests (ADBC, pyarrow.flight, pandas, polars, S3, CLI)"
+step "PostgreSQL for the database-ingest tests"
+# Tests create and drop their own databases on this server.
+pg_dsn="${LAKEHOUSE_PG_DSN:-postgres://postgres@127.0.0.1:5432/postgres}"
+pg_up() { psql "$pg_dsn" -qtAc 'SELECT 1' >/dev/null 2>&1; }
+if ! command -v psql >/dev/null; then
+  echo "psql not found: install PostgreSQL (Debian: apt-get install postgresql), or point" \
+    "LAKEHOUSE_PG_DSN at a server and put psql on PATH" >&2
+  exit 1
+fi
+if ! pg_up; then
+  echo "PostgreSQL does not answer at $pg_dsn; starting the local service"
+  (service postgresql start || pg_ctlcluster --skip-systemctl-redirect 15 main start) >/dev/null 2>&1 || true
+  for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+  pg_up || { echo "PostgreSQL is not reachable at $pg_dsn: start it, or set LAKEHOUSE_PG_DSN" >&2; exit 1; }
+fi
+export LAKEHOUSE_PG_DSN="$pg_dsn"
+
+step "Python tests (ADBC, pyarrow.flight, pandas, polars, S3, PostgreSQL, CLI)"
 "$venv/bin/python" -m pytest tests/python -q -p no:cacheprovider

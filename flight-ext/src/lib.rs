@@ -31,6 +31,8 @@ pub mod session_actions {
 pub mod actions {
     /// `IngestFileRequest` → stream of `Job`.
     pub const INGEST_FILE: &str = "lakehouse.ingest.file";
+    /// `IngestPostgresRequest` → stream of `Job`.
+    pub const INGEST_POSTGRES: &str = "lakehouse.ingest.postgres";
     /// `JobStatusRequest` → `Job` (a stream of them with `follow`).
     pub const JOB_STATUS: &str = "lakehouse.job.status";
     /// `JobCancelRequest` → `Job`.

@@ -101,6 +101,7 @@ pub fn ingest_status(error: IngestError) -> Status {
         }
         IngestError::PermissionDenied(_) => Status::permission_denied(message),
         IngestError::Cancelled => Status::cancelled(message),
+        IngestError::Source(_) => Status::unavailable(message),
         IngestError::Storage(_) => Status::internal(message),
         IngestError::Catalog(e) => {
             status::from_datafusion(datafusion::error::DataFusionError::External(e))
@@ -131,6 +132,101 @@ impl LakehouseService {
             .await
             .map_err(ingest_status)?;
         let handle = self.start_ingest(ingest, user, None);
+        Ok(if body.detach {
+            one(&handle.snapshot(), encoding)
+        } else {
+            follow_to_outcome(&handle, encoding)
+        })
+    }
+
+    /// `lakehouse.ingest.postgres`.
+    pub(super) async fn ingest_postgres(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<ActionStream>, Status> {
+        use crate::ingest::postgres::{self, PgSource, quote_table};
+        use crate::ingest::{IfExists, IfMissing, Target};
+        use lakehouse_flight_ext::v1::{IngestMode, IngestPostgresRequest};
+        let user = Caller::of(&request);
+        let (body, encoding): (IngestPostgresRequest, _) = decode(request.get_ref())?;
+        if body.dsn.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "dsn: is empty: e.g. postgres://user:password@host:5432/db",
+            ));
+        }
+        let (table, query) = match (body.source_table.trim(), body.query.trim()) {
+            ("", "") => return Err(Status::invalid_argument("set source_table or query")),
+            (table, "") => (
+                Some(table.to_string()),
+                format!(
+                    "SELECT * FROM {}",
+                    quote_table(table).map_err(ingest_status)?
+                ),
+            ),
+            ("", query) => (None, query.to_string()),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "set source_table or query, not both",
+                ));
+            }
+        };
+        let (schema, name) = split_table(&body.table, "table").map_err(ingest_status)?;
+        let (if_exists, if_missing) = match IngestMode::try_from(body.mode) {
+            Ok(IngestMode::Append) => (IfExists::Append, IfMissing::Create),
+            Ok(IngestMode::Replace) => (IfExists::Replace, IfMissing::Create),
+            Ok(IngestMode::Create | IngestMode::Unspecified) => (IfExists::Fail, IfMissing::Create),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "mode: {} is not a mode",
+                    body.mode
+                )));
+            }
+        };
+        if if_exists == IfExists::Fail && self.engine.catalog().table(&schema, &name).is_ok() {
+            return Err(Status::already_exists(format!(
+                "table {schema}.{name} already exists; use mode INGEST_MODE_APPEND or INGEST_MODE_REPLACE"
+            )));
+        }
+        let target = Target {
+            schema,
+            table: name,
+            if_exists,
+            if_missing,
+            bucket: if body.target_bucket.is_empty() {
+                PRIMARY.to_string()
+            } else {
+                body.target_bucket.clone()
+            },
+        };
+        self.engine
+            .catalog()
+            .buckets()
+            .get(&target.bucket)
+            .map_err(|e| ingest_status(e.into()))?;
+        let source = PgSource {
+            dsn: body.dsn.clone(),
+            table,
+            query,
+            text_fallback: body.text_fallback,
+        };
+        let description = format!(
+            "ingest PostgreSQL {} into {}.{}",
+            source.location(),
+            target.schema,
+            target.table
+        );
+        let engine = Arc::clone(&self.engine);
+        let handle = self.engine.catalog().jobs().spawn(
+            lakehouse_flight_ext::actions::INGEST_POSTGRES,
+            description,
+            user,
+            move |ctx| async move {
+                postgres::run(engine, ctx, source, target)
+                    .await
+                    .map(job::Result::Ingest)
+                    .map_err(ingest_status)
+            },
+        );
         Ok(if body.detach {
             one(&handle.snapshot(), encoding)
         } else {

@@ -17,6 +17,7 @@ mod csv;
 pub mod file;
 mod ndjson;
 mod pdf;
+pub mod postgres;
 pub mod source;
 pub mod types;
 
@@ -89,6 +90,10 @@ pub enum IngestError {
     /// The job was cancelled (Cancelled).
     #[error("the job was cancelled; nothing was committed")]
     Cancelled,
+    /// The source database failed or could not be reached (Unavailable); the
+    /// message is the source's, with any password removed.
+    #[error("{0}")]
+    Source(String),
     /// Every input file failed (InvalidArgument).
     #[error("no file could be ingested: {0}")]
     AllFilesFailed(String),
