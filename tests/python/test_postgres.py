@@ -129,3 +129,23 @@ def test_source_errors_are_clean_and_never_show_the_password(server, pg_db):
     jobs = query(server, "SELECT count(*) FROM system.jobs WHERE description LIKE '%S3cretPw%' "
                          "OR error LIKE '%S3cretPw%'").column(0)[0]
     assert jobs.as_py() == 0
+
+
+def test_incremental_ingest_by_watermark(server, pg_db):
+    psql(pg_db, "CREATE TABLE events (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL, v text);"
+                "INSERT INTO events SELECT g, '2024-01-01'::timestamptz + g * interval '1 minute', 'v' || g "
+                "FROM generate_series(1, 1000) g")
+    body = {"dsn": pg_db, "sourceTable": "events", "table": "pg_events", "watermarkColumn": "updated_at"}
+    first = ingest_pg(server, **body)["ingest"]
+    assert int(first["rows"]) == 1000 and first["watermark"].startswith("2024-01-01 16:40:00")
+    psql(pg_db, "INSERT INTO events SELECT g, '2024-01-01'::timestamptz + g * interval '1 minute', 'v' || g "
+                "FROM generate_series(1001, 1250) g")
+    second = ingest_pg(server, **body)["ingest"]
+    assert int(second["rows"]) == 250 and second["watermark"] > first["watermark"]
+    third = ingest_pg(server, **body)["ingest"]
+    assert int(third.get("rows", 0)) == 0 and third["watermark"] == second["watermark"]
+    counts = query(server, "SELECT count(*) AS n, count(DISTINCT id) AS d, max(id) AS m FROM pg_events").to_pylist()
+    assert counts == [{"n": 1250, "d": 1250, "m": 1250}]
+    with pytest.raises(pa.ArrowInvalid) as err:
+        action(server, "lakehouse.ingest.postgres", {**body, "watermarkColumn": "nope"})
+    assert "watermark_column" in str(err.value)

@@ -28,6 +28,9 @@ pub struct TableEntry {
     /// empty entity type means "not PII".
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pii_manual: Vec<ColumnPii>,
+    /// Incremental-ingest watermarks: "source | column" → the highest value ingested.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub watermarks: std::collections::BTreeMap<String, String>,
 }
 
 impl TableEntry {
@@ -42,6 +45,7 @@ impl TableEntry {
             created_at: chrono::Utc::now().to_rfc3339(),
             pii: Vec::new(),
             pii_manual: Vec::new(),
+            watermarks: Default::default(),
         }
     }
 

@@ -530,6 +530,22 @@ impl Catalog {
         .await
     }
 
+    /// Stores an incremental-ingest watermark with `schema.table`.
+    pub async fn set_watermark(
+        &self,
+        schema: &str,
+        table: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
+        self.update_entry(schema, table, |entry| {
+            entry.watermarks.insert(key.to_string(), value.to_string());
+            Ok(())
+        })
+        .await
+        .map(drop)
+    }
+
     /// Changes the entry of a listed table and persists the catalog.
     async fn update_entry(
         &self,

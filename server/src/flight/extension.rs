@@ -171,7 +171,9 @@ impl LakehouseService {
             }
         };
         let (schema, name) = split_table(&body.table, "table").map_err(ingest_status)?;
+        let incremental = !body.watermark_column.trim().is_empty();
         let (if_exists, if_missing) = match IngestMode::try_from(body.mode) {
+            _ if incremental => (IfExists::Append, IfMissing::Create),
             Ok(IngestMode::Append) => (IfExists::Append, IfMissing::Create),
             Ok(IngestMode::Replace) => (IfExists::Replace, IfMissing::Create),
             Ok(IngestMode::Create | IngestMode::Unspecified) => (IfExists::Fail, IfMissing::Create),
@@ -203,12 +205,25 @@ impl LakehouseService {
             .buckets()
             .get(&target.bucket)
             .map_err(|e| ingest_status(e.into()))?;
-        let source = PgSource {
+        let mut source = PgSource {
             dsn: body.dsn.clone(),
             table,
             query,
             text_fallback: body.text_fallback,
+            watermark: None,
         };
+        if incremental {
+            let column = body.watermark_column.trim().to_string();
+            source.watermark = Some((column.clone(), None));
+            let key = source.watermark_key().unwrap_or_default();
+            let previous = self
+                .engine
+                .catalog()
+                .table(&target.schema, &target.table)
+                .ok()
+                .and_then(|entry| entry.watermarks.get(&key).cloned());
+            source.watermark = Some((column, previous));
+        }
         let description = format!(
             "ingest PostgreSQL {} into {}.{}",
             source.location(),

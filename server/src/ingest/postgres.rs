@@ -390,9 +390,18 @@ pub struct PgSource {
     pub query: String,
     /// Read unmapped types as text.
     pub text_fallback: bool,
+    /// Incremental ingest: (column, the watermark of the previous run).
+    pub watermark: Option<(String, Option<String>)>,
 }
 
 impl PgSource {
+    /// Key of this source's watermark on the target table.
+    pub fn watermark_key(&self) -> Option<String> {
+        self.watermark
+            .as_ref()
+            .map(|(column, _)| format!("{} | {column}", self.location()))
+    }
+
     /// The source for lineage: the DSN (redacted) and the table or query.
     pub fn location(&self) -> String {
         let what = self.table.clone().unwrap_or_else(|| self.query.clone());
@@ -417,7 +426,8 @@ pub fn quote_table(name: &str) -> Result<String, IngestError> {
 }
 
 /// Connects, describes the columns and streams the rows as Arrow batches into
-/// `batches`; the schema goes to `schema_tx` first. Returns the rows read.
+/// `batches`; the schema goes to `schema_tx` first. Returns the rows read and, for
+/// an incremental ingest, the new watermark.
 pub async fn produce(
     source: PgSource,
     batch_size: usize,
@@ -425,7 +435,7 @@ pub async fn produce(
     schema_tx: tokio::sync::oneshot::Sender<SchemaRef>,
     batches: mpsc::Sender<Result<RecordBatch, DataFusionError>>,
     bytes: Arc<AtomicU64>,
-) -> Result<u64, IngestError> {
+) -> Result<(u64, Option<String>), IngestError> {
     let (mut client, connection) = tokio_postgres::connect(&source.dsn, NoTls)
         .await
         .map_err(|e| source_error("connecting to PostgreSQL", &e))?;
@@ -487,6 +497,7 @@ pub async fn produce(
             }
         }
         // Unmapped columns are cast to text by the server itself.
+        let mut sql = source.query.clone();
         let statement = if text_columns.is_empty() {
             statement
         } else {
@@ -502,8 +513,9 @@ pub async fn produce(
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
+            sql = format!("SELECT {select} FROM ({}) AS source", source.query);
             client
-                .prepare(&format!("SELECT {select} FROM ({}) AS source", source.query))
+                .prepare(&sql)
                 .await
                 .map_err(|e| source_error("preparing the text fallback", &e))?
         };
@@ -514,18 +526,59 @@ pub async fn produce(
                 .collect::<Vec<_>>(),
         ));
         if schema_tx.send(Arc::clone(&schema)).is_err() {
-            return Ok(0);
+            return Ok((0, None));
         }
+        // One snapshot for the watermark's new maximum and the rows up to it.
         let transaction = client
             .build_transaction()
             .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
             .start()
             .await
             .map_err(|e| source_error("starting a read-only transaction", &e))?;
-        let portal = transaction
-            .bind(&statement, &[])
-            .await
-            .map_err(|e| source_error("opening the cursor", &e))?;
+        let mut high = None;
+        let portal = match &source.watermark {
+            None => transaction.bind(&statement, &[]).await,
+            Some((column, after)) => {
+                let Some(found) = statement.columns().iter().find(|c| c.name() == column) else {
+                    return Err(IngestError::invalid(
+                        "watermark_column",
+                        format!("{column:?} is not a column of the source"),
+                    ));
+                };
+                let pg_type = found.type_().name().to_string();
+                let quoted = format!("\"{}\"", column.replace('"', "\"\""));
+                let above = if after.is_some() {
+                    format!(" WHERE {quoted} > $1::text::{pg_type}")
+                } else {
+                    String::new()
+                };
+                let max_sql = format!("SELECT max({quoted})::text FROM ({sql}) AS source{above}");
+                let max_row = match after {
+                    Some(after) => transaction.query_one(&max_sql, &[after]).await,
+                    None => transaction.query_one(&max_sql, &[]).await,
+                }
+                .map_err(|e| source_error("reading the watermark column", &e))?;
+                high = max_row.get::<_, Option<String>>(0);
+                let Some(upper) = high.clone() else {
+                    // No new rows: keep the old watermark.
+                    return Ok((0, after.clone()));
+                };
+                let range = match after {
+                    Some(_) => format!("{quoted} > $1::text::{pg_type} AND {quoted} <= $2::text::{pg_type}"),
+                    None => format!("{quoted} <= $1::text::{pg_type}"),
+                };
+                let bounded = transaction
+                    .prepare(&format!("SELECT * FROM ({sql}) AS source WHERE {range}"))
+                    .await
+                    .map_err(|e| source_error("preparing the incremental query", &e))?;
+                match after {
+                    Some(after) => transaction.bind(&bounded, &[after, &upper]).await,
+                    None => transaction.bind(&bounded, &[&upper]).await,
+                }
+            }
+        }
+        .map_err(|e| source_error("opening the cursor", &e))?;
         let mut total = 0u64;
         loop {
             if cancelled.is_cancelled() {
@@ -541,13 +594,13 @@ pub async fn produce(
             total += rows.len() as u64;
             let batch = to_batch(&schema, &columns, &rows, &bytes)?;
             if batches.send(Ok(batch)).await.is_err() {
-                return Ok(total);
+                return Ok((total, high));
             }
             if rows.len() < batch_size {
                 break;
             }
         }
-        Ok(total)
+        Ok((total, high))
     }
     .await;
     drop(client);
@@ -650,12 +703,19 @@ pub async fn run(
     let produced = producer
         .await
         .map_err(|e| IngestError::Source(format!("the PostgreSQL reader crashed: {e}")))?;
-    let committed = match (committed, produced) {
+    let (committed, watermark) = match (committed, produced) {
         (_, Err(error)) => return Err(error),
         (Err(error), Ok(_)) => return Err(error.into()),
-        (Ok(committed), Ok(_)) => committed,
+        (Ok(committed), Ok((_, watermark))) => (committed, watermark),
     };
     let mut result = super::file::result_of(&committed, bytes.load(Ordering::Relaxed), 0);
+    if let (Some(key), Some(value)) = (source.watermark_key(), &watermark) {
+        engine
+            .catalog()
+            .set_watermark(&target.schema, &target.table, &key, value)
+            .await?;
+        result.watermark = value.clone();
+    }
     result.seconds = started.elapsed().as_secs_f64();
     Ok(result)
 }
