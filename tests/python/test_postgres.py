@@ -149,3 +149,28 @@ def test_incremental_ingest_by_watermark(server, pg_db):
     with pytest.raises(pa.ArrowInvalid) as err:
         action(server, "lakehouse.ingest.postgres", {**body, "watermarkColumn": "nope"})
     assert "watermark_column" in str(err.value)
+
+
+def test_a_connection_dropped_mid_stream_fails_the_job_and_commits_nothing(server, pg_db):
+    import time
+
+    psql(pg_db, "CREATE TABLE wide AS SELECT g AS id, md5(g::text) AS a, md5((g + 1)::text) AS b "
+                "FROM generate_series(1, 2000000) g")
+    started = action(server, "lakehouse.ingest.postgres",
+                     {"dsn": pg_db, "sourceTable": "wide", "table": "pg_dropped", "detach": True})[0]
+    deadline = time.time() + 60
+    while True:
+        job = action(server, "lakehouse.job.status", {"jobId": started["id"]})[0]
+        if int(job.get("progress", {}).get("rows", 0)) > 0 or job["state"] != "JOB_STATE_RUNNING":
+            break
+        assert time.time() < deadline, job
+        time.sleep(0.05)
+    assert job["state"] == "JOB_STATE_RUNNING", job
+    database = pg_db.rsplit("/", 1)[1]
+    psql(ADMIN_DSN, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{database}' AND pid <> pg_backend_pid()")
+    final = action(server, "lakehouse.job.status", {"jobId": started["id"], "follow": True})[-1]
+    assert final["state"] == "JOB_STATE_FAILED", final
+    assert "terminat" in final["error"] or "closed" in final["error"], final["error"]
+    tables = query(server, "SELECT table_name FROM system.tables").column(0).to_pylist()
+    assert "pg_dropped" not in tables
