@@ -273,46 +273,46 @@ impl Hints {
     }
 }
 
-static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+static EMAIL: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}$")
-        .unwrap_or_else(|_| never())
+        .ok()
 });
-static SSN: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^(\d{3})-(\d{2})-(\d{4})$").unwrap_or_else(|_| never()));
+static SSN: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^(\d{3})-(\d{2})-(\d{4})$").ok());
 /// North American numbers: (415) 555-0134, 415-555-0134, 415.555.0134, 415 555 0134.
-static PHONE_NANP: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:\+?1[ .\-]?)?(?:\(\d{3}\)\s?|\d{3}[ .\-])\d{3}[ .\-]\d{4}$")
-        .unwrap_or_else(|_| never())
+static PHONE_NANP: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"^(?:\+?1[ .\-]?)?(?:\(\d{3}\)\s?|\d{3}[ .\-])\d{3}[ .\-]\d{4}$").ok()
 });
 /// National forms with a trunk 0 and separators: 030 1234567, 020 7946 0958, 06-12345678.
-static PHONE_NATIONAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\(?0\d{1,4}\)?[ .\-/]\d{2,4}(?:[ .\-]?\d{2,4}){1,3}$").unwrap_or_else(|_| never())
-});
+static PHONE_NATIONAL: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^\(?0\d{1,4}\)?[ .\-/]\d{2,4}(?:[ .\-]?\d{2,4}){1,3}$").ok());
 /// E.164, with optional separators: +14155550134, +44 20 7946 0958.
-static PHONE_E164: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\+[1-9](?:[ .\-]?\(?\d\)?){7,14}$").unwrap_or_else(|_| never()));
-static IBAN: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Z]{2}\d{2}[A-Z0-9]{11,30}$").unwrap_or_else(|_| never()));
-static NAME_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
+static PHONE_E164: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^\+[1-9](?:[ .\-]?\(?\d\)?){7,14}$").ok());
+static IBAN: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^[A-Z]{2}\d{2}[A-Z0-9]{11,30}$").ok());
+static NAME_TOKEN: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(r"^(?:[A-Z][a-z]+(?:[-'][A-Z]?[a-z]+)*|[A-Z]\.?|(?:van|von|de|der|da|di|le|la|del|bin|al))$")
-        .unwrap_or_else(|_| never())
+        .ok()
 });
-static DATE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:(\d{4})-(\d{2})-(\d{2})(?:[T ].*)?|(\d{1,2})[/.](\d{1,2})[/.](\d{4}))$")
-        .unwrap_or_else(|_| never())
+static DATE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"^(?:(\d{4})-(\d{2})-(\d{2})(?:[T ].*)?|(\d{1,2})[/.](\d{1,2})[/.](\d{4}))$").ok()
 });
 
-/// A fixed pattern that fails to compile is a bug caught by the unit tests; the
-/// fallback matches nothing.
-fn never() -> Regex {
-    #[allow(clippy::unwrap_used)]
-    Regex::new(r"[^\s\S]").unwrap()
+/// Whether `re` matches `text`. The patterns are fixed (a unit test proves they
+/// compile); one that did not would match nothing rather than crash.
+fn is_match(re: &LazyLock<Option<Regex>>, text: &str) -> bool {
+    re.as_ref().is_some_and(|re| re.is_match(text))
+}
+
+fn captures<'t>(re: &LazyLock<Option<Regex>>, text: &'t str) -> Option<regex::Captures<'t>> {
+    re.as_ref().and_then(|re| re.captures(text))
 }
 
 /// `Some(checksum passed)` when `value` looks like `entity`.
 fn matches_entity(entity: &str, value: &str, hints: &Hints, temporal: bool) -> Option<bool> {
     let found = match entity {
-        "email" => EMAIL.is_match(value),
+        "email" => is_match(&EMAIL, value),
         "credit_card" => return card(value),
         "iban" => return iban(value),
         "us_ssn" => ssn(value, hints),
@@ -370,7 +370,7 @@ pub fn luhn(digits: &str) -> bool {
 fn iban(value: &str) -> Option<bool> {
     let compact: String = value.chars().filter(|c| *c != ' ').collect();
     let compact = compact.to_ascii_uppercase();
-    if !IBAN.is_match(&compact) {
+    if !is_match(&IBAN, &compact) {
         return None;
     }
     Some(iban_checksum(&compact))
@@ -398,7 +398,7 @@ pub fn iban_checksum(iban: &str) -> bool {
 /// AAA-GG-SSSS with the ranges the SSA never issues excluded (area 000, 666,
 /// 900–999; group 00; serial 0000); nine bare digits only under a name hint.
 fn ssn(value: &str, hints: &Hints) -> bool {
-    let (area, group, serial) = if let Some(c) = SSN.captures(value) {
+    let (area, group, serial) = if let Some(c) = captures(&SSN, value) {
         (c[1].to_string(), c[2].to_string(), c[3].to_string())
     } else if hints.ssn && value.len() == 9 && value.bytes().all(|b| b.is_ascii_digit()) {
         (
@@ -414,7 +414,10 @@ fn ssn(value: &str, hints: &Hints) -> bool {
 }
 
 fn phone(value: &str, hints: &Hints) -> bool {
-    if PHONE_E164.is_match(value) || PHONE_NANP.is_match(value) || PHONE_NATIONAL.is_match(value) {
+    if is_match(&PHONE_E164, value)
+        || is_match(&PHONE_NANP, value)
+        || is_match(&PHONE_NATIONAL, value)
+    {
         return true;
     }
     // Bare digits look like any number: only under a name hint.
@@ -422,7 +425,7 @@ fn phone(value: &str, hints: &Hints) -> bool {
 }
 
 fn birth_date(value: &str, temporal: bool) -> bool {
-    let Some(c) = DATE.captures(value) else {
+    let Some(c) = captures(&DATE, value) else {
         return false;
     };
     let year: i32 = c
@@ -443,7 +446,7 @@ fn person_name(value: &str, hints: &Hints) -> bool {
     if tokens.is_empty() || tokens.len() > 4 {
         return false;
     }
-    if !tokens.iter().all(|t| NAME_TOKEN.is_match(t)) {
+    if !tokens.iter().all(|t| is_match(&NAME_TOKEN, t)) {
         return false;
     }
     if hints.name {
@@ -648,6 +651,7 @@ mod tests {
             &NAME_TOKEN,
             &DATE,
         ] {
+            let re = re.as_ref().expect("every fixed pattern compiles");
             assert!(!re.is_match("\u{0}never\u{0}"));
         }
     }

@@ -172,17 +172,12 @@ impl LakehouseService {
         };
         let (schema, name) = split_table(&body.table, "table").map_err(ingest_status)?;
         let incremental = !body.watermark_column.trim().is_empty();
-        let (if_exists, if_missing) = match IngestMode::try_from(body.mode) {
-            _ if incremental => (IfExists::Append, IfMissing::Create),
-            Ok(IngestMode::Append) => (IfExists::Append, IfMissing::Create),
-            Ok(IngestMode::Replace) => (IfExists::Replace, IfMissing::Create),
-            Ok(IngestMode::Create | IngestMode::Unspecified) => (IfExists::Fail, IfMissing::Create),
-            Err(_) => {
-                return Err(Status::invalid_argument(format!(
-                    "mode: {} is not a mode",
-                    body.mode
-                )));
-            }
+        let mode = IngestMode::try_from(body.mode)
+            .map_err(|_| Status::invalid_argument(format!("mode: {} is not a mode", body.mode)))?;
+        let (if_exists, if_missing) = if incremental {
+            (IfExists::Append, IfMissing::Create)
+        } else {
+            crate::ingest::modes(mode)
         };
         if if_exists == IfExists::Fail && self.engine.catalog().table(&schema, &name).is_ok() {
             return Err(Status::already_exists(format!(
@@ -214,8 +209,7 @@ impl LakehouseService {
         };
         if incremental {
             let column = body.watermark_column.trim().to_string();
-            source.watermark = Some((column.clone(), None));
-            let key = source.watermark_key().unwrap_or_default();
+            let key = source.watermark_key(&column);
             let previous = self
                 .engine
                 .catalog()

@@ -335,11 +335,7 @@ impl FileIngest {
         } else {
             split_table(&pdf_options.chunks_table, "pdf.chunks_table")?
         };
-        let (if_exists, if_missing) = match mode {
-            IngestMode::Append => (IfExists::Append, IfMissing::Create),
-            IngestMode::Replace => (IfExists::Replace, IfMissing::Create),
-            _ => (IfExists::Fail, IfMissing::Create),
-        };
+        let (if_exists, if_missing) = super::modes(mode);
         let target_bucket = if request.target_bucket.is_empty() {
             PRIMARY.to_string()
         } else {
@@ -488,34 +484,23 @@ pub async fn run(
             outcome.map(|()| rejects.rows)
         })
     };
-    let Ok(schema) = schema_rx.await else {
-        return match producer.await {
-            Ok(Err(error)) => Err(error),
-            _ => Err(IngestError::Read {
-                file: ingest.files[0].path.clone(),
-                message: "the reader stopped before it found the columns".into(),
-            }),
-        };
-    };
-    let stream = progress_stream(schema, batch_rx, job.clone(), Arc::clone(&bytes), rejected);
     let origin = Origin {
         job_type: "lakehouse.ingest.file".into(),
         source: Some(ingest.source.clone()),
         parent_run_id: None,
         bytes: Arc::clone(&bytes),
     };
-    job.phase("writing");
-    let committed = commit(&engine, &ingest.target, stream, &origin).await;
-    let produced = producer.await.map_err(|e| IngestError::Read {
-        file: String::new(),
-        message: format!("the reader crashed: {e}"),
-    })?;
-    // A reader error is the precise one: the writer only saw the stream fail.
-    let (committed, reject_rows) = match (committed, produced) {
-        (_, Err(error)) => return Err(error),
-        (Err(error), Ok(_)) => return Err(error.into()),
-        (Ok(committed), Ok(rows)) => (committed, rows),
-    };
+    let (committed, reject_rows) = super::commit_produced(
+        &engine,
+        &job,
+        &ingest.target,
+        &origin,
+        schema_rx,
+        batch_rx,
+        producer,
+        rejected,
+    )
+    .await?;
     let mut result = result_of(
         &committed,
         bytes.load(Ordering::Relaxed),

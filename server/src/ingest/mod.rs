@@ -162,6 +162,16 @@ pub struct Target {
     pub bucket: String,
 }
 
+/// What an ingest mode does with an existing and with a missing table.
+pub fn modes(mode: lakehouse_flight_ext::v1::IngestMode) -> (IfExists, IfMissing) {
+    use lakehouse_flight_ext::v1::IngestMode;
+    match mode {
+        IngestMode::Append => (IfExists::Append, IfMissing::Create),
+        IngestMode::Replace => (IfExists::Replace, IfMissing::Create),
+        IngestMode::Create | IngestMode::Unspecified => (IfExists::Fail, IfMissing::Create),
+    }
+}
+
 /// One bulk upload (ADBC): a target in the primary bucket.
 pub type BulkIngest = Target;
 
@@ -280,6 +290,51 @@ pub async fn commit(
         run_id: run.id().to_string(),
         columns,
     })
+}
+
+/// Commits what a reader task produces: waits for its schema (or its error),
+/// streams its batches into [`commit`] with the job's progress counted, then
+/// joins it. The reader's own error wins: the writer only saw the stream fail.
+#[allow(clippy::too_many_arguments)]
+pub async fn commit_produced<T>(
+    engine: &QueryEngine,
+    job: &crate::jobs::JobContext,
+    target: &Target,
+    origin: &Origin,
+    schema: tokio::sync::oneshot::Receiver<arrow::datatypes::SchemaRef>,
+    batches: tokio::sync::mpsc::Receiver<
+        Result<arrow::array::RecordBatch, datafusion::error::DataFusionError>,
+    >,
+    producer: tokio::task::JoinHandle<Result<T, IngestError>>,
+    rejected: Arc<AtomicU64>,
+) -> Result<(Committed, T), IngestError> {
+    let crashed = |e: tokio::task::JoinError| IngestError::Read {
+        file: String::new(),
+        message: format!("the reader crashed: {e}"),
+    };
+    let Ok(schema) = schema.await else {
+        return match producer.await.map_err(crashed)? {
+            Err(error) => Err(error),
+            Ok(_) => Err(IngestError::Read {
+                file: String::new(),
+                message: "the reader stopped before it found the columns".into(),
+            }),
+        };
+    };
+    let stream = file::progress_stream(
+        schema,
+        batches,
+        job.clone(),
+        Arc::clone(&origin.bytes),
+        rejected,
+    );
+    job.phase("writing");
+    let committed = commit(engine, target, stream, origin).await;
+    match (committed, producer.await.map_err(crashed)?) {
+        (_, Err(error)) => Err(error),
+        (Err(error), Ok(_)) => Err(error.into()),
+        (Ok(committed), Ok(produced)) => Ok((committed, produced)),
+    }
 }
 
 /// The write itself: create, append or replace as the target says.

@@ -395,11 +395,9 @@ pub struct PgSource {
 }
 
 impl PgSource {
-    /// Key of this source's watermark on the target table.
-    pub fn watermark_key(&self) -> Option<String> {
-        self.watermark
-            .as_ref()
-            .map(|(column, _)| format!("{} | {column}", self.location()))
+    /// Key, on the target table, of this source's watermark in `column`.
+    pub fn watermark_key(&self, column: &str) -> String {
+        format!("{} | {column}", self.location())
     }
 
     /// The source for lineage: the DSN (redacted) and the table or query.
@@ -674,22 +672,6 @@ pub async fn run(
             outcome
         })
     };
-    let Ok(schema) = schema_rx.await else {
-        return match producer.await {
-            Ok(Err(error)) => Err(error),
-            _ => Err(IngestError::Source(
-                "the PostgreSQL reader stopped before it found the columns".into(),
-            )),
-        };
-    };
-    job.phase("reading");
-    let stream = super::file::progress_stream(
-        schema,
-        batch_rx,
-        job.clone(),
-        Arc::clone(&bytes),
-        Arc::new(AtomicU64::new(0)),
-    );
     let origin = super::Origin {
         job_type: "lakehouse.ingest.postgres".into(),
         source: Some(crate::lineage::Source {
@@ -699,17 +681,21 @@ pub async fn run(
         parent_run_id: None,
         bytes: Arc::clone(&bytes),
     };
-    let committed = super::commit(&engine, &target, stream, &origin).await;
-    let produced = producer
-        .await
-        .map_err(|e| IngestError::Source(format!("the PostgreSQL reader crashed: {e}")))?;
-    let (committed, watermark) = match (committed, produced) {
-        (_, Err(error)) => return Err(error),
-        (Err(error), Ok(_)) => return Err(error.into()),
-        (Ok(committed), Ok((_, watermark))) => (committed, watermark),
-    };
+    job.phase("reading");
+    let (committed, (_, watermark)) = super::commit_produced(
+        &engine,
+        &job,
+        &target,
+        &origin,
+        schema_rx,
+        batch_rx,
+        producer,
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await?;
     let mut result = super::file::result_of(&committed, bytes.load(Ordering::Relaxed), 0);
-    if let (Some(key), Some(value)) = (source.watermark_key(), &watermark) {
+    if let (Some((column, _)), Some(value)) = (&source.watermark, &watermark) {
+        let key = source.watermark_key(column);
         engine
             .catalog()
             .set_watermark(&target.schema, &target.table, &key, value)
