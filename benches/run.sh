@@ -6,8 +6,10 @@
 #       DoPut into a minimal Python server
 #   (d) CSV ingest of a >= 1 GB file (TPC-H lineitem SF2): lakehouse.ingest.file vs DataFusion's
 #       own CSV -> Parquet, in-process
+#   (e) database ingest of a 5 M-row table: lakehouse.ingest.postgres vs psql \copy TO a CSV file,
+#       lakehouse.ingest.mysql vs mariadb --quick -e 'SELECT ...' > file (local servers)
 # Data is generated once under $LAKEHOUSE_BENCH_DIR (default ~/.cache/lakehouse/bench).
-#   benches/run.sh [throughput|tpch|ingest|csv|all]
+#   benches/run.sh [throughput|tpch|ingest|csv|db|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-all}"
@@ -65,4 +67,15 @@ fi
 if [[ "$which" == all || "$which" == csv ]]; then
   echo "==> (d) CSV ingest: lakehouse.ingest.file vs DataFusion CSV -> Parquet (first run generates the CSV)"
   cargo bench --quiet -p lakehouse --bench csv_ingest -- --dir "$bench_dir/csv" --scale 2
+fi
+
+if [[ "$which" == all || "$which" == db ]]; then
+  echo "==> (e) database ingest: PostgreSQL and MariaDB tables vs their own export (first run creates them)"
+  rm -rf "$bench_dir/db"
+  start_server "$bench_dir/db-server.log" --data-dir "$bench_dir/db"
+  "$venv/bin/python" benches/db_ingest.py --uri "$uri"
+  echo "server peak RSS: $(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' /proc/$server/status)"
+  kill $server; wait $server || true
+  trap - EXIT
+  rm -rf "$bench_dir/db"
 fi

@@ -12,6 +12,8 @@
 #   LAKEHOUSE_TOOLS   where third-party tools are installed (default: ./.tools)
 #   LAKEHOUSE_PG_DSN  PostgreSQL server for the ingest tests
 #                     (default: postgres://postgres@127.0.0.1:5432/postgres)
+#   LAKEHOUSE_MYSQL_DSN  MariaDB/MySQL server for the ingest tests, a user that may create
+#                     databases and users (default: mysql://root@127.0.0.1:3306)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,5 +80,22 @@ if ! pg_up; then
 fi
 export LAKEHOUSE_PG_DSN="$pg_dsn"
 
-step "Python tests (ADBC, pyarrow.flight, pandas, polars, S3, PostgreSQL, CLI)"
+step "MariaDB/MySQL for the database-ingest tests"
+my_dsn="${LAKEHOUSE_MYSQL_DSN:-mysql://root@127.0.0.1:3306}"
+my_client="$(command -v mariadb || command -v mysql || true)"
+if [[ -z "$my_client" ]]; then
+  echo "neither mariadb nor mysql client found: install MariaDB (Debian: apt-get install" \
+    "mariadb-server mariadb-client), or point LAKEHOUSE_MYSQL_DSN at a server and put its client on PATH" >&2
+  exit 1
+fi
+my_up() { "$venv/bin/python" tests/python/mysql_cli.py "$my_dsn" 'SELECT 1' >/dev/null 2>&1; }
+if ! my_up; then
+  echo "MariaDB does not answer at $my_dsn; starting the local service"
+  (service mariadb start || service mysql start) >/dev/null 2>&1 || true
+  for _ in $(seq 1 30); do my_up && break; sleep 1; done
+  my_up || { echo "MariaDB/MySQL is not reachable at $my_dsn: start it, or set LAKEHOUSE_MYSQL_DSN" >&2; exit 1; }
+fi
+export LAKEHOUSE_MYSQL_DSN="$my_dsn"
+
+step "Python tests (ADBC, pyarrow.flight, pandas, polars, S3, PostgreSQL, MariaDB, CLI)"
 "$venv/bin/python" -m pytest tests/python -q -p no:cacheprovider

@@ -31,8 +31,10 @@ pub mod session_actions {
 pub mod actions {
     /// `IngestFileRequest` → stream of `Job`.
     pub const INGEST_FILE: &str = "lakehouse.ingest.file";
-    /// `IngestPostgresRequest` → stream of `Job`.
+    /// `IngestDatabaseRequest` → stream of `Job`.
     pub const INGEST_POSTGRES: &str = "lakehouse.ingest.postgres";
+    /// `IngestDatabaseRequest` → stream of `Job`.
+    pub const INGEST_MYSQL: &str = "lakehouse.ingest.mysql";
     /// `JobStatusRequest` → `Job` (a stream of them with `follow`).
     pub const JOB_STATUS: &str = "lakehouse.job.status";
     /// `JobCancelRequest` → `Job`.

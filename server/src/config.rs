@@ -78,6 +78,21 @@ pub struct FileConfig {
     pub query_timeout_secs: Option<u64>,
     pub lineage_endpoint: Option<String>,
     pub max_running_jobs: Option<usize>,
+    /// Named source databases for `lakehouse.ingest.postgres|mysql`.
+    pub connections: Option<HashMap<String, ConnectionConfig>>,
+}
+
+/// `[connections.NAME]`: a source database callers name instead of giving a DSN,
+/// so its password stays with the server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// `postgres://user@host:5432/db` or `mysql://user@host:3306/db`, without a password.
+    pub url: String,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (a mounted secret); surrounding white space is ignored.
+    pub password_file: Option<PathBuf>,
 }
 
 /// Flags of `lakehouse serve`; each also reads its `LAKEHOUSE_*` variable.
@@ -206,6 +221,8 @@ pub struct Settings {
     pub query_timeout: Option<Duration>,
     pub lineage_endpoint: Option<url::Url>,
     pub max_running_jobs: usize,
+    /// Named source databases, checked at start (URL, scheme, no inline password).
+    pub connections: HashMap<String, ConnectionConfig>,
 }
 
 /// TLS files (PEM).
@@ -340,7 +357,12 @@ impl Settings {
                 message: "must be at least 1".into(),
             });
         }
+        let connections = file.connections.unwrap_or_default();
+        for (name, connection) in &connections {
+            check_connection(name, connection)?;
+        }
         Ok(Self {
+            connections,
             lineage_endpoint,
             max_running_jobs,
             tls,
@@ -375,6 +397,41 @@ impl Settings {
             demo_scale,
         })
     }
+}
+
+/// A named connection must be a postgres/mysql URL without a password, and name at
+/// most one password source.
+fn check_connection(name: &str, connection: &ConnectionConfig) -> Result<(), ConfigError> {
+    let invalid = |message: String| ConfigError::Value {
+        key: "connections",
+        message: format!("connection {name:?}: {message}"),
+    };
+    let url = url::Url::parse(&connection.url).map_err(|e| {
+        invalid(format!(
+            "url {:?} is not a URL ({e})",
+            crate::lineage::redact(&connection.url)
+        ))
+    })?;
+    if !matches!(
+        url.scheme(),
+        "postgres" | "postgresql" | "mysql" | "mariadb"
+    ) {
+        return Err(invalid(format!(
+            "url scheme {:?} is not postgres, postgresql, mysql or mariadb",
+            url.scheme()
+        )));
+    }
+    if url.password().is_some() {
+        return Err(invalid(
+            "the url holds a password; move it to password_env or password_file".into(),
+        ));
+    }
+    if connection.password_env.is_some() && connection.password_file.is_some() {
+        return Err(invalid(
+            "set password_env or password_file, not both".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

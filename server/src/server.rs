@@ -95,7 +95,9 @@ pub async fn serve(
         return Err(ServeError::Anonymous(settings.listen));
     }
     let limits = Limits::new(settings.max_concurrent_queries, settings.query_timeout);
-    let service = LakehouseService::new(engine, auth, limits)?;
+    let service = LakehouseService::new(engine, auth, limits)?.with_connections(
+        crate::ingest::database::Connections::new(settings.connections.clone()),
+    );
     let tls = settings.tls.as_ref().map(tls_config).transpose()?;
     let listener = TcpListener::bind(settings.listen)
         .await

@@ -6,7 +6,7 @@ use arrow_flight::{
 };
 use futures::stream;
 use lakehouse_flight_ext::actions::{
-    INGEST_FILE, INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK,
+    INGEST_FILE, INGEST_MYSQL, INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK,
 };
 use lakehouse_flight_ext::session_actions::{
     CANCEL_FLIGHT_INFO, CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS,
@@ -20,16 +20,21 @@ use tonic::{Request, Response, Status};
 
 use super::service::LakehouseService;
 use super::sessions::{SESSION_COOKIE, Sessions, options_of};
+use crate::ingest::database::System;
 
 /// (name, description) of every action beyond Flight SQL's own.
-const CUSTOM_ACTIONS: [(&str, &str); 10] = [
+const CUSTOM_ACTIONS: [(&str, &str); 11] = [
     (
         INGEST_FILE,
         "Ingest CSV, NDJSON, Parquet, Arrow IPC or PDF files (a path or glob in a bucket) into a table, as a job; streams Job progress, then the final Job with an IngestResult. Body: IngestFileRequest (protobuf or JSON).",
     ),
     (
         INGEST_POSTGRES,
-        "Ingest a PostgreSQL table or query (server-side cursor, binary, bounded memory) into a table, as a job; streams Job progress, then the final Job with an IngestResult. Body: IngestPostgresRequest.",
+        "Ingest a PostgreSQL table or query (server-side cursor, binary, bounded memory) into a table, as a job; streams Job progress, then the final Job with an IngestResult. Body: IngestDatabaseRequest.",
+    ),
+    (
+        INGEST_MYSQL,
+        "Ingest a MySQL or MariaDB table or query (unbuffered binary-protocol stream, bounded memory) into a table, as a job; streams Job progress, then the final Job with an IngestResult. Body: IngestDatabaseRequest.",
     ),
     (
         JOB_STATUS,
@@ -144,7 +149,8 @@ impl LakehouseService {
                 Ok(one_result(result.encode_to_vec()))
             }
             INGEST_FILE => self.ingest_file(request).await,
-            INGEST_POSTGRES => self.ingest_postgres(request).await,
+            INGEST_POSTGRES => self.ingest_database(request, System::Postgres).await,
+            INGEST_MYSQL => self.ingest_database(request, System::Mysql).await,
             JOB_STATUS => self.job_status(request),
             JOB_CANCEL => self.job_cancel(request).await,
             JOB_LIST => self.job_list(request),

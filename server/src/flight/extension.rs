@@ -29,6 +29,7 @@ use super::ingest::upload_error;
 use super::service::LakehouseService;
 use super::status;
 use crate::ingest::IngestError;
+use crate::ingest::database::{self, DbSource, System};
 use crate::ingest::file::{self, FileIngest, split_table};
 use crate::ingest::source::InputFile;
 use crate::jobs::{JobHandle, STAGING, is_terminal};
@@ -101,6 +102,7 @@ pub fn ingest_status(error: IngestError) -> Status {
         }
         IngestError::PermissionDenied(_) => Status::permission_denied(message),
         IngestError::Cancelled => Status::cancelled(message),
+        IngestError::Precondition(_) => Status::failed_precondition(message),
         IngestError::Source(_) => Status::unavailable(message),
         IngestError::Storage(_) => Status::internal(message),
         IngestError::Catalog(e) => {
@@ -139,28 +141,36 @@ impl LakehouseService {
         })
     }
 
-    /// `lakehouse.ingest.postgres`.
-    pub(super) async fn ingest_postgres(
+    /// `lakehouse.ingest.postgres` and `lakehouse.ingest.mysql`.
+    pub(super) async fn ingest_database(
         &self,
         request: Request<Action>,
+        system: System,
     ) -> Result<Response<ActionStream>, Status> {
-        use crate::ingest::postgres::{self, PgSource, quote_table};
         use crate::ingest::{IfExists, IfMissing, Target};
-        use lakehouse_flight_ext::v1::{IngestMode, IngestPostgresRequest};
+        use lakehouse_flight_ext::v1::{IngestDatabaseRequest, IngestMode};
         let user = Caller::of(&request);
-        let (body, encoding): (IngestPostgresRequest, _) = decode(request.get_ref())?;
-        if body.dsn.trim().is_empty() {
-            return Err(Status::invalid_argument(
-                "dsn: is empty: e.g. postgres://user:password@host:5432/db",
-            ));
-        }
+        let (body, encoding): (IngestDatabaseRequest, _) = decode(request.get_ref())?;
+        let dsn = match (body.dsn.trim(), body.connection.trim()) {
+            ("", "") => {
+                return Err(Status::invalid_argument(format!(
+                    "dsn: is empty: e.g. {}, or name a configured connection",
+                    system.example_dsn()
+                )));
+            }
+            (dsn, "") => dsn.to_string(),
+            ("", name) => self.connections.dsn(name, system).map_err(ingest_status)?,
+            _ => {
+                return Err(Status::invalid_argument("set dsn or connection, not both"));
+            }
+        };
         let (table, query) = match (body.source_table.trim(), body.query.trim()) {
             ("", "") => return Err(Status::invalid_argument("set source_table or query")),
             (table, "") => (
                 Some(table.to_string()),
                 format!(
                     "SELECT * FROM {}",
-                    quote_table(table).map_err(ingest_status)?
+                    system.quote_table(table).map_err(ingest_status)?
                 ),
             ),
             ("", query) => (None, query.to_string()),
@@ -200,8 +210,9 @@ impl LakehouseService {
             .buckets()
             .get(&target.bucket)
             .map_err(|e| ingest_status(e.into()))?;
-        let mut source = PgSource {
-            dsn: body.dsn.clone(),
+        let mut source = DbSource {
+            system,
+            dsn,
             table,
             query,
             text_fallback: body.text_fallback,
@@ -219,18 +230,19 @@ impl LakehouseService {
             source.watermark = Some((column, previous));
         }
         let description = format!(
-            "ingest PostgreSQL {} into {}.{}",
+            "ingest {} {} into {}.{}",
+            system.label(),
             source.location(),
             target.schema,
             target.table
         );
         let engine = Arc::clone(&self.engine);
         let handle = self.engine.catalog().jobs().spawn(
-            lakehouse_flight_ext::actions::INGEST_POSTGRES,
+            system.action(),
             description,
             user,
             move |ctx| async move {
-                postgres::run(engine, ctx, source, target)
+                database::run(engine, ctx, source, target)
                     .await
                     .map(job::Result::Ingest)
                     .map_err(ingest_status)

@@ -39,6 +39,7 @@ use super::limits::Limits;
 use super::running::{Cancellable, RunningQueries};
 use super::sessions::Sessions;
 use super::{MAX_FLIGHT_DATA_BYTES, metadata, sql_info, status};
+use crate::ingest::database::Connections;
 use crate::query::{
     ParameterRows, QueryEngine, SessionDefaults, Statement, Write, classify, count_schema, is_write,
 };
@@ -56,6 +57,8 @@ pub struct LakehouseService {
     pub(super) running: RunningQueries,
     pub(super) auth: Authenticator,
     pub(super) limits: Limits,
+    /// Named source databases of the ingest actions.
+    pub(super) connections: Connections,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
 }
@@ -74,9 +77,16 @@ impl LakehouseService {
             engine,
             sessions: Sessions::default(),
             running: RunningQueries::default(),
+            connections: Connections::default(),
             auth,
             limits,
         })
+    }
+
+    /// Serves the ingest actions' named connections.
+    pub fn with_connections(mut self, connections: Connections) -> Self {
+        self.connections = connections;
+        self
     }
 
     /// The session defaults of the caller.

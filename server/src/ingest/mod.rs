@@ -14,10 +14,12 @@
 
 mod columnar;
 mod csv;
+pub mod database;
 pub mod file;
+mod mysql;
 mod ndjson;
 mod pdf;
-pub mod postgres;
+mod postgres;
 pub mod source;
 pub mod types;
 
@@ -94,6 +96,10 @@ pub enum IngestError {
     /// message is the source's, with any password removed.
     #[error("{0}")]
     Source(String),
+    /// The server is not set up for the request, e.g. a named connection's
+    /// password variable is unset (FailedPrecondition).
+    #[error("{0}")]
+    Precondition(String),
     /// Every input file failed (InvalidArgument).
     #[error("no file could be ingested: {0}")]
     AllFilesFailed(String),

@@ -30,12 +30,11 @@ use arrow::array::{
     RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::error::DataFusionError;
-use tokio::sync::mpsc;
 use tokio_postgres::types::{FromSql, Kind, Type};
 use tokio_postgres::{NoTls, Row};
 
 use super::IngestError;
+use super::database::{DbSource, Reader};
 use crate::lineage::redact;
 
 /// Days from 1970-01-01 to PostgreSQL's epoch 2000-01-01.
@@ -379,61 +378,20 @@ fn builder_for(data_type: &DataType, capacity: usize) -> Box<dyn ArrayBuilder> {
     }
 }
 
-/// A validated PostgreSQL ingest: what to read.
-#[derive(Debug, Clone)]
-pub struct PgSource {
-    /// The DSN (secret: never logged; use [`PgSource::location`]).
-    pub dsn: String,
-    /// `schema.table` when the source is a table.
-    pub table: Option<String>,
-    /// The SELECT to run.
-    pub query: String,
-    /// Read unmapped types as text.
-    pub text_fallback: bool,
-    /// Incremental ingest: (column, the watermark of the previous run).
-    pub watermark: Option<(String, Option<String>)>,
-}
-
-impl PgSource {
-    /// Key, on the target table, of this source's watermark in `column`.
-    pub fn watermark_key(&self, column: &str) -> String {
-        format!("{} | {column}", self.location())
-    }
-
-    /// The source for lineage: the DSN (redacted) and the table or query.
-    pub fn location(&self) -> String {
-        let what = self.table.clone().unwrap_or_else(|| self.query.clone());
-        redact(&format!("{} {what}", self.dsn))
-    }
-}
-
-/// Quotes `schema.table` as PostgreSQL identifiers.
-pub fn quote_table(name: &str) -> Result<String, IngestError> {
-    let parts: Vec<&str> = name.split('.').collect();
-    if parts.is_empty() || parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
-        return Err(IngestError::invalid(
-            "source_table",
-            format!("{name:?} is not table or schema.table"),
-        ));
-    }
-    Ok(parts
-        .iter()
-        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join("."))
-}
-
 /// Connects, describes the columns and streams the rows as Arrow batches into
 /// `batches`; the schema goes to `schema_tx` first. Returns the rows read and, for
 /// an incremental ingest, the new watermark.
 pub async fn produce(
-    source: PgSource,
-    batch_size: usize,
-    cancelled: tokio_util::sync::CancellationToken,
-    schema_tx: tokio::sync::oneshot::Sender<SchemaRef>,
-    batches: mpsc::Sender<Result<RecordBatch, DataFusionError>>,
-    bytes: Arc<AtomicU64>,
+    source: DbSource,
+    reader: Reader,
 ) -> Result<(u64, Option<String>), IngestError> {
+    let Reader {
+        batch_size,
+        cancelled,
+        schema: schema_tx,
+        batches,
+        bytes,
+    } = reader;
     let (mut client, connection) = tokio_postgres::connect(&source.dsn, NoTls)
         .await
         .map_err(|e| source_error("connecting to PostgreSQL", &e))?;
@@ -637,75 +595,6 @@ fn to_batch(
     RecordBatch::try_new(Arc::clone(schema), arrays).map_err(|e| IngestError::Source(e.to_string()))
 }
 
-/// Runs a PostgreSQL ingest into `target`; the job's progress follows it.
-pub async fn run(
-    engine: Arc<crate::query::QueryEngine>,
-    job: crate::jobs::JobContext,
-    source: PgSource,
-    target: super::Target,
-) -> Result<lakehouse_flight_ext::v1::IngestResult, IngestError> {
-    let started = std::time::Instant::now();
-    job.phase("connecting");
-    let bytes = Arc::new(AtomicU64::new(0));
-    let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
-    let (batch_tx, batch_rx) = mpsc::channel(4);
-    let producer = {
-        let source = source.clone();
-        let bytes = Arc::clone(&bytes);
-        let cancelled = job.cancelled().clone();
-        let batch_size = engine.batch_size();
-        tokio::spawn(async move {
-            let outcome = produce(
-                source,
-                batch_size,
-                cancelled,
-                schema_tx,
-                batch_tx.clone(),
-                bytes,
-            )
-            .await;
-            if let Err(error) = &outcome {
-                let _ = batch_tx
-                    .send(Err(DataFusionError::Execution(error.to_string())))
-                    .await;
-            }
-            outcome
-        })
-    };
-    let origin = super::Origin {
-        job_type: "lakehouse.ingest.postgres".into(),
-        source: Some(crate::lineage::Source {
-            system: "postgres".into(),
-            location: source.location(),
-        }),
-        parent_run_id: None,
-        bytes: Arc::clone(&bytes),
-    };
-    job.phase("reading");
-    let (committed, (_, watermark)) = super::commit_produced(
-        &engine,
-        &job,
-        &target,
-        &origin,
-        schema_rx,
-        batch_rx,
-        producer,
-        Arc::new(AtomicU64::new(0)),
-    )
-    .await?;
-    let mut result = super::file::result_of(&committed, bytes.load(Ordering::Relaxed), 0);
-    if let (Some((column, _)), Some(value)) = (&source.watermark, &watermark) {
-        let key = source.watermark_key(column);
-        engine
-            .catalog()
-            .set_watermark(&target.schema, &target.table, &key, value)
-            .await?;
-        result.watermark = value.clone();
-    }
-    result.seconds = started.elapsed().as_secs_f64();
-    Ok(result)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -740,7 +629,7 @@ mod tests {
     }
 
     #[test]
-    fn maps_types_and_quotes_names() {
+    fn maps_types() {
         assert_eq!(
             arrow_type(&Type::NUMERIC, Some(((10 << 16) | 2) + 4)),
             Some(DataType::Decimal128(10, 2))
@@ -751,8 +640,6 @@ mod tests {
             Some(DataType::List(_))
         ));
         assert_eq!(arrow_type(&Type::POINT, None), None);
-        assert_eq!(quote_table("s.t\"x").unwrap(), "\"s\".\"t\"\"x\"");
         assert_eq!(time_text(3_723_000_001), "01:02:03.000001");
-        assert!(quote_table("a.b.c").is_err());
     }
 }
