@@ -49,8 +49,8 @@ def prepare_pg(admin: str, rows: int) -> str:
     if psql(admin, "SELECT count(*) FROM pg_database WHERE datname = 'lh_bench'") == "0":
         psql(admin, "CREATE DATABASE lh_bench")
     dsn = with_db(admin, "lh_bench")
-    have = psql(dsn, "SELECT CASE WHEN to_regclass('bench') IS NULL THEN -1 ELSE (SELECT count(*) FROM bench) END")
-    if int(have) != rows:
+    exists = psql(dsn, "SELECT to_regclass('bench') IS NOT NULL") == "t"
+    if not exists or int(psql(dsn, "SELECT count(*) FROM bench")) != rows:
         print(f"creating the PostgreSQL table ({rows} rows)…", flush=True)
         psql(dsn, "DROP TABLE IF EXISTS bench")
         psql(dsn, f"""CREATE TABLE bench AS SELECT g::bigint AS id, (g % 1000)::int AS k,

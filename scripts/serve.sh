@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }
 cargo build --release --workspace --quiet
+scripts/fetch-model.sh   # the built-in embedding model, once
 target="${CARGO_TARGET_DIR:-target}"
 exec "$target/release/lakehouse" serve --demo "$@"

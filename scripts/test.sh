@@ -31,6 +31,9 @@ fi
 step "build (debug, whole workspace)"
 cargo build --workspace --all-targets --quiet
 
+step "built-in embedding model (once)"
+scripts/fetch-model.sh
+
 step "Rust tests"
 cargo test --workspace --quiet
 

@@ -35,6 +35,10 @@ pub mod actions {
     pub const INGEST_POSTGRES: &str = "lakehouse.ingest.postgres";
     /// `IngestDatabaseRequest` → stream of `Job`.
     pub const INGEST_MYSQL: &str = "lakehouse.ingest.mysql";
+    /// `VectorIndexCreateRequest` → stream of `Job`.
+    pub const VECTOR_INDEX_CREATE: &str = "lakehouse.vector.index.create";
+    /// `VectorSearchRequest` → `VectorSearchResult`.
+    pub const VECTOR_SEARCH: &str = "lakehouse.vector.search";
     /// `JobStatusRequest` → `Job` (a stream of them with `follow`).
     pub const JOB_STATUS: &str = "lakehouse.job.status";
     /// `JobCancelRequest` → `Job`.

@@ -80,6 +80,7 @@ pub struct FileConfig {
     pub max_running_jobs: Option<usize>,
     /// Named source databases for `lakehouse.ingest.postgres|mysql`.
     pub connections: Option<HashMap<String, ConnectionConfig>>,
+    pub models_dir: Option<PathBuf>,
 }
 
 /// `[connections.NAME]`: a source database callers name instead of giving a DSN,
@@ -186,6 +187,10 @@ pub struct ServeArgs {
     /// Jobs (ingest...) working at once; more wait in phase "queued" [default: 4].
     #[arg(long, env = "LAKEHOUSE_MAX_RUNNING_JOBS")]
     pub max_running_jobs: Option<usize>,
+    /// Folder of the built-in embedding model (scripts/fetch-model.sh fills it)
+    /// [default: $LAKEHOUSE_MODELS, else ~/.cache/lakehouse/models].
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
 }
 
 /// S3 credentials and endpoint used for every `s3://` bucket.
@@ -223,6 +228,8 @@ pub struct Settings {
     pub max_running_jobs: usize,
     /// Named source databases, checked at start (URL, scheme, no inline password).
     pub connections: HashMap<String, ConnectionConfig>,
+    /// Folder of the built-in embedding model.
+    pub models_dir: PathBuf,
 }
 
 /// TLS files (PEM).
@@ -362,6 +369,10 @@ impl Settings {
             check_connection(name, connection)?;
         }
         Ok(Self {
+            models_dir: args
+                .models_dir
+                .or(file.models_dir)
+                .unwrap_or_else(crate::vector::embed::default_models_dir),
             connections,
             lineage_endpoint,
             max_running_jobs,

@@ -95,9 +95,21 @@ pub async fn serve(
         return Err(ServeError::Anonymous(settings.listen));
     }
     let limits = Limits::new(settings.max_concurrent_queries, settings.query_timeout);
-    let service = LakehouseService::new(engine, auth, limits)?.with_connections(
-        crate::ingest::database::Connections::new(settings.connections.clone()),
+    let vectors = Arc::new(crate::vector::service::VectorIndexes::new(
+        Arc::clone(&engine),
+        settings.models_dir.clone(),
+    ));
+    engine.register_table_function(
+        "vector_search",
+        Arc::new(crate::vector::sql::VectorSearchFunction::new(Arc::clone(
+            &vectors,
+        ))),
     );
+    let service = LakehouseService::new(engine, auth, limits)?
+        .with_connections(crate::ingest::database::Connections::new(
+            settings.connections.clone(),
+        ))
+        .with_vectors(vectors);
     let tls = settings.tls.as_ref().map(tls_config).transpose()?;
     let listener = TcpListener::bind(settings.listen)
         .await

@@ -49,6 +49,15 @@ impl TableEntry {
         }
     }
 
+    /// An entry for a Delta table at `location` that the catalog does not list (an
+    /// index's vectors): `schema.name` only names it in messages.
+    pub fn unlisted(schema: &str, name: &str, bucket: &str, location: &str) -> Self {
+        Self {
+            location: location.to_string(),
+            ..Self::new(schema, name, bucket)
+        }
+    }
+
     /// `schema.name`.
     pub fn qualified_name(&self) -> String {
         format!("{}.{}", self.schema, self.name)
@@ -68,6 +77,51 @@ pub struct CatalogDocument {
     pub schemas: Vec<String>,
     /// Listed tables.
     pub tables: Vec<TableEntry>,
+    /// Vector indexes over tables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<IndexEntry>,
+}
+
+/// A vector index over a table's text column; its files live under `location` in
+/// `bucket` (the index's home bucket).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// Index name (unique).
+    pub name: String,
+    /// Source table's schema.
+    pub schema: String,
+    /// Source table.
+    pub table: String,
+    /// Column embedded.
+    pub text_column: String,
+    /// Integer id column.
+    pub id_column: String,
+    /// `flat` or `hnsw`.
+    pub backend: String,
+    /// `cosine`, `l2` or `dot`.
+    pub metric: String,
+    /// Embedding model id.
+    pub model: String,
+    /// Vector length.
+    pub dimension: u32,
+    /// Backend parameters.
+    pub parameters: serde_json::Value,
+    /// Home bucket.
+    pub bucket: String,
+    /// Folder of the index in its bucket, ending with `/`.
+    pub location: String,
+    /// Delta version of the source table it was built from.
+    pub source_version: i64,
+    /// Vectors held.
+    pub vectors: u64,
+    /// Memory of the in-process index.
+    pub bytes: u64,
+    /// Seconds to build (embedding included).
+    pub build_seconds: f64,
+    /// Seconds spent embedding.
+    pub embed_seconds: f64,
+    /// RFC 3339.
+    pub built_at: String,
 }
 
 impl CatalogDocument {
@@ -77,6 +131,7 @@ impl CatalogDocument {
             format_version: FORMAT_VERSION,
             schemas: vec![DEFAULT_SCHEMA.to_string()],
             tables: Vec::new(),
+            indexes: Vec::new(),
         }
     }
 

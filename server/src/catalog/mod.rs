@@ -31,7 +31,7 @@ use lakehouse_flight_ext::v1::ColumnPii;
 use tokio::sync::Mutex;
 
 pub use delta::{Commit, WriteMode, Written};
-pub use document::{CatalogDocument, TableEntry};
+pub use document::{CatalogDocument, IndexEntry, TableEntry};
 
 use crate::events::EventBus;
 use crate::jobs::Jobs;
@@ -544,6 +544,54 @@ impl Catalog {
         })
         .await
         .map(drop)
+    }
+
+    /// The vector index `name`.
+    pub fn index(&self, name: &str) -> Option<IndexEntry> {
+        self.snapshot()
+            .indexes
+            .iter()
+            .find(|i| i.name == name)
+            .cloned()
+    }
+
+    /// Records an index (its files are written); returns the entry it replaced.
+    pub async fn put_index(&self, entry: IndexEntry) -> Result<Option<IndexEntry>> {
+        let _writer = self.writer.lock().await;
+        let mut next = (*self.snapshot()).clone();
+        let old = next
+            .indexes
+            .iter()
+            .position(|i| i.name == entry.name)
+            .map(|at| next.indexes.remove(at));
+        next.indexes.push(entry);
+        next.indexes.sort_by(|a, b| a.name.cmp(&b.name));
+        self.publish(next).await?;
+        Ok(old)
+    }
+
+    /// Deletes the files of an index that is no longer recorded.
+    pub async fn remove_index_files(&self, entry: &IndexEntry) {
+        let result = match self.buckets.get(&entry.bucket) {
+            Ok(bucket) => bucket.delete_folder(&entry.location).await,
+            Err(e) => Err(e),
+        };
+        if let Err(error) = result {
+            tracing::warn!(index = %entry.name, location = %entry.location, %error,
+                "index replaced but its old files could not be deleted");
+        }
+    }
+
+    /// Writes a new Delta table that the catalog does not list (an index's vectors)
+    /// in one commit.
+    pub async fn write_unlisted(
+        &self,
+        entry: &TableEntry,
+        input: SendableRecordBatchStream,
+        session: Arc<SessionState>,
+    ) -> Result<Written> {
+        let bucket = self.buckets.get(&entry.bucket)?;
+        delta::write(&bucket, entry, WriteMode::Create, input, session).await
     }
 
     /// Changes the entry of a listed table and persists the catalog.

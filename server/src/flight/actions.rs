@@ -7,6 +7,7 @@ use arrow_flight::{
 use futures::stream;
 use lakehouse_flight_ext::actions::{
     INGEST_FILE, INGEST_MYSQL, INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK,
+    VECTOR_INDEX_CREATE, VECTOR_SEARCH,
 };
 use lakehouse_flight_ext::session_actions::{
     CANCEL_FLIGHT_INFO, CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS,
@@ -23,7 +24,7 @@ use super::sessions::{SESSION_COOKIE, Sessions, options_of};
 use crate::ingest::database::System;
 
 /// (name, description) of every action beyond Flight SQL's own.
-const CUSTOM_ACTIONS: [(&str, &str); 11] = [
+const CUSTOM_ACTIONS: [(&str, &str); 13] = [
     (
         INGEST_FILE,
         "Ingest CSV, NDJSON, Parquet, Arrow IPC or PDF files (a path or glob in a bucket) into a table, as a job; streams Job progress, then the final Job with an IngestResult. Body: IngestFileRequest (protobuf or JSON).",
@@ -35,6 +36,14 @@ const CUSTOM_ACTIONS: [(&str, &str); 11] = [
     (
         INGEST_MYSQL,
         "Ingest a MySQL or MariaDB table or query (unbuffered binary-protocol stream, bounded memory) into a table, as a job; streams Job progress, then the final Job with an IngestResult. Body: IngestDatabaseRequest.",
+    ),
+    (
+        VECTOR_INDEX_CREATE,
+        "Embed a table's text column with the built-in model and build a vector index (hnsw or flat), as a job; the vectors are stored as a Delta table in the index's home bucket. Body: VectorIndexCreateRequest.",
+    ),
+    (
+        VECTOR_SEARCH,
+        "The k nearest rows to a text or vector, optionally restricted by a SQL filter on the source table (k rows when k match). Also SQL: vector_search('index', 'text', k). Body: VectorSearchRequest.",
     ),
     (
         JOB_STATUS,
@@ -151,6 +160,8 @@ impl LakehouseService {
             INGEST_FILE => self.ingest_file(request).await,
             INGEST_POSTGRES => self.ingest_database(request, System::Postgres).await,
             INGEST_MYSQL => self.ingest_database(request, System::Mysql).await,
+            VECTOR_INDEX_CREATE => self.vector_index_create(request).await,
+            VECTOR_SEARCH => self.vector_search(request).await,
             JOB_STATUS => self.job_status(request),
             JOB_CANCEL => self.job_cancel(request).await,
             JOB_LIST => self.job_list(request),

@@ -36,12 +36,12 @@ use crate::jobs::{JobHandle, STAGING, is_terminal};
 use crate::pii::ENTITIES;
 use crate::storage::{PRIMARY, StorageError};
 
-type ActionStream =
+pub(super) type ActionStream =
     <LakehouseService as arrow_flight::flight_service_server::FlightService>::DoActionStream;
 type PutStream =
     <LakehouseService as arrow_flight::flight_service_server::FlightService>::DoPutStream;
 
-fn decode<M: prost::Message + Default + DeserializeOwned>(
+pub(super) fn decode<M: prost::Message + Default + DeserializeOwned>(
     action: &Action,
 ) -> Result<(M, Encoding), Status> {
     decode_body(&action.body).map_err(|e| {
@@ -58,7 +58,10 @@ fn reply<M: prost::Message + Serialize>(message: &M, encoding: Encoding) -> arro
     }
 }
 
-fn one<M: prost::Message + Serialize>(message: &M, encoding: Encoding) -> Response<ActionStream> {
+pub(super) fn one<M: prost::Message + Serialize>(
+    message: &M,
+    encoding: Encoding,
+) -> Response<ActionStream> {
     Response::new(Box::pin(futures::stream::iter([Ok(reply(
         message, encoding,
     ))])))
@@ -73,7 +76,7 @@ fn follow(handle: &JobHandle, encoding: Encoding) -> Response<ActionStream> {
 /// Like [`follow`], for the action that started the job: a job that fails or is
 /// cancelled ends the stream with its status (after its last snapshot), so a
 /// client that only checks for errors sees the failure.
-fn follow_to_outcome(handle: &JobHandle, encoding: Encoding) -> Response<ActionStream> {
+pub(super) fn follow_to_outcome(handle: &JobHandle, encoding: Encoding) -> Response<ActionStream> {
     let stream = handle.follow().flat_map(move |job| {
         let mut items = vec![Ok(reply(&job, encoding))];
         if is_terminal(job.state) && job.state != JobState::Succeeded as i32 {

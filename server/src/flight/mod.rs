@@ -27,6 +27,7 @@ mod service;
 mod sessions;
 mod sql_info;
 mod status;
+mod vector;
 
 pub use auth::{Authenticator, hash_password};
 pub use front::FrontDoor;

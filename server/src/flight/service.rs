@@ -43,6 +43,7 @@ use crate::ingest::database::Connections;
 use crate::query::{
     ParameterRows, QueryEngine, SessionDefaults, Statement, Write, classify, count_schema, is_write,
 };
+use crate::vector::service::VectorIndexes;
 
 /// FlightData messages encoded ahead of what the client has read.
 const ENCODE_AHEAD: usize = 4;
@@ -59,6 +60,8 @@ pub struct LakehouseService {
     pub(super) limits: Limits,
     /// Named source databases of the ingest actions.
     pub(super) connections: Connections,
+    /// Vector indexes (absent in services built without them).
+    pub(super) vectors: Option<Arc<VectorIndexes>>,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
 }
@@ -78,6 +81,7 @@ impl LakehouseService {
             sessions: Sessions::default(),
             running: RunningQueries::default(),
             connections: Connections::default(),
+            vectors: None,
             auth,
             limits,
         })
@@ -86,6 +90,12 @@ impl LakehouseService {
     /// Serves the ingest actions' named connections.
     pub fn with_connections(mut self, connections: Connections) -> Self {
         self.connections = connections;
+        self
+    }
+
+    /// Serves the vector actions over `vectors`.
+    pub fn with_vectors(mut self, vectors: Arc<VectorIndexes>) -> Self {
+        self.vectors = Some(vectors);
         self
     }
 

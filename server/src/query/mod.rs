@@ -17,6 +17,8 @@ mod write;
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
+use datafusion::catalog::TableFunctionImpl;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -31,7 +33,7 @@ pub use system::SYSTEM_TABLES;
 use write::check_query;
 pub use write::{Statement, TableName, Write, classify, count_schema, is_write};
 
-use crate::catalog::{CATALOG_NAME, Catalog, DEFAULT_SCHEMA};
+use crate::catalog::{CATALOG_NAME, Catalog, DEFAULT_SCHEMA, TableEntry};
 use crate::config::Settings;
 
 /// The catalog and schema unqualified names resolve against.
@@ -61,6 +63,8 @@ pub struct QueryEngine {
     batch_size: usize,
     /// Session whose options Delta scans inherit (view types off, see [`session_config`]).
     scan_session: Arc<SessionState>,
+    /// Table functions every session has (`vector_search`).
+    table_functions: std::sync::RwLock<Vec<(String, Arc<dyn TableFunctionImpl>)>>,
 }
 
 impl QueryEngine {
@@ -92,6 +96,7 @@ impl QueryEngine {
             target_partitions: settings.target_partitions,
             batch_size: settings.batch_size,
             scan_session,
+            table_functions: std::sync::RwLock::new(Vec::new()),
         })
     }
 
@@ -103,6 +108,13 @@ impl QueryEngine {
     /// The catalog queries run over.
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// Adds a table function to every later session.
+    pub fn register_table_function(&self, name: &str, function: Arc<dyn TableFunctionImpl>) {
+        if let Ok(mut functions) = self.table_functions.write() {
+            functions.push((name.to_string(), function));
+        }
     }
 
     /// A new session for one request.
@@ -117,7 +129,20 @@ impl QueryEngine {
         let provider =
             LakehouseCatalog::new(Arc::clone(&self.catalog), Arc::clone(&self.scan_session));
         ctx.register_catalog(CATALOG_NAME, Arc::new(provider));
+        if let Ok(functions) = self.table_functions.read() {
+            for (name, function) in functions.iter() {
+                ctx.register_udtf(name, Arc::clone(function));
+            }
+        }
         ctx
+    }
+
+    /// Every row of a Delta table the catalog does not list (an index's vectors).
+    pub async fn read_unlisted(&self, entry: &TableEntry) -> Result<Vec<RecordBatch>> {
+        let provider =
+            provider::open_provider(&self.catalog, &self.scan_session, entry, None).await?;
+        let ctx = self.session(&SessionDefaults::default());
+        ctx.read_table(provider)?.collect().await
     }
 
     /// Plans one SQL statement (query, DDL or DML) without running it.

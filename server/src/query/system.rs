@@ -20,7 +20,7 @@ use super::provider::open_provider;
 use crate::catalog::{CATALOG_NAME, Catalog, TableEntry};
 
 /// Names of the system tables, sorted.
-pub const SYSTEM_TABLES: [&str; 7] = [
+pub const SYSTEM_TABLES: [&str; 8] = [
     "buckets",
     "columns",
     "jobs",
@@ -28,6 +28,7 @@ pub const SYSTEM_TABLES: [&str; 7] = [
     "pii",
     "table_versions",
     "tables",
+    "vector_indexes",
 ];
 
 /// Provider of the `system` schema.
@@ -55,6 +56,7 @@ impl SystemSchema {
             "jobs" => jobs(&self.catalog)?,
             "pii" => pii(&self.catalog)?,
             "lineage" => lineage(&self.catalog).await?,
+            "vector_indexes" => vector_indexes(&self.catalog)?,
             _ => return Ok(None),
         }))
     }
@@ -297,6 +299,69 @@ fn micros(rfc3339: &str) -> Option<i64> {
         .map(|t| t.timestamp_micros())
 }
 
+/// Vector indexes: what each covers, how it was built, what it holds.
+fn vector_indexes(catalog: &Catalog) -> Result<RecordBatch> {
+    let snapshot = catalog.snapshot();
+    let indexes = &snapshot.indexes;
+    let strings = |f: &dyn Fn(&crate::catalog::IndexEntry) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(indexes.iter().map(f)))
+    };
+    batch(
+        vec![
+            utf8("name", false),
+            utf8("table_schema", false),
+            utf8("table_name", false),
+            utf8("text_column", false),
+            utf8("id_column", false),
+            utf8("backend", false),
+            utf8("metric", false),
+            utf8("model", false),
+            Field::new("dimension", DataType::Int32, false),
+            utf8("parameters", false),
+            utf8("bucket", false),
+            utf8("location", false),
+            Field::new("source_version", DataType::Int64, false),
+            Field::new("vectors", DataType::Int64, false),
+            Field::new("bytes", DataType::Int64, false),
+            Field::new("build_seconds", DataType::Float64, false),
+            Field::new("embed_seconds", DataType::Float64, false),
+            timestamp_field("built_at", true),
+        ],
+        vec![
+            strings(&|i| i.name.clone()),
+            strings(&|i| i.schema.clone()),
+            strings(&|i| i.table.clone()),
+            strings(&|i| i.text_column.clone()),
+            strings(&|i| i.id_column.clone()),
+            strings(&|i| i.backend.clone()),
+            strings(&|i| i.metric.clone()),
+            strings(&|i| i.model.clone()),
+            Arc::new(Int32Array::from_iter_values(
+                indexes.iter().map(|i| i.dimension as i32),
+            )),
+            strings(&|i| i.parameters.to_string()),
+            strings(&|i| i.bucket.clone()),
+            strings(&|i| i.location.clone()),
+            Arc::new(Int64Array::from_iter_values(
+                indexes.iter().map(|i| i.source_version),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                indexes.iter().map(|i| i.vectors as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                indexes.iter().map(|i| i.bytes as i64),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                indexes.iter().map(|i| i.build_seconds),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                indexes.iter().map(|i| i.embed_seconds),
+            )),
+            timestamps(indexes.iter().map(|i| micros(&i.built_at)).collect()),
+        ],
+    )
+}
+
 /// Jobs of this server, newest first (`lakehouse.job.list` as SQL).
 fn jobs(catalog: &Catalog) -> Result<RecordBatch> {
     use lakehouse_flight_ext::v1::{JobState, job};
@@ -312,19 +377,19 @@ fn jobs(catalog: &Catalog) -> Result<RecordBatch> {
         Ok(JobState::Cancelled) => "CANCELLED",
         _ => "UNSPECIFIED",
     };
-    // One arm per job result kind; more kinds come with later job types.
-    let ingest = |j: &lakehouse_flight_ext::v1::Job| {
-        j.result.as_ref().map(|job::Result::Ingest(r)| r.clone())
+    // (table, version) of what the job wrote: an ingest's table, an index's source.
+    let written = |j: &lakehouse_flight_ext::v1::Job| match j.result.as_ref() {
+        Some(job::Result::Ingest(r)) => Some((r.table.clone(), r.version)),
+        Some(job::Result::VectorIndex(i)) => Some((i.table.clone(), i.source_version)),
+        None => None,
     };
-    let results: Vec<_> = jobs.iter().map(ingest).collect();
+    let results: Vec<_> = jobs.iter().map(written).collect();
     let result_table: Vec<Option<String>> = results
         .iter()
-        .map(|r| r.as_ref().map(|r| r.table.clone()))
+        .map(|r| r.as_ref().map(|r| r.0.clone()))
         .collect();
-    let result_version: Vec<Option<i64>> = results
-        .iter()
-        .map(|r| r.as_ref().map(|r| r.version))
-        .collect();
+    let result_version: Vec<Option<i64>> =
+        results.iter().map(|r| r.as_ref().map(|r| r.1)).collect();
     let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
     batch(
         vec![

@@ -1,0 +1,500 @@
+//! HTTP embedding providers: Ollama (`POST /api/embed`) and OpenAI-compatible services
+//! (`POST /v1/embeddings`, float or base64 vectors).
+//!
+//! Texts go in batches of at most `batch_size`; each request has a timeout and is retried
+//! with exponential backoff when the service can't be reached, is overloaded (429) or
+//! fails (5xx). Errors name the service and model and say what to check; API keys never
+//! appear in them.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::embed::{EmbedError, Embedder};
+
+/// Which wire protocol a service speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Ollama's `/api/embed`.
+    Ollama,
+    /// OpenAI's `/v1/embeddings` (also vLLM, LM Studio, llama.cpp server, TEI…).
+    OpenAi,
+}
+
+/// How to reach an HTTP embedding service.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Base URL, e.g. `http://127.0.0.1:11434` (Ollama) or `https://api.openai.com`.
+    pub url: String,
+    /// The model name the service knows.
+    pub model: String,
+    /// Bearer token (OpenAI-compatible services).
+    pub api_key: Option<String>,
+    /// Texts per request.
+    pub batch_size: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// First backoff; doubles on every retry.
+    pub backoff: Duration,
+    /// OpenAI: ask for base64-encoded vectors (smaller responses).
+    pub base64: bool,
+}
+
+impl HttpOptions {
+    /// Defaults for `url` and `model`: 64 texts per request, 60 s timeout, 3 retries
+    /// from 500 ms.
+    pub fn new(url: &str, model: &str) -> Self {
+        Self {
+            url: url.trim_end_matches('/').to_string(),
+            model: model.to_string(),
+            api_key: None,
+            batch_size: 64,
+            timeout: Duration::from_secs(60),
+            retries: 3,
+            backoff: Duration::from_millis(500),
+            base64: false,
+        }
+    }
+}
+
+/// An embedding service over HTTP; the dimension is learnt from its first answer.
+pub struct HttpEmbedder {
+    protocol: Protocol,
+    options: HttpOptions,
+    client: reqwest::Client,
+    dimension: usize,
+    id: String,
+}
+
+impl HttpEmbedder {
+    /// Connects to the service and learns the model's dimension with one short text, so
+    /// a service that is down or a model that is unknown fails here, clearly.
+    pub async fn connect(protocol: Protocol, options: HttpOptions) -> Result<Self, EmbedError> {
+        if options.batch_size == 0 {
+            return Err(EmbedError::Unavailable {
+                model: options.model.clone(),
+                message: "batch_size must be at least 1".into(),
+            });
+        }
+        let client = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .build()
+            .map_err(|e| EmbedError::Unavailable {
+                model: options.model.clone(),
+                message: e.to_string(),
+            })?;
+        let prefix = match protocol {
+            Protocol::Ollama => "ollama",
+            Protocol::OpenAi => "openai",
+        };
+        let mut embedder = Self {
+            id: format!("{prefix}:{}", options.model),
+            protocol,
+            options,
+            client,
+            dimension: 0,
+        };
+        let probe = embedder.request(&["dimension probe".to_string()]).await?;
+        embedder.dimension = probe.first().map_or(0, Vec::len);
+        if embedder.dimension == 0 {
+            return Err(embedder.failed("the service returned an empty vector".into()));
+        }
+        Ok(embedder)
+    }
+
+    fn endpoint(&self) -> String {
+        match self.protocol {
+            Protocol::Ollama => format!("{}/api/embed", self.options.url),
+            Protocol::OpenAi if self.options.url.ends_with("/v1") => {
+                format!("{}/embeddings", self.options.url)
+            }
+            Protocol::OpenAi => format!("{}/v1/embeddings", self.options.url),
+        }
+    }
+
+    fn failed(&self, message: String) -> EmbedError {
+        EmbedError::Failed {
+            model: self.id.clone(),
+            message,
+        }
+    }
+
+    /// One batch, with retries.
+    async fn request(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let body = match self.protocol {
+            Protocol::Ollama => json!({"model": self.options.model, "input": texts}),
+            Protocol::OpenAi => json!({
+                "model": self.options.model,
+                "input": texts,
+                "encoding_format": if self.options.base64 { "base64" } else { "float" },
+            }),
+        };
+        let body = body.to_string();
+        let endpoint = self.endpoint();
+        let mut delay = self.options.backoff;
+        let mut attempt = 0;
+        loop {
+            let mut request = self
+                .client
+                .post(&endpoint)
+                .header("content-type", "application/json")
+                .body(body.clone());
+            if let Some(key) = &self.options.api_key {
+                request = request.bearer_auth(key);
+            }
+            let outcome = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let bytes = response.bytes().await.unwrap_or_default();
+                    if status.is_success() {
+                        return self.parse(&bytes, texts.len());
+                    }
+                    let message = error_message(&bytes);
+                    let retry = status.as_u16() == 429 || status.is_server_error();
+                    let error = match status.as_u16() {
+                        401 | 403 => EmbedError::Unavailable {
+                            model: self.id.clone(),
+                            message: format!(
+                                "{endpoint} refused the credentials ({status}): {message}"
+                            ),
+                        },
+                        404 => EmbedError::Unavailable {
+                            model: self.id.clone(),
+                            message: format!(
+                                "{endpoint} answered 404: {message} (is the model pulled / the URL right?)"
+                            ),
+                        },
+                        _ => self.failed(format!("{endpoint} answered {status}: {message}")),
+                    };
+                    (error, retry)
+                }
+                Err(e) => {
+                    let what = if e.is_timeout() {
+                        format!("no answer within {:?}", self.options.timeout)
+                    } else {
+                        format!("cannot reach it ({})", source_chain(&e))
+                    };
+                    let hint = match self.protocol {
+                        Protocol::Ollama => "; is Ollama running (`ollama serve`)?",
+                        Protocol::OpenAi => "",
+                    };
+                    (
+                        EmbedError::Unavailable {
+                            model: self.id.clone(),
+                            message: format!("{endpoint}: {what}{hint}"),
+                        },
+                        true,
+                    )
+                }
+            };
+            let (error, retry) = outcome;
+            if !retry || attempt >= self.options.retries {
+                return Err(error);
+            }
+            attempt += 1;
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+    }
+
+    fn parse(&self, bytes: &[u8], expected: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| self.failed(format!("the answer is not JSON ({e})")))?;
+        let vectors: Vec<Vec<f32>> = match self.protocol {
+            Protocol::Ollama => value
+                .get("embeddings")
+                .and_then(Value::as_array)
+                .ok_or_else(|| self.failed("the answer has no \"embeddings\"".into()))?
+                .iter()
+                .map(|v| {
+                    floats(v)
+                        .ok_or_else(|| self.failed("an embedding is not a list of numbers".into()))
+                })
+                .collect::<Result<_, _>>()?,
+            Protocol::OpenAi => {
+                let data = value
+                    .get("data")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| self.failed("the answer has no \"data\"".into()))?;
+                let mut indexed = Vec::with_capacity(data.len());
+                for (position, item) in data.iter().enumerate() {
+                    let index = item
+                        .get("index")
+                        .and_then(Value::as_u64)
+                        .map_or(position, |i| i as usize);
+                    let embedding = item
+                        .get("embedding")
+                        .ok_or_else(|| self.failed("an item has no \"embedding\"".into()))?;
+                    let vector = match embedding {
+                        Value::String(encoded) => decode_base64(encoded).ok_or_else(|| {
+                            self.failed("a base64 embedding does not decode to floats".into())
+                        })?,
+                        other => floats(other).ok_or_else(|| {
+                            self.failed("an embedding is not a list of numbers".into())
+                        })?,
+                    };
+                    indexed.push((index, vector));
+                }
+                indexed.sort_by_key(|(i, _)| *i);
+                indexed.into_iter().map(|(_, v)| v).collect()
+            }
+        };
+        if vectors.len() != expected {
+            return Err(self.failed(format!(
+                "asked for {expected} embeddings, got {}",
+                vectors.len()
+            )));
+        }
+        if self.dimension > 0 && vectors.iter().any(|v| v.len() != self.dimension) {
+            return Err(self.failed(format!(
+                "the service changed dimension (expected {})",
+                self.dimension
+            )));
+        }
+        Ok(vectors)
+    }
+}
+
+fn floats(value: &Value) -> Option<Vec<f32>> {
+    value
+        .as_array()?
+        .iter()
+        .map(|x| x.as_f64().map(|f| f as f32))
+        .collect()
+}
+
+fn decode_base64(text: &str) -> Option<Vec<f32>> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    if bytes.len() % 4 != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    )
+}
+
+/// The error's message as the service put it (`error`, `error.message`), else the body.
+fn error_message(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let parsed: Option<Value> = serde_json::from_slice(bytes).ok();
+    let message = parsed.as_ref().and_then(|v| match v.get("error") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Object(o)) => o.get("message").and_then(Value::as_str).map(String::from),
+        _ => None,
+    });
+    let mut message = message.unwrap_or_else(|| text.trim().to_string());
+    message.truncate(500);
+    message
+}
+
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(inner) = source {
+        parts.push(inner.to_string());
+        source = inner.source();
+    }
+    parts.join(": ")
+}
+
+#[async_trait::async_trait]
+impl Embedder for HttpEmbedder {
+    fn model(&self) -> &str {
+        &self.id
+    }
+
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(self.options.batch_size) {
+            out.extend(self.request(batch).await?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A stand-in for the external service: answers each request with `answer(n, body)`
+    /// (status, JSON), where n counts requests from 0. Returns its base URL.
+    async fn service(
+        answer: impl Fn(usize, Value) -> (u16, String) + Send + Sync + 'static,
+    ) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&count);
+        let answer = Arc::new(answer);
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let answer = Arc::clone(&answer);
+                let seen = Arc::clone(&seen);
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 65536];
+                    let body = loop {
+                        let n = socket.read(&mut chunk).await.unwrap();
+                        buffer.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buffer).to_string();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length: usize = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse().unwrap())
+                                })
+                                .unwrap_or(0);
+                            if buffer.len() >= end + 4 + length {
+                                break serde_json::from_slice(&buffer[end + 4..end + 4 + length])
+                                    .unwrap_or(Value::Null);
+                            }
+                        }
+                    };
+                    let n = seen.fetch_add(1, Ordering::SeqCst);
+                    let (status, json) = answer(n, body);
+                    let response = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+                        json.len()
+                    );
+                    socket.write_all(response.as_bytes()).await.unwrap();
+                });
+            }
+        });
+        (url, count)
+    }
+
+    fn fast(url: &str) -> HttpOptions {
+        HttpOptions {
+            backoff: Duration::from_millis(10),
+            batch_size: 3,
+            ..HttpOptions::new(url, "nomic-embed-text")
+        }
+    }
+
+    #[tokio::test]
+    async fn ollama_batches_and_keeps_order() {
+        let (url, count) = service(|_, body| {
+            let input = body["input"].as_array().unwrap();
+            let vectors: Vec<Vec<f32>> = input
+                .iter()
+                .map(|t| vec![t.as_str().unwrap().len() as f32, 1.0])
+                .collect();
+            (
+                200,
+                json!({"model": "m", "embeddings": vectors}).to_string(),
+            )
+        })
+        .await;
+        let embedder = HttpEmbedder::connect(Protocol::Ollama, fast(&url))
+            .await
+            .unwrap();
+        assert_eq!(
+            (embedder.dimension(), embedder.model()),
+            (2, "ollama:nomic-embed-text")
+        );
+        let texts: Vec<String> = ["a", "bb", "ccc", "dddd", "eeeee"]
+            .map(String::from)
+            .to_vec();
+        let vectors = embedder.embed(&texts).await.unwrap();
+        assert_eq!(
+            vectors.iter().map(|v| v[0]).collect::<Vec<_>>(),
+            vec![1.0, 2.0, 3.0, 4.0, 5.0]
+        );
+        // 1 probe + 2 batches of at most 3.
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn openai_base64_out_of_order_and_retries() {
+        let (url, count) = service(|n, body| {
+            if n == 1 {
+                return (503, json!({"error": {"message": "overloaded"}}).to_string());
+            }
+            assert_eq!(body["encoding_format"], "base64");
+            let data: Vec<Value> = body["input"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, _)| {
+                    let bytes: Vec<u8> = [i as f32, 0.5].iter().flat_map(|f| f.to_le_bytes()).collect();
+                    json!({"index": i, "embedding": base64::engine::general_purpose::STANDARD.encode(bytes)})
+                })
+                .collect();
+            (200, json!({"data": data}).to_string())
+        })
+        .await;
+        let options = HttpOptions {
+            base64: true,
+            api_key: Some("sk-secret".into()),
+            ..fast(&url)
+        };
+        let embedder = HttpEmbedder::connect(Protocol::OpenAi, options)
+            .await
+            .unwrap();
+        let vectors = embedder
+            .embed(&["x".into(), "y".into(), "z".into()])
+            .await
+            .unwrap();
+        assert_eq!(
+            vectors,
+            vec![vec![0.0, 0.5], vec![1.0, 0.5], vec![2.0, 0.5]]
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 3); // probe, a 503, its retry
+    }
+
+    #[tokio::test]
+    async fn clear_errors_when_down_or_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let error = HttpEmbedder::connect(Protocol::Ollama, fast(&url))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("cannot reach") && error.contains("ollama serve"),
+            "{error}"
+        );
+        let (url, count) =
+            service(|_, _| (401, json!({"error": {"message": "bad key"}}).to_string())).await;
+        let options = HttpOptions {
+            api_key: Some("sk-secret".into()),
+            ..fast(&url)
+        };
+        let error = HttpEmbedder::connect(Protocol::OpenAi, options)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("refused the credentials") && error.contains("bad key"),
+            "{error}"
+        );
+        assert!(!error.contains("sk-secret"));
+        assert_eq!(count.load(Ordering::SeqCst), 1, "401 is not retried");
+    }
+}
