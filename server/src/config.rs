@@ -189,7 +189,7 @@ pub struct ServeArgs {
     pub max_running_jobs: Option<usize>,
     /// Folder of the built-in embedding model (scripts/fetch-model.sh fills it)
     /// [default: $LAKEHOUSE_MODELS, else ~/.cache/lakehouse/models].
-    #[arg(long)]
+    #[arg(long, env = "LAKEHOUSE_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
 }
 

@@ -90,7 +90,9 @@ pub struct Cancellable<S, T> {
     inner: Pin<Box<S>>,
     cancelled: Pin<Box<dyn futures::Future<Output = ()> + Send>>,
     on_cancel: Option<T>,
-    _guard: RunningGuard,
+    /// Dropped (the query unregistered) as soon as the stream ends or is cancelled,
+    /// before the client sees the end: a second cancel then finds nothing running.
+    guard: Option<RunningGuard>,
 }
 
 impl<S, T> Cancellable<S, T> {
@@ -106,7 +108,7 @@ impl<S, T> Cancellable<S, T> {
             inner: Box::pin(inner),
             cancelled,
             on_cancel: Some(on_cancel),
-            _guard: guard,
+            guard: Some(guard),
         }
     }
 }
@@ -123,9 +125,14 @@ where
             return Poll::Ready(None);
         }
         if self.cancelled.as_mut().poll(cx).is_ready() {
+            self.guard = None;
             return Poll::Ready(self.on_cancel.take());
         }
-        self.inner.as_mut().poll_next(cx)
+        let next = self.inner.as_mut().poll_next(cx);
+        if matches!(next, Poll::Ready(None)) {
+            self.guard = None;
+        }
+        next
     }
 }
 

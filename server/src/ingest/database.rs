@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{
+    ArrayBuilder, Decimal128Builder, ListBuilder, RecordBatch, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::error::DataFusionError;
 use lakehouse_flight_ext::v1::IngestResult;
 use tokio::sync::{mpsc, oneshot};
@@ -205,6 +207,26 @@ impl Connections {
             })?;
         }
         Ok(url.to_string())
+    }
+}
+
+/// An Arrow builder for a column of a database source (decimals keep precision and
+/// scale, timestamps their zone, lists their item field).
+pub(super) fn builder_for(data_type: &DataType, capacity: usize) -> Box<dyn ArrayBuilder> {
+    match data_type {
+        DataType::List(field) => Box::new(
+            ListBuilder::new(builder_for(field.data_type(), capacity))
+                .with_field(Arc::clone(field)),
+        ),
+        DataType::Decimal128(p, s) => Box::new(
+            Decimal128Builder::with_capacity(capacity)
+                .with_precision_and_scale(*p, *s)
+                .unwrap_or_default(),
+        ),
+        DataType::Timestamp(_, Some(tz)) => Box::new(
+            TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone(Arc::clone(tz)),
+        ),
+        other => arrow::array::make_builder(other, capacity),
     }
 }
 

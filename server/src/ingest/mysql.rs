@@ -41,7 +41,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Column, Conn, Opts, Params, Row, Value};
 
 use super::IngestError;
-use super::database::{DbSource, Reader, System};
+use super::database::{DbSource, Reader, System, builder_for};
 use crate::lineage::redact;
 
 /// How long connecting may take before the source counts as unreachable.
@@ -348,20 +348,6 @@ fn append(
         _ => downcast!(StringBuilder).append_value(text(value)?),
     }
     Ok(())
-}
-
-fn builder_for(arrow: &DataType, capacity: usize) -> Box<dyn ArrayBuilder> {
-    match arrow {
-        DataType::Decimal128(p, s) => Box::new(
-            Decimal128Builder::with_capacity(capacity)
-                .with_precision_and_scale(*p, *s)
-                .unwrap_or_default(),
-        ),
-        DataType::Timestamp(_, Some(tz)) => Box::new(
-            TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone(Arc::clone(tz)),
-        ),
-        other => arrow::array::make_builder(other, capacity),
-    }
 }
 
 /// Rows as Arrow builders, flushed into a batch every `batch_size` rows.

@@ -34,7 +34,7 @@ use tokio_postgres::types::{FromSql, Kind, Type};
 use tokio_postgres::{NoTls, Row};
 
 use super::IngestError;
-use super::database::{DbSource, Reader};
+use super::database::{DbSource, Reader, builder_for};
 use crate::lineage::redact;
 
 /// Days from 1970-01-01 to PostgreSQL's epoch 2000-01-01.
@@ -358,24 +358,6 @@ fn append(
         other => return Err(format!("internal: no decoder for {other}")),
     }
     Ok(())
-}
-
-fn builder_for(data_type: &DataType, capacity: usize) -> Box<dyn ArrayBuilder> {
-    match data_type {
-        DataType::List(field) => Box::new(
-            ListBuilder::new(builder_for(field.data_type(), capacity))
-                .with_field(Arc::clone(field)),
-        ),
-        DataType::Decimal128(p, s) => Box::new(
-            Decimal128Builder::with_capacity(capacity)
-                .with_precision_and_scale(*p, *s)
-                .unwrap_or_default(),
-        ),
-        DataType::Timestamp(_, Some(tz)) => Box::new(
-            TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone(Arc::clone(tz)),
-        ),
-        other => arrow::array::make_builder(other, capacity),
-    }
 }
 
 /// Connects, describes the columns and streams the rows as Arrow batches into
