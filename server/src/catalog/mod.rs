@@ -377,13 +377,20 @@ impl Catalog {
 
     /// Deletes an unlisted table's folder; a failure leaves an invisible orphan, logged.
     async fn remove_files(&self, entry: &TableEntry) {
-        let result = match self.buckets.get(&entry.bucket) {
-            Ok(bucket) => bucket.delete_folder(&entry.location).await,
+        self.delete_folder(&entry.bucket, &entry.location, &entry.qualified_name())
+            .await;
+    }
+
+    /// Deletes a folder no entry points at any more; a failure is logged (the files
+    /// are orphans, not data).
+    async fn delete_folder(&self, bucket: &str, location: &str, owner: &str) {
+        let result = match self.buckets.get(bucket) {
+            Ok(bucket) => bucket.delete_folder(location).await,
             Err(e) => Err(e),
         };
         if let Err(error) = result {
-            tracing::warn!(table = %entry.qualified_name(), location = %entry.location, %error,
-                "table unlisted but its files could not be deleted");
+            tracing::warn!(%owner, %location, %error,
+                "no longer listed but its files could not be deleted");
         }
     }
 
@@ -572,14 +579,8 @@ impl Catalog {
 
     /// Deletes the files of an index that is no longer recorded.
     pub async fn remove_index_files(&self, entry: &IndexEntry) {
-        let result = match self.buckets.get(&entry.bucket) {
-            Ok(bucket) => bucket.delete_folder(&entry.location).await,
-            Err(e) => Err(e),
-        };
-        if let Err(error) = result {
-            tracing::warn!(index = %entry.name, location = %entry.location, %error,
-                "index replaced but its old files could not be deleted");
-        }
+        self.delete_folder(&entry.bucket, &entry.location, &entry.name)
+            .await;
     }
 
     /// Writes a new Delta table that the catalog does not list (an index's vectors)

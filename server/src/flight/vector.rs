@@ -83,7 +83,7 @@ impl LakehouseService {
         };
         if backend == "hnsw" {
             // Fail the call, not the job, on parameters HNSW refuses.
-            crate::vector::index::HnswIndex::new(1, metric, hnsw, 1)
+            hnsw.validate(metric)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
         }
         let bucket = if body.bucket.is_empty() {

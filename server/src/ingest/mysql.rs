@@ -111,7 +111,9 @@ fn arrow_type(column: &Column) -> Option<DataType> {
         MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => {
             let scale = u32::from(column.decimals());
             // The display length counts a sign (signed) and a point (scale > 0).
-            let precision = column.column_length() - u32::from(!unsigned) - u32::from(scale > 0);
+            let precision = column
+                .column_length()
+                .saturating_sub(u32::from(!unsigned) + u32::from(scale > 0));
             if (1..=38).contains(&precision) && scale <= precision {
                 DataType::Decimal128(precision as u8, scale as i8)
             } else {
@@ -587,10 +589,14 @@ async fn read(
             )
         }
     };
-    let statement = conn
-        .prep(&sql)
-        .await
-        .map_err(|e| source_error("preparing the source query", &e))?;
+    // The first statement serves unless a fallback or watermark rewrote the SQL.
+    let statement = if sql == source.query {
+        statement
+    } else {
+        conn.prep(&sql)
+            .await
+            .map_err(|e| source_error("preparing the source query", &e))?
+    };
     let mut result = conn
         .exec_iter(&statement, params)
         .await

@@ -133,9 +133,14 @@ impl<'a> FromSql<'a> for Raw<'a> {
 type DecodeResult<T> = Result<T, String>;
 
 fn be<const N: usize>(raw: &[u8]) -> DecodeResult<[u8; N]> {
-    raw.get(..N)
+    be_at(raw, 0)
+}
+
+/// The `N` bytes at `at`; a value too short for them is an error, never a panic.
+fn be_at<const N: usize>(raw: &[u8], at: usize) -> DecodeResult<[u8; N]> {
+    raw.get(at..at.saturating_add(N))
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| format!("expected {N} bytes, got {}", raw.len()))
+        .ok_or_else(|| format!("expected {N} bytes at {at}, got {}", raw.len()))
 }
 
 fn text(raw: &[u8]) -> DecodeResult<&str> {
@@ -145,9 +150,9 @@ fn text(raw: &[u8]) -> DecodeResult<&str> {
 /// A numeric's binary form: (sign, weight, digits in base 10000, display scale).
 fn numeric_parts(raw: &[u8]) -> DecodeResult<(bool, i16, Vec<i16>, u16)> {
     let ndigits = i16::from_be_bytes(be(raw)?);
-    let weight = i16::from_be_bytes(be(&raw[2..])?);
-    let sign = u16::from_be_bytes(be(&raw[4..])?);
-    let dscale = u16::from_be_bytes(be(&raw[6..])?);
+    let weight = i16::from_be_bytes(be_at(raw, 2)?);
+    let sign = u16::from_be_bytes(be_at(raw, 4)?);
+    let dscale = u16::from_be_bytes(be_at(raw, 6)?);
     if sign == 0xC000 {
         return Err("NaN does not fit a decimal column".into());
     }
@@ -156,7 +161,7 @@ fn numeric_parts(raw: &[u8]) -> DecodeResult<(bool, i16, Vec<i16>, u16)> {
     }
     let mut digits = Vec::with_capacity(ndigits.max(0) as usize);
     for i in 0..ndigits.max(0) as usize {
-        digits.push(i16::from_be_bytes(be(&raw[8 + 2 * i..])?));
+        digits.push(i16::from_be_bytes(be_at(raw, 8 + 2 * i)?));
     }
     Ok((sign == 0x4000, weight, digits, dscale))
 }
@@ -237,8 +242,8 @@ fn time_text(micros: i64) -> String {
 
 fn interval_text(raw: &[u8]) -> DecodeResult<String> {
     let micros = i64::from_be_bytes(be(raw)?);
-    let days = i32::from_be_bytes(be(&raw[8..])?);
-    let months = i32::from_be_bytes(be(&raw[12..])?);
+    let days = i32::from_be_bytes(be_at(raw, 8)?);
+    let months = i32::from_be_bytes(be_at(raw, 12)?);
     let mut out = String::from("P");
     if months != 0 {
         out.push_str(&format!("{}Y{}M", months / 12, months % 12));
@@ -336,12 +341,12 @@ fn append(
             let count = if ndim == 0 {
                 0
             } else {
-                let n = i32::from_be_bytes(be(&raw[at..])?);
+                let n = i32::from_be_bytes(be_at(raw, at)?);
                 at += 8;
                 n
             };
             for _ in 0..count {
-                let len = i32::from_be_bytes(be(&raw[at..])?);
+                let len = i32::from_be_bytes(be_at(raw, at)?);
                 at += 4;
                 let value = if len < 0 {
                     None

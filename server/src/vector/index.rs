@@ -327,6 +327,30 @@ impl Default for HnswParams {
     }
 }
 
+impl HnswParams {
+    /// Checks the parameters against what `hnsw_rs` accepts (it exits the process on
+    /// M > 256) and the metric against what a graph can search.
+    pub fn validate(&self, metric: Metric) -> Result<(), IndexError> {
+        if !(2..=255).contains(&self.m) {
+            return Err(IndexError::Invalid(format!(
+                "hnsw m = {} is outside 2..=255",
+                self.m
+            )));
+        }
+        if self.ef_construction < self.m || self.ef_search == 0 {
+            return Err(IndexError::Invalid(
+                "hnsw needs ef_construction >= m and ef_search >= 1".into(),
+            ));
+        }
+        if metric == Metric::Dot {
+            return Err(IndexError::Invalid(
+                    "hnsw supports the cosine and l2 metrics (inner product is not a distance); use flat for dot".into(),
+                ));
+        }
+        Ok(())
+    }
+}
+
 /// In-process HNSW graph; `ef` can change per search without a rebuild.
 pub struct HnswIndex {
     dimension: usize,
@@ -343,22 +367,7 @@ impl HnswIndex {
         params: HnswParams,
         capacity: usize,
     ) -> Result<Self, IndexError> {
-        if !(2..=255).contains(&params.m) {
-            return Err(IndexError::Invalid(format!(
-                "hnsw m = {} is outside 2..=255",
-                params.m
-            )));
-        }
-        if params.ef_construction < params.m || params.ef_search == 0 {
-            return Err(IndexError::Invalid(
-                "hnsw needs ef_construction >= m and ef_search >= 1".into(),
-            ));
-        }
-        if metric == Metric::Dot {
-            return Err(IndexError::Invalid(
-                "hnsw supports the cosine and l2 metrics (inner product is not a distance); use flat for dot".into(),
-            ));
-        }
+        params.validate(metric)?;
         let graph = Hnsw::new(
             params.m,
             capacity.max(1024),

@@ -32,6 +32,9 @@ const EMBED_BATCH: usize = 256;
 /// Largest `k` of a search.
 pub const MAX_K: usize = 10_000;
 
+/// Largest HNSW `ef` of a search (an absurd one would allocate without bound).
+pub const MAX_EF: usize = 100_000;
+
 /// Errors of the vector subsystem, each with the status a client gets.
 #[derive(Debug, thiserror::Error)]
 pub enum VectorError {
@@ -177,13 +180,8 @@ impl VectorIndexes {
                 "vector index {name} already exists; set replace to rebuild it"
             )));
         }
-        let (schema, table) = match table.split_once('.') {
-            Some((s, t)) => (s.to_string(), t.to_string()),
-            None => (
-                crate::catalog::DEFAULT_SCHEMA.to_string(),
-                table.to_string(),
-            ),
-        };
+        let (schema, table) = crate::ingest::file::split_table(table, "table")
+            .map_err(|e| VectorError::Invalid(e.to_string()))?;
         let entry = self
             .engine
             .catalog()
@@ -260,7 +258,8 @@ impl VectorIndexes {
         let mut vectors: Vec<Vec<f32>> = Vec::new();
         let mut seen = HashSet::new();
         let mut embed_seconds = 0.0;
-        let mut pending: Vec<(i64, String)> = Vec::new();
+        let mut pending_ids: Vec<i64> = Vec::new();
+        let mut pending: Vec<String> = Vec::new();
         loop {
             let batch = rows.try_next().await.map_err(internal)?;
             let done = batch.is_none();
@@ -277,7 +276,8 @@ impl VectorIndexes {
                             request.id_column
                         )));
                     }
-                    pending.push((id, text.value(i).to_string()));
+                    pending_ids.push(id);
+                    pending.push(text.value(i).to_string());
                 }
             }
             while pending.len() >= EMBED_BATCH || (done && !pending.is_empty()) {
@@ -285,12 +285,11 @@ impl VectorIndexes {
                     return Err(VectorError::Cancelled);
                 }
                 let take = pending.len().min(EMBED_BATCH);
-                let chunk: Vec<(i64, String)> = pending.drain(..take).collect();
-                let texts: Vec<String> = chunk.iter().map(|(_, t)| t.clone()).collect();
+                let texts: Vec<String> = pending.drain(..take).collect();
                 let t = Instant::now();
                 let embedded = model.embed(&texts).await?;
                 embed_seconds += t.elapsed().as_secs_f64();
-                ids.extend(chunk.iter().map(|(id, _)| *id));
+                ids.extend(pending_ids.drain(..take));
                 vectors.extend(embedded);
                 let (count, bytes) = (
                     ids.len() as u64,
@@ -311,13 +310,14 @@ impl VectorIndexes {
                 request.text_column
             )));
         }
-        job.phase("indexing");
         let dimension = model.dimension();
-        let index = build(&request, dimension, &ids, &vectors).await?;
+        let batch = vectors_batch(&ids, &vectors, dimension, model.model(), request.metric)?;
+        let count = ids.len();
+        job.phase("indexing");
+        let index = build(&request, dimension, items(ids, vectors)).await?;
         job.phase("storing");
         let id = uuid::Uuid::new_v4().simple().to_string();
         let location = format!("indexes/{}-{}/", request.name, &id[..12]);
-        let batch = vectors_batch(&ids, &vectors, dimension, model.model(), request.metric)?;
         let schema = batch.schema();
         let stream =
             RecordBatchStreamAdapter::new(Arc::clone(&schema), futures::stream::iter([Ok(batch)]));
@@ -353,7 +353,7 @@ impl VectorIndexes {
             bucket: request.bucket.clone(),
             location,
             source_version,
-            vectors: ids.len() as u64,
+            vectors: count as u64,
             bytes: index.memory_bytes() as u64,
             build_seconds: started.elapsed().as_secs_f64(),
             embed_seconds,
@@ -403,7 +403,7 @@ impl VectorIndexes {
             bucket: entry.bucket.clone(),
             replace: false,
         };
-        let index = build(&request, entry.dimension as usize, &ids, &vectors).await?;
+        let index = build(&request, entry.dimension as usize, items(ids, vectors)).await?;
         let loaded = Arc::new(Loaded { entry, index });
         if let Ok(mut map) = self.loaded.write() {
             map.insert(name.to_string(), Arc::clone(&loaded));
@@ -472,6 +472,9 @@ impl VectorIndexes {
             return Err(VectorError::Invalid(format!(
                 "k: {k} is not in 1..={MAX_K}"
             )));
+        }
+        if ef > MAX_EF {
+            return Err(VectorError::Invalid(format!("ef: {ef} is above {MAX_EF}")));
         }
         let loaded = self.get(name).await?;
         let entry = &loaded.entry;
@@ -600,17 +603,16 @@ fn hnsw_params(parameters: &serde_json::Value) -> HnswParams {
 }
 
 /// Builds the in-memory index of `request.backend` over the vectors.
+/// Ids paired with their vectors (moved, not copied).
+fn items(ids: Vec<i64>, vectors: Vec<Vec<f32>>) -> Vec<(u64, Vec<f32>)> {
+    ids.into_iter().map(|id| id as u64).zip(vectors).collect()
+}
+
 async fn build(
     request: &CreateIndex,
     dimension: usize,
-    ids: &[i64],
-    vectors: &[Vec<f32>],
+    items: Vec<(u64, Vec<f32>)>,
 ) -> Result<Box<dyn VectorIndex>, VectorError> {
-    let items: Vec<(u64, Vec<f32>)> = ids
-        .iter()
-        .zip(vectors)
-        .map(|(id, v)| (*id as u64, v.clone()))
-        .collect();
     let backend = request.backend.clone();
     let (metric, hnsw) = (request.metric, request.hnsw);
     tokio::task::spawn_blocking(move || -> Result<Box<dyn VectorIndex>, VectorError> {
