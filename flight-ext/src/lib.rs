@@ -39,6 +39,10 @@ pub mod actions {
     pub const VECTOR_INDEX_CREATE: &str = "lakehouse.vector.index.create";
     /// `VectorSearchRequest` → `VectorSearchResult`.
     pub const VECTOR_SEARCH: &str = "lakehouse.vector.search";
+    /// `VectorEvalSetCreateRequest` → stream of `Job`.
+    pub const VECTOR_EVAL_SET_CREATE: &str = "lakehouse.vector.eval_set.create";
+    /// `VectorEvalRequest` → `VectorEvalResult`.
+    pub const VECTOR_EVAL: &str = "lakehouse.vector.eval";
     /// `JobStatusRequest` → `Job` (a stream of them with `follow`).
     pub const JOB_STATUS: &str = "lakehouse.job.status";
     /// `JobCancelRequest` → `Job`.
@@ -51,3 +55,7 @@ pub mod actions {
 
 /// Type URL of `IngestUploadCommand` when `Any`-wrapped in a DoPut descriptor.
 pub const INGEST_UPLOAD_TYPE_URL: &str = "type.googleapis.com/lakehouse.v1.IngestUploadCommand";
+
+/// Type URL of `VectorSearchCommand` when `Any`-wrapped in a GetFlightInfo descriptor
+/// (and in the ticket it returns).
+pub const VECTOR_SEARCH_TYPE_URL: &str = "type.googleapis.com/lakehouse.v1.VectorSearchCommand";

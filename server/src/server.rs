@@ -17,6 +17,8 @@ use crate::demo::{self, DemoError};
 use crate::flight::{Authenticator, FrontDoor, LakehouseService, Limits};
 use crate::query::QueryEngine;
 use crate::storage::{BucketRegistry, StorageError};
+use crate::vector::service::Mode;
+use crate::vector::sql::SearchFunction;
 
 /// How long in-flight calls may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -99,12 +101,13 @@ pub async fn serve(
         Arc::clone(&engine),
         settings.models_dir.clone(),
     ));
-    engine.register_table_function(
-        "vector_search",
-        Arc::new(crate::vector::sql::VectorSearchFunction::new(Arc::clone(
-            &vectors,
-        ))),
-    );
+    for mode in [Mode::Vector, Mode::Text, Mode::Hybrid] {
+        engine.register_table_function(
+            SearchFunction::name(mode),
+            Arc::new(SearchFunction::new(Arc::clone(&vectors), mode)),
+        );
+    }
+    let refresher = vectors.follow(engine.catalog().events());
     let service = LakehouseService::new(engine, auth, limits)?
         .with_connections(crate::ingest::database::Connections::new(
             settings.connections.clone(),
@@ -167,6 +170,8 @@ pub async fn serve(
         result = server => result?,
         () = deadline => tracing::warn!("calls still running after {SHUTDOWN_GRACE:?}; stopping anyway"),
     }
+    // A refresh in progress stops here; the next start's first append resumes it.
+    refresher.abort();
     tracing::info!("stopped");
     Ok(())
 }

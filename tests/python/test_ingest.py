@@ -188,9 +188,9 @@ def test_ndjson_parquet_ipc_and_globs(server):
     assert "already exists" in str(err.value)
 
 
-def upload_descriptor(body: dict) -> fl.FlightDescriptor:
-    """A DoPut descriptor holding IngestUploadCommand (JSON) in a protobuf Any."""
-    type_url = b"type.googleapis.com/lakehouse.v1.IngestUploadCommand"
+def any_descriptor(message: str, body: dict) -> fl.FlightDescriptor:
+    """A command descriptor holding lakehouse.v1.<message> (JSON) in a protobuf Any."""
+    type_url = f"type.googleapis.com/lakehouse.v1.{message}".encode()
     value = json.dumps(body).encode()
 
     def field(number: int, payload: bytes) -> bytes:
@@ -204,6 +204,11 @@ def upload_descriptor(body: dict) -> fl.FlightDescriptor:
         return bytes([number << 3 | 2]) + bytes(out) + payload
 
     return fl.FlightDescriptor.for_command(field(1, type_url) + field(2, value))
+
+
+def upload_descriptor(body: dict) -> fl.FlightDescriptor:
+    """A DoPut descriptor holding IngestUploadCommand."""
+    return any_descriptor("IngestUploadCommand", body)
 
 
 def test_upload_by_do_put(server):

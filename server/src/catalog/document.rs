@@ -80,6 +80,35 @@ pub struct CatalogDocument {
     /// Vector indexes over tables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<IndexEntry>,
+    /// Eval sets of vector indexes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eval_sets: Vec<EvalSetEntry>,
+}
+
+/// Queries with their ground truth (the exact nearest rows over an index's vectors at
+/// one moment), stored as a Delta table under `location` in `bucket`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSetEntry {
+    /// Set name (unique).
+    pub name: String,
+    /// The index whose vectors defined the truth.
+    pub index: String,
+    /// Home bucket of the set's files.
+    pub bucket: String,
+    /// Folder of the set in its bucket, ending with `/`.
+    pub location: String,
+    /// Queries held.
+    pub queries: u32,
+    /// Exact nearest rows kept per query.
+    pub depth: u32,
+    /// The index build the truth was computed over (its location).
+    pub index_location: String,
+    /// Source table version that build covered then.
+    pub source_version: i64,
+    /// Vectors the index held then.
+    pub vectors: u64,
+    /// RFC 3339.
+    pub created_at: String,
 }
 
 /// A vector index over a table's text column; its files live under `location` in
@@ -112,8 +141,11 @@ pub struct IndexEntry {
     pub location: String,
     /// Delta version of the source table it was built from.
     pub source_version: i64,
-    /// Vectors held.
+    /// Vectors held (a long text has one per chunk).
     pub vectors: u64,
+    /// Source rows covered.
+    #[serde(default)]
+    pub rows: u64,
     /// Memory of the in-process index.
     pub bytes: u64,
     /// Seconds to build (embedding included).
@@ -132,6 +164,7 @@ impl CatalogDocument {
             schemas: vec![DEFAULT_SCHEMA.to_string()],
             tables: Vec::new(),
             indexes: Vec::new(),
+            eval_sets: Vec::new(),
         }
     }
 

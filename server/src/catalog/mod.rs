@@ -31,7 +31,7 @@ use lakehouse_flight_ext::v1::ColumnPii;
 use tokio::sync::Mutex;
 
 pub use delta::{Commit, WriteMode, Written};
-pub use document::{CatalogDocument, IndexEntry, TableEntry};
+pub use document::{CatalogDocument, EvalSetEntry, IndexEntry, TableEntry};
 
 use crate::events::EventBus;
 use crate::jobs::Jobs;
@@ -577,22 +577,76 @@ impl Catalog {
         Ok(old)
     }
 
+    /// Changes the entry of index `name` if it is still the build at `location` (a
+    /// rebuild or drop in between wins); returns the updated entry, `None` if not.
+    pub async fn update_index(
+        &self,
+        name: &str,
+        location: &str,
+        change: impl FnOnce(&mut IndexEntry),
+    ) -> Result<Option<IndexEntry>> {
+        let _writer = self.writer.lock().await;
+        let mut next = (*self.snapshot()).clone();
+        let Some(entry) = next
+            .indexes
+            .iter_mut()
+            .find(|i| i.name == name && i.location == location)
+        else {
+            return Ok(None);
+        };
+        change(entry);
+        let updated = entry.clone();
+        self.publish(next).await?;
+        Ok(Some(updated))
+    }
+
+    /// The eval set `name`.
+    pub fn eval_set(&self, name: &str) -> Option<EvalSetEntry> {
+        self.snapshot()
+            .eval_sets
+            .iter()
+            .find(|e| e.name == name)
+            .cloned()
+    }
+
+    /// Records an eval set (its files are written); returns the entry it replaced.
+    pub async fn put_eval_set(&self, entry: EvalSetEntry) -> Result<Option<EvalSetEntry>> {
+        let _writer = self.writer.lock().await;
+        let mut next = (*self.snapshot()).clone();
+        let old = next
+            .eval_sets
+            .iter()
+            .position(|e| e.name == entry.name)
+            .map(|at| next.eval_sets.remove(at));
+        next.eval_sets.push(entry);
+        next.eval_sets.sort_by(|a, b| a.name.cmp(&b.name));
+        self.publish(next).await?;
+        Ok(old)
+    }
+
+    /// Deletes the files of an eval set that is no longer recorded.
+    pub async fn remove_eval_set_files(&self, entry: &EvalSetEntry) {
+        self.delete_folder(&entry.bucket, &entry.location, &entry.name)
+            .await;
+    }
+
     /// Deletes the files of an index that is no longer recorded.
     pub async fn remove_index_files(&self, entry: &IndexEntry) {
         self.delete_folder(&entry.bucket, &entry.location, &entry.name)
             .await;
     }
 
-    /// Writes a new Delta table that the catalog does not list (an index's vectors)
-    /// in one commit.
+    /// Writes a Delta table that the catalog does not list (an index's vectors) in
+    /// one commit: its first (`WriteMode::Create`) or more rows (`Append`).
     pub async fn write_unlisted(
         &self,
         entry: &TableEntry,
+        mode: WriteMode,
         input: SendableRecordBatchStream,
         session: Arc<SessionState>,
     ) -> Result<Written> {
         let bucket = self.buckets.get(&entry.bucket)?;
-        delta::write(&bucket, entry, WriteMode::Create, input, session).await
+        delta::write(&bucket, entry, mode, input, session).await
     }
 
     /// Changes the entry of a listed table and persists the catalog.

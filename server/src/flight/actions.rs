@@ -7,7 +7,7 @@ use arrow_flight::{
 use futures::stream;
 use lakehouse_flight_ext::actions::{
     INGEST_FILE, INGEST_MYSQL, INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK,
-    VECTOR_INDEX_CREATE, VECTOR_SEARCH,
+    VECTOR_EVAL, VECTOR_EVAL_SET_CREATE, VECTOR_INDEX_CREATE, VECTOR_SEARCH,
 };
 use lakehouse_flight_ext::session_actions::{
     CANCEL_FLIGHT_INFO, CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS,
@@ -24,7 +24,7 @@ use super::sessions::{SESSION_COOKIE, Sessions, options_of};
 use crate::ingest::database::System;
 
 /// (name, description) of every action beyond Flight SQL's own.
-const CUSTOM_ACTIONS: [(&str, &str); 13] = [
+const CUSTOM_ACTIONS: [(&str, &str); 15] = [
     (
         INGEST_FILE,
         "Ingest CSV, NDJSON, Parquet, Arrow IPC or PDF files (a path or glob in a bucket) into a table, as a job; streams Job progress, then the final Job with an IngestResult. Body: IngestFileRequest (protobuf or JSON).",
@@ -39,11 +39,19 @@ const CUSTOM_ACTIONS: [(&str, &str); 13] = [
     ),
     (
         VECTOR_INDEX_CREATE,
-        "Embed a table's text column with the built-in model and build a vector index (hnsw or flat), as a job; the vectors are stored as a Delta table in the index's home bucket. Body: VectorIndexCreateRequest.",
+        "Embed a table's text column (long texts in overlapping chunks) with the built-in model and build a vector index (hnsw or flat), as a job; the vectors are stored as a Delta table in the index's home bucket, and rows appended later are embedded in the background. Body: VectorIndexCreateRequest.",
     ),
     (
         VECTOR_SEARCH,
-        "The k nearest rows to a text or vector, optionally restricted by a SQL filter on the source table (k rows when k match). Also SQL: vector_search('index', 'text', k). Body: VectorSearchRequest.",
+        "The k best rows for a text or vector: by vector (nearest), text (BM25) or hybrid (both, rank-fused), optionally restricted by a SQL filter on the source table (k rows when k match). Also SQL: vector_search, text_search, hybrid_search('index', 'text', k); and as an Arrow stream: GetFlightInfo + DoGet of a VectorSearchCommand. Body: VectorSearchRequest.",
+    ),
+    (
+        VECTOR_EVAL_SET_CREATE,
+        "Store a named eval set for an index: query texts (given, or read by SQL) with their exact nearest rows by a flat scan of the index's vectors, as a Delta table in a bucket; a job. Body: VectorEvalSetCreateRequest.",
+    ),
+    (
+        VECTOR_EVAL,
+        "Measure an index against an eval set: recall@k (mean, p5), latency p50/p95/p99 and QPS on one thread, per ef value, beside build time and memory. Body: VectorEvalRequest.",
     ),
     (
         JOB_STATUS,
@@ -162,6 +170,8 @@ impl LakehouseService {
             INGEST_MYSQL => self.ingest_database(request, System::Mysql).await,
             VECTOR_INDEX_CREATE => self.vector_index_create(request).await,
             VECTOR_SEARCH => self.vector_search(request).await,
+            VECTOR_EVAL_SET_CREATE => self.vector_eval_set_create(request).await,
+            VECTOR_EVAL => self.vector_eval(request).await,
             JOB_STATUS => self.job_status(request),
             JOB_CANCEL => self.job_cancel(request).await,
             JOB_LIST => self.job_list(request),

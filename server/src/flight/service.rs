@@ -48,7 +48,7 @@ use crate::vector::service::VectorIndexes;
 /// FlightData messages encoded ahead of what the client has read.
 const ENCODE_AHEAD: usize = 4;
 
-type FlightDataStream =
+pub(super) type FlightDataStream =
     Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
 
 /// The Lakehouse Flight SQL service.
@@ -711,11 +711,30 @@ impl FlightSqlService for LakehouseService {
         Ok(self.one_batch(batch))
     }
 
+    async fn get_flight_info_fallback(
+        &self,
+        command: arrow_flight::sql::Command,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let any = command.into_any();
+        if super::vector::is_vector_search(&any) {
+            return self.vector_search_info(any, request.into_inner()).await;
+        }
+        Err(Status::invalid_argument(format!(
+            "GetFlightInfo command of type {} is not known; Lakehouse accepts the Flight SQL commands and {}",
+            any.type_url,
+            lakehouse_flight_ext::VECTOR_SEARCH_TYPE_URL
+        )))
+    }
+
     async fn do_get_fallback(
         &self,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
         message: Any,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        if super::vector::is_vector_search(&message) {
+            return self.vector_search_get(request, message).await;
+        }
         Err(Status::invalid_argument(format!(
             "ticket of type {} is not a Lakehouse ticket",
             message.type_url

@@ -1,19 +1,26 @@
-//! The `lakehouse.vector.*` actions: build an index (a job) and search one.
+//! The `lakehouse.vector.*` actions (build an index as a job, search one) and the
+//! `VectorSearchCommand` Flight command, whose DoGet streams the hits as Arrow.
 
 use std::sync::Arc;
 
-use arrow_flight::Action;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::sql::Any;
+use arrow_flight::{Action, FlightDescriptor, FlightInfo, Ticket};
+use futures::TryStreamExt;
 use lakehouse_flight_ext::v1::{
-    VectorIndexCreateRequest, VectorSearchRequest, VectorSearchResult, job,
+    VectorEvalRequest, VectorEvalSetCreateRequest, VectorIndexCreateRequest, VectorSearchCommand,
+    VectorSearchRequest, VectorSearchResult, job,
 };
+use lakehouse_flight_ext::{VECTOR_SEARCH_TYPE_URL, decode_body};
+use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::auth::Caller;
 use super::extension::{ActionStream, decode, follow_to_outcome, one};
-use super::service::LakehouseService;
+use super::service::{FlightDataStream, LakehouseService, flight_info};
 use crate::storage::PRIMARY;
 use crate::vector::index::{HnswParams, Metric};
-use crate::vector::service::{CreateIndex, VectorError, VectorIndexes};
+use crate::vector::service::{Chunking, CreateIndex, Mode, Search, VectorError, VectorIndexes};
 
 /// Status of a vector error.
 pub fn vector_status(error: VectorError) -> Status {
@@ -96,6 +103,8 @@ impl LakehouseService {
             .buckets()
             .get(&bucket)
             .map_err(|e| Status::not_found(e.to_string()))?;
+        let chunking =
+            Chunking::new(body.chunk_tokens, body.chunk_overlap).map_err(vector_status)?;
         let create = CreateIndex {
             name: body.name.clone(),
             table,
@@ -104,6 +113,7 @@ impl LakehouseService {
             backend,
             metric,
             hnsw,
+            chunking,
             bucket,
             replace: body.replace,
         };
@@ -140,17 +150,9 @@ impl LakehouseService {
     ) -> Result<Response<ActionStream>, Status> {
         let (body, encoding): (VectorSearchRequest, _) = decode(request.get_ref())?;
         let started = std::time::Instant::now();
-        let k = if body.k == 0 { 10 } else { body.k as usize };
         let hits = self
             .vectors()?
-            .search(
-                &body.index,
-                &body.query,
-                &body.vector,
-                k,
-                body.ef as usize,
-                &body.filter,
-            )
+            .search(&search_of(body)?)
             .await
             .map_err(vector_status)?;
         let result = VectorSearchResult {
@@ -159,4 +161,128 @@ impl LakehouseService {
         };
         Ok(one(&result, encoding))
     }
+
+    /// `lakehouse.vector.eval_set.create`: embeds the queries and computes their exact
+    /// nearest rows, as a job.
+    pub(super) async fn vector_eval_set_create(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<ActionStream>, Status> {
+        let user = Caller::of(&request);
+        let (body, encoding): (VectorEvalSetCreateRequest, _) = decode(request.get_ref())?;
+        let vectors = Arc::clone(self.vectors()?);
+        let create = vectors
+            .validate_eval_set(&body)
+            .await
+            .map_err(vector_status)?;
+        let description = format!(
+            "eval set {} of {} queries over index {}",
+            create.name,
+            create.queries.len(),
+            create.index
+        );
+        let handle = self.engine.catalog().jobs().spawn(
+            lakehouse_flight_ext::actions::VECTOR_EVAL_SET_CREATE,
+            description,
+            user,
+            move |ctx| async move {
+                vectors
+                    .create_eval_set(create, &ctx)
+                    .await
+                    .map(job::Result::VectorEvalSet)
+                    .map_err(vector_status)
+            },
+        );
+        Ok(if body.detach {
+            one(&handle.snapshot(), encoding)
+        } else {
+            follow_to_outcome(&handle, encoding)
+        })
+    }
+
+    /// `lakehouse.vector.eval`: recall@k and latency of an index against an eval set.
+    pub(super) async fn vector_eval(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<ActionStream>, Status> {
+        let (body, encoding): (VectorEvalRequest, _) = decode(request.get_ref())?;
+        let efs: Vec<usize> = body.ef.iter().map(|&ef| ef as usize).collect();
+        let result = self
+            .vectors()?
+            .eval(
+                &body.index,
+                &body.eval_set,
+                body.k as usize,
+                &efs,
+                body.embed_queries,
+            )
+            .await
+            .map_err(vector_status)?;
+        Ok(one(&result, encoding))
+    }
+
+    /// GetFlightInfo of a `VectorSearchCommand`: the hits' schema (checked against
+    /// the index's table), and the command itself as the ticket. Nothing runs yet.
+    pub(super) async fn vector_search_info(
+        &self,
+        any: Any,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let command = command_of(&any)?;
+        let search = search_of(command.search.unwrap_or_default())?;
+        let schema = self
+            .vectors()?
+            .hits_schema_for(&search.index, &command.columns)
+            .await
+            .map_err(vector_status)?;
+        let info = flight_info(&schema, descriptor, any.encode_to_vec())?;
+        Ok(Response::new(info))
+    }
+
+    /// DoGet of a `VectorSearchCommand` ticket: runs the search, streams the hits.
+    pub(super) async fn vector_search_get(
+        &self,
+        _request: Request<Ticket>,
+        any: Any,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let command = command_of(&any)?;
+        let search = search_of(command.search.unwrap_or_default())?;
+        let batch = self
+            .vectors()?
+            .hits_batch(&search, &command.columns)
+            .await
+            .map_err(vector_status)?;
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(batch.schema())
+            .build(futures::stream::iter([Ok(batch)]))
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Whether `any` is a `VectorSearchCommand`.
+pub(super) fn is_vector_search(any: &Any) -> bool {
+    any.type_url == VECTOR_SEARCH_TYPE_URL
+}
+
+fn command_of(any: &Any) -> Result<VectorSearchCommand, Status> {
+    decode_body(&any.value)
+        .map(|(command, _)| command)
+        .map_err(|e| Status::invalid_argument(format!("VectorSearchCommand is not valid: {e}")))
+}
+
+/// A search request as the service takes it (k defaults to 10).
+fn search_of(body: VectorSearchRequest) -> Result<Search, Status> {
+    if body.index.trim().is_empty() {
+        return Err(Status::invalid_argument("index: is empty"));
+    }
+    Ok(Search {
+        mode: Mode::parse(&body.mode).map_err(vector_status)?,
+        k: if body.k == 0 { 10 } else { body.k as usize },
+        ef: body.ef as usize,
+        index: body.index,
+        query: body.query,
+        vector: body.vector,
+        filter: body.filter,
+    })
 }

@@ -322,6 +322,7 @@ fn vector_indexes(catalog: &Catalog) -> Result<RecordBatch> {
             utf8("location", false),
             Field::new("source_version", DataType::Int64, false),
             Field::new("vectors", DataType::Int64, false),
+            Field::new("rows", DataType::Int64, false),
             Field::new("bytes", DataType::Int64, false),
             Field::new("build_seconds", DataType::Float64, false),
             Field::new("embed_seconds", DataType::Float64, false),
@@ -347,6 +348,9 @@ fn vector_indexes(catalog: &Catalog) -> Result<RecordBatch> {
             )),
             Arc::new(Int64Array::from_iter_values(
                 indexes.iter().map(|i| i.vectors as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                indexes.iter().map(|i| i.rows as i64),
             )),
             Arc::new(Int64Array::from_iter_values(
                 indexes.iter().map(|i| i.bytes as i64),
@@ -381,7 +385,7 @@ fn jobs(catalog: &Catalog) -> Result<RecordBatch> {
     let written = |j: &lakehouse_flight_ext::v1::Job| match j.result.as_ref() {
         Some(job::Result::Ingest(r)) => Some((r.table.clone(), r.version)),
         Some(job::Result::VectorIndex(i)) => Some((i.table.clone(), i.source_version)),
-        None => None,
+        Some(job::Result::VectorEvalSet(_)) | None => None,
     };
     let results: Vec<_> = jobs.iter().map(written).collect();
     let result_table: Vec<Option<String>> = results

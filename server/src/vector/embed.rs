@@ -25,6 +25,12 @@ const MAX_TOKENS: usize = 256;
 /// Texts per forward pass.
 const SUB_BATCH: usize = 32;
 
+/// Tokens of one chunk by default: the model's window less `[CLS]` and `[SEP]`.
+pub const CHUNK_TOKENS: usize = MAX_TOKENS - 2;
+
+/// Tokens two neighbouring chunks share by default.
+pub const CHUNK_OVERLAP: usize = 32;
+
 /// Errors of an embedding provider.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
@@ -57,6 +63,81 @@ pub trait Embedder: Send + Sync {
 
     /// One vector per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+
+    /// `text` cut into pieces of at most `max_tokens` tokens, neighbours sharing
+    /// `overlap` of them (`overlap < max_tokens`), so no part of a long text is lost to
+    /// the model's truncation. A short text is one piece. Providers without a tokenizer
+    /// count whitespace-separated words.
+    fn chunks<'a>(&self, text: &'a str, max_tokens: usize, overlap: usize) -> Vec<&'a str> {
+        let words: Vec<(usize, usize)> = word_spans(text);
+        windows(text, &words, max_tokens, overlap, |_| true)
+    }
+}
+
+/// Byte spans of the whitespace-separated words of `text`.
+fn word_spans(text: &str) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (c.is_whitespace(), start) {
+            (true, Some(s)) => {
+                spans.push((s, i));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        spans.push((s, text.len()));
+    }
+    spans
+}
+
+/// Slices of `text` covering windows of at most `max_tokens` token spans, neighbours
+/// sharing about `overlap`. Windows begin and end on tokens where `starts_word` holds (a
+/// window never splits a word unless one word is longer than a window).
+fn windows<'a>(
+    text: &'a str,
+    spans: &[(usize, usize)],
+    max_tokens: usize,
+    overlap: usize,
+    starts_word: impl Fn(usize) -> bool,
+) -> Vec<&'a str> {
+    let max_tokens = max_tokens.max(1);
+    let n = spans.len();
+    if n <= max_tokens {
+        return vec![text];
+    }
+    // The word start at or before `i`, but after `floor`.
+    let snap = |mut i: usize, floor: usize| {
+        while i > floor + 1 && !starts_word(i) {
+            i -= 1;
+        }
+        i
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let mut end = (start + max_tokens).min(n);
+        if end < n {
+            end = snap(end, start);
+        }
+        if let (Some(&(from, _)), Some(&(_, to))) = (spans.get(start), spans.get(end - 1))
+            && let Some(piece) = text.get(from..to)
+        {
+            out.push(piece);
+        }
+        if end >= n {
+            break;
+        }
+        let next = snap(end.saturating_sub(overlap).max(start + 1), start);
+        start = next.max(start + 1);
+    }
+    if out.is_empty() {
+        out.push(text);
+    }
+    out
 }
 
 /// The default models folder: `$LAKEHOUSE_MODELS`, else `~/.cache/lakehouse/models`.
@@ -76,6 +157,8 @@ pub struct MiniLm {
 struct Inner {
     model: BertModel,
     tokenizer: Tokenizer,
+    /// The same vocabulary without truncation, to cut long texts into chunks.
+    splitter: Tokenizer,
     device: Device,
 }
 
@@ -102,6 +185,10 @@ impl MiniLm {
         // The shipped tokenizer pads everything to 128 and truncates there; pad per
         // batch instead, truncate where sentence-transformers does.
         tokenizer.with_padding(None);
+        let mut splitter = tokenizer.clone();
+        splitter
+            .with_truncation(None)
+            .map_err(|e| unavailable(format!("tokenizer.json: {e}")))?;
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: MAX_TOKENS,
@@ -120,6 +207,7 @@ impl MiniLm {
             inner: Arc::new(Inner {
                 model,
                 tokenizer,
+                splitter,
                 device,
             }),
         })
@@ -216,6 +304,29 @@ impl Embedder for MiniLm {
             .await
             .map_err(Inner::failed)?
     }
+
+    fn chunks<'a>(&self, text: &'a str, max_tokens: usize, overlap: usize) -> Vec<&'a str> {
+        // Byte offsets of the word pieces; a text the tokenizer refuses is one piece
+        // (the model then sees its first 256 tokens, as sentence-transformers would).
+        match self.inner.splitter.encode(text, false) {
+            Ok(encoding) => {
+                let words = encoding.get_word_ids();
+                let starts_word = |i: usize| {
+                    i == 0
+                        || words.get(i).copied().flatten().is_none()
+                        || words.get(i) != words.get(i - 1)
+                };
+                windows(
+                    text,
+                    encoding.get_offsets(),
+                    max_tokens,
+                    overlap,
+                    starts_word,
+                )
+            }
+            Err(_) => vec![text],
+        }
+    }
 }
 
 #[cfg(test)]
@@ -271,6 +382,44 @@ mod tests {
             .await
             .unwrap();
         assert!(cosine(&v[0], &v[1]) > cosine(&v[0], &v[2]) + 0.2);
+        // Chunks follow the model's tokens: none longer than asked, the whole text covered.
+        let long = "Tokenization splits unbelievably long sentences. ".repeat(80);
+        let pieces = model.chunks(&long, 100, 20);
+        assert!(pieces.len() >= 4, "{}", pieces.len());
+        for piece in &pieces {
+            let tokens = model.inner.splitter.encode(*piece, false).unwrap().len();
+            assert!(tokens <= 100, "{tokens} tokens");
+        }
+        assert!(long.starts_with(pieces[0]) && long.trim_end().ends_with(pieces[pieces.len() - 1]));
+        assert_eq!(model.chunks("short text", 254, 32), vec!["short text"]);
+    }
+
+    #[test]
+    fn windows_cover_the_text_with_overlap() {
+        let text = "one two three four five six seven";
+        let spans = word_spans(text);
+        assert_eq!(spans.len(), 7);
+        let every = |_: usize| true;
+        assert_eq!(windows(text, &spans, 10, 2, every), vec![text]);
+        assert_eq!(
+            windows(text, &spans, 3, 1, every),
+            vec!["one two three", "three four five", "five six seven"]
+        );
+        // The last window ends at the end; no overlap means a clean partition.
+        assert_eq!(
+            windows(text, &spans, 3, 0, every),
+            vec!["one two three", "four five six", "seven"]
+        );
+        assert_eq!(windows("", &word_spans(""), 3, 1, every), vec![""]);
+        // Pieces of one word (spans 1-2 and 4-5 continue a word) are never split.
+        let pieces = "ab cd ef gh";
+        let spans = [(0, 1), (1, 2), (3, 5), (6, 7), (7, 8), (9, 11)];
+        let starts = |i: usize| ![1, 4].contains(&i);
+        // Four tokens would end inside "ef": the window stops before it.
+        assert_eq!(
+            windows(pieces, &spans, 4, 0, starts),
+            vec!["ab cd", "ef gh"]
+        );
     }
 
     #[test]

@@ -209,6 +209,13 @@ impl FlatIndex {
             data: RwLock::new(FlatData::default()),
         }
     }
+
+    /// Drops every vector.
+    pub fn clear(&self) {
+        if let Ok(mut data) = self.data.write() {
+            *data = FlatData::default();
+        }
+    }
 }
 
 impl VectorIndex for FlatIndex {

@@ -4,13 +4,17 @@
 //! OpenAI-compatible services) and the in-process
 //! index backends ([`index`]: exact flat, HNSW) behind the traits the worker backends
 //! (Lance, Faiss) implement too; indexes over tables ([`service`]: build job, load,
-//! search with SQL filters) and the `vector_search` SQL table function ([`sql`]).
+//! search with SQL filters, refresh on appends), BM25 text ranking and rank fusion
+//! ([`bm25`]) and the `vector_search`/`text_search`/`hybrid_search` SQL table
+//! functions ([`sql`]).
 //! May call: `catalog`, `query`, `jobs`.
 //! Invariants:
 //! - an index is recorded in the catalog only after its vectors are committed;
 //! - a filtered search returns k rows whenever k rows match the filter.
 
+pub mod bm25;
 pub mod embed;
+pub mod eval;
 pub mod http;
 pub mod index;
 pub mod service;

@@ -1,11 +1,25 @@
-//! Indexes over tables: building (a job), loading, searching, and the SQL function.
+//! Indexes over tables: building (a job), loading, keeping fresh, searching.
 //!
-//! An index embeds a table's text column with the built-in model, stores the vectors
-//! as a Delta table (`id BIGINT`, `vector FixedSizeList<Float32, d>`, with model,
-//! dimension and metric in the field metadata) under `indexes/<name>-<id>/vectors/`
-//! of its home bucket, builds the in-process index and records itself in the catalog.
-//! A server loads an index on its first search after a start: it reads the vectors
-//! back and rebuilds the in-memory index (the graph itself is not persisted yet).
+//! An index embeds a table's text column with the built-in model — a long text in
+//! overlapping chunks of at most 254 tokens, so nothing is lost to the model's window —
+//! and stores the vectors as a Delta table (`id BIGINT`, `chunk INT`,
+//! `vector FixedSizeList<Float32, d>`, with model, dimension and metric in the field
+//! metadata) under `indexes/<name>-<id>/vectors/` of its home bucket, builds the
+//! in-process index and records itself in the catalog. A server loads an index on its
+//! first search after a start: it reads the vectors back and rebuilds the in-memory
+//! index (the graph itself is not persisted yet).
+//!
+//! Vectors are keyed by their position; `State::rows` maps a key to its row, and a
+//! search returns each row once, at its best chunk, widening the graph search until
+//! `k` distinct rows (passing the filter) are found or the index is exhausted.
+//!
+//! Freshness: every `DatasetAppended` event of a source table refreshes its indexes.
+//! A refresh embeds the rows the index lacks; each embedded batch is searchable at
+//! once in an exact (flat) segment, then the vectors are appended to the Delta table,
+//! inserted into the graph, and the catalog entry advances. Nothing is rebuilt.
+//!
+//! Text and hybrid modes rank rows by BM25 over the same column (built in memory on
+//! the first such search) and fuse with the vector ranking by reciprocal rank.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -13,20 +27,24 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int64Array, RecordBatch,
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int32Array, Int64Array,
+    RecordBatch, StringArray, UInt32Array,
 };
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::TryStreamExt;
 use lakehouse_flight_ext::v1::{VectorHit, VectorIndexInfo};
 use tokio::sync::OnceCell;
 
-use super::embed::{BUILTIN_MODEL, EmbedError, Embedder, MiniLm};
+use super::bm25::{Bm25, fuse};
+use super::embed::{BUILTIN_MODEL, CHUNK_OVERLAP, CHUNK_TOKENS, EmbedError, Embedder, MiniLm};
 use super::index::{FlatIndex, HnswIndex, HnswParams, Metric, SearchParams, VectorIndex};
-use crate::catalog::{IndexEntry, TableEntry};
+use crate::catalog::{IndexEntry, TableEntry, WriteMode};
+use crate::events::{ChangeKind, EventBus};
 use crate::query::{QueryEngine, SessionDefaults};
 
-/// Texts embedded per call to the model (progress is reported after each).
+/// Chunks embedded per call to the model (progress is reported after each).
 const EMBED_BATCH: usize = 256;
 
 /// Largest `k` of a search.
@@ -34,6 +52,9 @@ pub const MAX_K: usize = 10_000;
 
 /// Largest HNSW `ef` of a search (an absurd one would allocate without bound).
 pub const MAX_EF: usize = 100_000;
+
+/// Hybrid search fuses the best `HYBRID_DEPTH · k` (at least 40) of each ranking.
+const HYBRID_DEPTH: usize = 4;
 
 /// Errors of the vector subsystem, each with the status a client gets.
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +94,52 @@ impl From<super::index::IndexError> for VectorError {
     }
 }
 
-fn internal(error: impl std::fmt::Display) -> VectorError {
+pub(super) fn internal(error: impl std::fmt::Display) -> VectorError {
     VectorError::Internal(error.to_string())
+}
+
+/// How a search ranks rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Nearest by embedding.
+    Vector,
+    /// BM25 over the text column.
+    Text,
+    /// Both, fused by reciprocal rank.
+    Hybrid,
+}
+
+impl Mode {
+    /// Parses `vector` (or empty), `text`, `hybrid`.
+    pub fn parse(text: &str) -> Result<Self, VectorError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "" | "vector" => Ok(Self::Vector),
+            "text" | "bm25" => Ok(Self::Text),
+            "hybrid" => Ok(Self::Hybrid),
+            other => Err(VectorError::Invalid(format!(
+                "mode: {other:?} is not vector, text or hybrid"
+            ))),
+        }
+    }
+}
+
+/// One search.
+#[derive(Debug, Clone)]
+pub struct Search {
+    /// Index name.
+    pub index: String,
+    /// Query text (embedded with the index's model; the terms of text search).
+    pub query: String,
+    /// Or a query vector (vector mode only).
+    pub vector: Vec<f32>,
+    /// Rows wanted.
+    pub k: usize,
+    /// HNSW candidates (0: the index's default).
+    pub ef: usize,
+    /// SQL predicate on the source table ("" for none).
+    pub filter: String,
+    /// Ranking.
+    pub mode: Mode,
 }
 
 /// A validated `lakehouse.vector.index.create`.
@@ -94,16 +159,174 @@ pub struct CreateIndex {
     pub metric: Metric,
     /// HNSW parameters (ignored by flat).
     pub hnsw: HnswParams,
+    /// Chunking of long texts.
+    pub chunking: Chunking,
     /// Home bucket.
     pub bucket: String,
     /// Replace an existing index of that name.
     pub replace: bool,
 }
 
-/// An index in memory, with what the catalog says of it.
-struct Loaded {
-    entry: IndexEntry,
+/// How long texts are cut before embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunking {
+    /// Tokens per chunk, at most [`CHUNK_TOKENS`].
+    pub tokens: usize,
+    /// Tokens shared by neighbours, below `tokens`.
+    pub overlap: usize,
+}
+
+impl Default for Chunking {
+    fn default() -> Self {
+        Self {
+            tokens: CHUNK_TOKENS,
+            overlap: CHUNK_OVERLAP,
+        }
+    }
+}
+
+impl Chunking {
+    /// Chunking from a request: 0 tokens and no overlap mean the defaults.
+    pub fn new(tokens: u32, overlap: Option<u32>) -> Result<Self, VectorError> {
+        let defaults = Self::default();
+        let tokens = if tokens == 0 {
+            defaults.tokens
+        } else {
+            tokens as usize
+        };
+        if tokens > CHUNK_TOKENS {
+            return Err(VectorError::Invalid(format!(
+                "chunk_tokens: {tokens} is above the model's window of {CHUNK_TOKENS} tokens"
+            )));
+        }
+        let overlap = overlap.map_or(defaults.overlap.min(tokens / 2), |o| o as usize);
+        if overlap >= tokens {
+            return Err(VectorError::Invalid(format!(
+                "chunk_overlap: {overlap} must be below chunk_tokens ({tokens})"
+            )));
+        }
+        Ok(Self { tokens, overlap })
+    }
+
+    fn of(parameters: &serde_json::Value) -> Self {
+        let get = |key: &str| parameters.get(key).and_then(serde_json::Value::as_u64);
+        let defaults = Self::default();
+        Self {
+            tokens: get("chunk_tokens").map_or(defaults.tokens, |v| v as usize),
+            overlap: get("chunk_overlap").map_or(defaults.overlap, |v| v as usize),
+        }
+    }
+}
+
+/// What searches read of one build of an index; refreshes grow it in place.
+pub(super) struct State {
+    /// Graph or flat, keyed by vector key.
     index: Box<dyn VectorIndex>,
+    /// Vectors a refresh embedded that are not in `index` yet, searched exactly.
+    fresh: FlatIndex,
+    /// Row id of each vector key.
+    rows: RwLock<Vec<i64>>,
+    /// Rows that have vectors.
+    indexed: RwLock<HashSet<i64>>,
+    /// BM25 over the rows' texts, built by the first text or hybrid search.
+    text: OnceCell<RwLock<Bm25>>,
+    /// One refresh at a time.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl State {
+    pub(super) fn new(index: Box<dyn VectorIndex>, rows: Vec<i64>) -> Self {
+        let fresh = FlatIndex::new(index.dimension(), index.metric());
+        let indexed = rows.iter().copied().collect();
+        Self {
+            index,
+            fresh,
+            rows: RwLock::new(rows),
+            indexed: RwLock::new(indexed),
+            text: OnceCell::new(),
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The `k` rows nearest to `query` among `allowed`, each at its best chunk,
+    /// closest first. Widens the search until `k` distinct rows are found or every
+    /// vector has been considered.
+    pub(super) fn nearest(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        allowed: Option<&HashSet<i64>>,
+    ) -> Result<Vec<(i64, f32)>, VectorError> {
+        let rows = self.rows.read().map_err(internal)?;
+        let keep = |key: u64| {
+            rows.get(key as usize)
+                .is_some_and(|row| allowed.is_none_or(|a| a.contains(row)))
+        };
+        let filter: Option<&(dyn Fn(u64) -> bool + Sync)> = match allowed {
+            Some(_) => Some(&keep),
+            None => None,
+        };
+        let total = self.index.len() + self.fresh.len();
+        let mut want = k.min(total).max(1);
+        loop {
+            let params = SearchParams { ef };
+            let mut hits = self.index.search(query, want, params, filter)?;
+            hits.extend(self.fresh.search(query, want, params, filter)?);
+            hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+            let mut seen = HashSet::new();
+            let best: Vec<(i64, f32)> = hits
+                .iter()
+                .filter_map(|hit| {
+                    let row = *rows.get(hit.id as usize)?;
+                    seen.insert(row).then_some((row, hit.distance))
+                })
+                .take(k)
+                .collect();
+            if best.len() >= k || want >= total {
+                return Ok(best);
+            }
+            want = (want * 2).min(total);
+        }
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        let text = self
+            .text
+            .get()
+            .and_then(|t| t.read().ok().map(|t| t.memory_bytes()))
+            .unwrap_or(0);
+        (self.index.memory_bytes() + self.fresh.memory_bytes() + text) as u64
+    }
+}
+
+/// An index in memory, with what the catalog said of it when loaded or refreshed.
+pub(super) struct Loaded {
+    pub(super) entry: IndexEntry,
+    pub(super) state: Arc<State>,
+}
+
+/// A row of a search's result, before its text is looked up.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    id: i64,
+    distance: f32,
+    score: f32,
+}
+
+/// Vectors embedded from rows: per vector, its row and chunk number.
+#[derive(Default)]
+pub(super) struct Embedded {
+    pub(super) rows: Vec<i64>,
+    pub(super) chunks: Vec<i32>,
+    pub(super) vectors: Vec<Vec<f32>>,
+    pub(super) seconds: f64,
+}
+
+impl Embedded {
+    fn distinct_rows(&self) -> u64 {
+        self.chunks.iter().filter(|&&c| c == 0).count() as u64
+    }
 }
 
 /// The server's vector indexes.
@@ -137,6 +360,15 @@ fn quoted(column: &str) -> String {
     format!("\"{}\"", column.replace('"', "\"\""))
 }
 
+/// The similarity a vector hit reports as its score (higher is better).
+fn similarity(metric: &str, distance: f32) -> f32 {
+    if metric == Metric::Cosine.name() {
+        1.0 - distance
+    } else {
+        -distance
+    }
+}
+
 impl VectorIndexes {
     /// Indexes over `engine`'s catalog; the built-in model is loaded from
     /// `models_dir` on first use.
@@ -147,6 +379,77 @@ impl VectorIndexes {
             builtin: OnceCell::new(),
             loaded: RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Keeps indexes fresh: every append to a source table refreshes its indexes
+    /// (in the background, one event after another). At start, indexes whose table
+    /// moved on while the server was down are refreshed first.
+    pub fn follow(self: &Arc<Self>, events: &EventBus) -> tokio::task::JoinHandle<()> {
+        let mut receiver = events.subscribe();
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            this.refresh_behind().await;
+            loop {
+                match receiver.recv().await {
+                    Ok(event) if event.kind == ChangeKind::Appended => {
+                        this.refresh_table(Some(&event.table)).await;
+                    }
+                    Ok(event) => tracing::warn!(
+                        table = %event.table,
+                        "table replaced: its vector indexes keep their vectors until rebuilt (create with replace)"
+                    ),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "missed dataset events; refreshing every index");
+                        this.refresh_table(None).await;
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        })
+    }
+
+    /// Refreshes the indexes whose source table has commits they have not seen.
+    async fn refresh_behind(&self) {
+        let catalog = self.engine.catalog();
+        let indexes = catalog.snapshot().indexes.clone();
+        for entry in indexes {
+            let Ok(table) = catalog.table(&entry.schema, &entry.table) else {
+                continue;
+            };
+            let behind = catalog
+                .table_state(&table)
+                .await
+                .is_ok_and(|(_, version)| version > entry.source_version);
+            if behind {
+                match self.refresh(&entry.name).await {
+                    Ok(rows) => tracing::info!(index = %entry.name, rows, "vector index caught up"),
+                    Err(error) => {
+                        tracing::warn!(index = %entry.name, %error, "vector index refresh failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refreshes the indexes over `table` (`schema.table`), or every index.
+    async fn refresh_table(&self, table: Option<&str>) {
+        let names: Vec<String> = self
+            .engine
+            .catalog()
+            .snapshot()
+            .indexes
+            .iter()
+            .filter(|i| table.is_none_or(|t| t == format!("{}.{}", i.schema, i.table)))
+            .map(|i| i.name.clone())
+            .collect();
+        for name in names {
+            match self.refresh(&name).await {
+                Ok(0) => {}
+                Ok(rows) => tracing::info!(index = %name, rows, "vector index refreshed"),
+                Err(error) => tracing::warn!(index = %name, %error, "vector index refresh failed"),
+            }
         }
     }
 
@@ -222,6 +525,105 @@ impl VectorIndexes {
         Ok(entry)
     }
 
+    /// `id BIGINT, text VARCHAR` of every row with text, streamed.
+    async fn rows_stream(
+        &self,
+        table: &TableEntry,
+        id_column: &str,
+        text_column: &str,
+    ) -> Result<SendableRecordBatchStream, VectorError> {
+        let sql = format!(
+            "SELECT CAST({id} AS BIGINT) AS id, CAST({text} AS VARCHAR) AS text FROM {} WHERE {id} IS NOT NULL AND {text} IS NOT NULL AND {text} <> ''",
+            quoted_table(table),
+            id = quoted(id_column),
+            text = quoted(text_column),
+        );
+        let ctx = self.engine.session(&SessionDefaults::default());
+        ctx.sql(&sql)
+            .await
+            .map_err(internal)?
+            .execute_stream()
+            .await
+            .map_err(internal)
+    }
+
+    /// Embeds the rows of `stream` whose ids are not in `skip`, chunk by chunk, handing
+    /// each embedded batch to `sink`. A repeated id is an error when `strict`, else
+    /// skipped. `documents` collects the texts of the rows embedded.
+    #[allow(clippy::too_many_arguments)]
+    async fn embed_rows(
+        &self,
+        model: &MiniLm,
+        mut stream: SendableRecordBatchStream,
+        skip: &HashSet<i64>,
+        strict: bool,
+        chunking: Chunking,
+        job: Option<&crate::jobs::JobContext>,
+        mut documents: Option<&mut Vec<(i64, String)>>,
+        mut sink: impl FnMut(Embedded, u64) -> Result<(), VectorError>,
+    ) -> Result<(), VectorError> {
+        let mut seen = HashSet::new();
+        let mut pending = Embedded::default();
+        let mut texts: Vec<String> = Vec::new();
+        loop {
+            let batch = stream.try_next().await.map_err(internal)?;
+            let done = batch.is_none();
+            if let Some(batch) = batch {
+                let ids = batch.column(0).as_primitive::<Int64Type>();
+                let text =
+                    arrow::compute::cast(batch.column(1), &DataType::Utf8).map_err(internal)?;
+                let text = text.as_string::<i32>();
+                for i in 0..batch.num_rows() {
+                    let id = ids.value(i);
+                    if skip.contains(&id) {
+                        continue;
+                    }
+                    if !seen.insert(id) {
+                        if strict {
+                            return Err(VectorError::Invalid(format!(
+                                "id_column holds {id} twice; index ids must be unique"
+                            )));
+                        }
+                        continue;
+                    }
+                    let row = text.value(i);
+                    for (chunk, piece) in model
+                        .chunks(row, chunking.tokens, chunking.overlap)
+                        .into_iter()
+                        .enumerate()
+                    {
+                        pending.rows.push(id);
+                        pending.chunks.push(chunk as i32);
+                        texts.push(piece.to_string());
+                    }
+                    if let Some(documents) = documents.as_deref_mut() {
+                        documents.push((id, row.to_string()));
+                    }
+                }
+            }
+            while texts.len() >= EMBED_BATCH || (done && !texts.is_empty()) {
+                if job.is_some_and(|job| job.cancelled().is_cancelled()) {
+                    return Err(VectorError::Cancelled);
+                }
+                let take = texts.len().min(EMBED_BATCH);
+                let batch: Vec<String> = texts.drain(..take).collect();
+                let bytes = batch.iter().map(|t| t.len() as u64).sum::<u64>();
+                let started = Instant::now();
+                let vectors = model.embed(&batch).await?;
+                let embedded = Embedded {
+                    rows: pending.rows.drain(..take).collect(),
+                    chunks: pending.chunks.drain(..take).collect(),
+                    vectors,
+                    seconds: started.elapsed().as_secs_f64(),
+                };
+                sink(embedded, bytes)?;
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
     /// Builds an index (the body of the create job).
     pub async fn create(
         &self,
@@ -237,101 +639,58 @@ impl VectorIndexes {
             .await
             .map_err(internal)?;
         job.phase("embedding");
-        let ctx = self.engine.session(&SessionDefaults::default());
-        let sql = format!(
-            "SELECT CAST({} AS BIGINT) AS id, CAST({} AS VARCHAR) AS text FROM {} WHERE {} IS NOT NULL AND {} IS NOT NULL AND {} <> ''",
-            quoted(&request.id_column),
-            quoted(&request.text_column),
-            quoted_table(&request.table),
-            quoted(&request.id_column),
-            quoted(&request.text_column),
-            quoted(&request.text_column),
-        );
-        let mut rows = ctx
-            .sql(&sql)
-            .await
-            .map_err(internal)?
-            .execute_stream()
-            .await
-            .map_err(internal)?;
-        let mut ids: Vec<i64> = Vec::new();
-        let mut vectors: Vec<Vec<f32>> = Vec::new();
-        let mut seen = HashSet::new();
-        let mut embed_seconds = 0.0;
-        let mut pending_ids: Vec<i64> = Vec::new();
-        let mut pending: Vec<String> = Vec::new();
-        loop {
-            let batch = rows.try_next().await.map_err(internal)?;
-            let done = batch.is_none();
-            if let Some(batch) = batch {
-                let id = batch.column(0).as_primitive::<Int64Type>();
-                let text =
-                    arrow::compute::cast(batch.column(1), &DataType::Utf8).map_err(internal)?;
-                let text = text.as_string::<i32>();
-                for i in 0..batch.num_rows() {
-                    let id = id.value(i);
-                    if !seen.insert(id) {
-                        return Err(VectorError::Invalid(format!(
-                            "id_column: {:?} holds {id} twice; index ids must be unique",
-                            request.id_column
-                        )));
-                    }
-                    pending_ids.push(id);
-                    pending.push(text.value(i).to_string());
-                }
-            }
-            while pending.len() >= EMBED_BATCH || (done && !pending.is_empty()) {
-                if job.cancelled().is_cancelled() {
-                    return Err(VectorError::Cancelled);
-                }
-                let take = pending.len().min(EMBED_BATCH);
-                let texts: Vec<String> = pending.drain(..take).collect();
-                let t = Instant::now();
-                let embedded = model.embed(&texts).await?;
-                embed_seconds += t.elapsed().as_secs_f64();
-                ids.extend(pending_ids.drain(..take));
-                vectors.extend(embedded);
-                let (count, bytes) = (
-                    ids.len() as u64,
-                    texts.iter().map(|t| t.len() as u64).sum::<u64>(),
-                );
+        let stream = self
+            .rows_stream(&request.table, &request.id_column, &request.text_column)
+            .await?;
+        let mut all = Embedded::default();
+        let mut rows_done = 0u64;
+        self.embed_rows(
+            &model,
+            stream,
+            &HashSet::new(),
+            true,
+            request.chunking,
+            Some(job),
+            None,
+            |batch, bytes| {
+                rows_done += batch.distinct_rows();
+                all.seconds += batch.seconds;
+                all.rows.extend(batch.rows);
+                all.chunks.extend(batch.chunks);
+                all.vectors.extend(batch.vectors);
                 job.progress(|p| {
-                    p.rows = count;
+                    p.rows = rows_done;
                     p.bytes += bytes;
                 });
-            }
-            if done {
-                break;
-            }
-        }
-        if ids.is_empty() {
+                Ok(())
+            },
+        )
+        .await?;
+        if all.rows.is_empty() {
             return Err(VectorError::Invalid(format!(
                 "text_column: {} has no non-empty text to index",
                 request.text_column
             )));
         }
         let dimension = model.dimension();
-        let batch = vectors_batch(&ids, &vectors, dimension, model.model(), request.metric)?;
-        let count = ids.len();
+        let batch = vectors_batch(&all, dimension, model.model(), request.metric)?;
+        let (count, rows) = (all.rows.len(), all.distinct_rows());
         job.phase("indexing");
-        let index = build(&request, dimension, items(ids, vectors)).await?;
+        let index = build(
+            &request.backend,
+            request.metric,
+            request.hnsw,
+            dimension,
+            keyed(0, all.vectors),
+        )
+        .await?;
         job.phase("storing");
         let id = uuid::Uuid::new_v4().simple().to_string();
         let location = format!("indexes/{}-{}/", request.name, &id[..12]);
-        let schema = batch.schema();
-        let stream =
-            RecordBatchStreamAdapter::new(Arc::clone(&schema), futures::stream::iter([Ok(batch)]));
-        let vectors_table = TableEntry::unlisted(
-            "_index",
-            &request.name,
-            &request.bucket,
-            &format!("{location}vectors/"),
-        );
-        catalog
-            .write_unlisted(&vectors_table, Box::pin(stream), Arc::new(ctx.state()))
-            .await
-            .map_err(internal)?;
-        let parameters = match request.backend.as_str() {
+        let vectors_table = vectors_table(&request.name, &request.bucket, &location);
+        self.write_vectors(&vectors_table, WriteMode::Create, batch)
+            .await?;
+        let mut parameters = match request.backend.as_str() {
             "hnsw" => serde_json::json!({
                 "m": request.hnsw.m,
                 "ef_construction": request.hnsw.ef_construction,
@@ -339,6 +698,9 @@ impl VectorIndexes {
             }),
             _ => serde_json::json!({}),
         };
+        parameters["chunk_tokens"] = request.chunking.tokens.into();
+        parameters["chunk_overlap"] = request.chunking.overlap.into();
+        let state = Arc::new(State::new(index, all.rows));
         let entry = IndexEntry {
             name: request.name.clone(),
             schema: request.table.schema.clone(),
@@ -354,9 +716,10 @@ impl VectorIndexes {
             location,
             source_version,
             vectors: count as u64,
-            bytes: index.memory_bytes() as u64,
+            rows,
+            bytes: state.memory_bytes(),
             build_seconds: started.elapsed().as_secs_f64(),
-            embed_seconds,
+            embed_seconds: all.seconds,
             built_at: chrono::Utc::now().to_rfc3339(),
         };
         let replaced = catalog.put_index(entry.clone()).await.map_err(internal)?;
@@ -365,24 +728,171 @@ impl VectorIndexes {
         }
         let info = info_of(&entry);
         if let Ok(mut loaded) = self.loaded.write() {
-            loaded.insert(entry.name.clone(), Arc::new(Loaded { entry, index }));
+            loaded.insert(entry.name.clone(), Arc::new(Loaded { entry, state }));
         }
         Ok(info)
     }
 
+    /// The query engine.
+    pub(super) fn engine(&self) -> &Arc<QueryEngine> {
+        &self.engine
+    }
+
+    /// Writes `batch` to an unlisted Delta table in one commit.
+    pub(super) async fn write_vectors(
+        &self,
+        table: &TableEntry,
+        mode: WriteMode,
+        batch: RecordBatch,
+    ) -> Result<(), VectorError> {
+        let ctx = self.engine.session(&SessionDefaults::default());
+        let stream =
+            RecordBatchStreamAdapter::new(batch.schema(), futures::stream::iter([Ok(batch)]));
+        self.engine
+            .catalog()
+            .write_unlisted(table, mode, Box::pin(stream), Arc::new(ctx.state()))
+            .await
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    /// Embeds and inserts the rows of the source table the index lacks; returns how
+    /// many rows were added. Runs on every append (see [`Self::follow`]); a no-op when
+    /// the table has not changed since.
+    pub async fn refresh(&self, name: &str) -> Result<u64, VectorError> {
+        let loaded = self.get(name).await?;
+        let state = Arc::clone(&loaded.state);
+        let _one = state.refreshing.lock().await;
+        let catalog = self.engine.catalog();
+        let Some(entry) = catalog
+            .index(name)
+            .filter(|e| e.location == loaded.entry.location)
+        else {
+            return Ok(0);
+        };
+        let table = catalog
+            .table(&entry.schema, &entry.table)
+            .map_err(|e| VectorError::NotFound(format!("the source table of index {name}: {e}")))?;
+        let (_, version) = catalog.table_state(&table).await.map_err(internal)?;
+        if version <= entry.source_version {
+            return Ok(0);
+        }
+        if entry.model != BUILTIN_MODEL {
+            return Err(VectorError::Unavailable(format!(
+                "index {name} was built with model {}, which this server does not run",
+                entry.model
+            )));
+        }
+        let model = self.builtin().await?;
+        let known = state.indexed.read().map_err(internal)?.clone();
+        let first_key = state.rows.read().map_err(internal)?.len();
+        let stream = self
+            .rows_stream(&table, &entry.id_column, &entry.text_column)
+            .await?;
+        let mut added = Embedded::default();
+        let mut documents = Vec::new();
+        let embedded = self
+            .embed_rows(
+                &model,
+                stream,
+                &known,
+                false,
+                Chunking::of(&entry.parameters),
+                None,
+                Some(&mut documents),
+                |batch, _| {
+                    // Searchable at once, exactly, before the graph has it.
+                    let base = {
+                        let mut rows = state.rows.write().map_err(internal)?;
+                        let base = rows.len();
+                        rows.extend(&batch.rows);
+                        base
+                    };
+                    state.fresh.add(&keyed(base, batch.vectors.clone()))?;
+                    state.indexed.write().map_err(internal)?.extend(&batch.rows);
+                    added.seconds += batch.seconds;
+                    added.rows.extend(batch.rows);
+                    added.chunks.extend(batch.chunks);
+                    added.vectors.extend(batch.vectors);
+                    Ok(())
+                },
+            )
+            .await;
+        let persisted = match embedded {
+            Ok(()) if added.rows.is_empty() => Ok(()),
+            Ok(()) => {
+                let batch = vectors_batch(&added, entry.dimension as usize, &entry.model, {
+                    Metric::parse(&entry.metric)?
+                })?;
+                self.write_vectors(
+                    &vectors_table(&entry.name, &entry.bucket, &entry.location),
+                    WriteMode::Append,
+                    batch,
+                )
+                .await
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = persisted {
+            // Forget what was not stored; the next refresh embeds it again.
+            state.fresh.clear();
+            if let Ok(mut rows) = state.rows.write() {
+                rows.truncate(first_key);
+            }
+            if let Ok(mut indexed) = state.indexed.write() {
+                for row in &added.rows {
+                    indexed.remove(row);
+                }
+            }
+            return Err(error);
+        }
+        let (count, rows) = (added.rows.len() as u64, added.distinct_rows());
+        if count > 0 {
+            let inner = Arc::clone(&state);
+            let items = keyed(first_key, std::mem::take(&mut added.vectors));
+            tokio::task::spawn_blocking(move || inner.index.add(&items))
+                .await
+                .map_err(internal)??;
+            state.fresh.clear();
+            if let Some(text) = state.text.get() {
+                let mut text = text.write().map_err(internal)?;
+                for (id, document) in &documents {
+                    text.add(*id, document);
+                }
+            }
+        }
+        let bytes = state.memory_bytes();
+        let updated = catalog
+            .update_index(name, &entry.location, |e| {
+                e.vectors += count;
+                e.rows += rows;
+                e.source_version = version;
+                e.bytes = bytes;
+                e.embed_seconds += added.seconds;
+            })
+            .await
+            .map_err(internal)?;
+        if let (Some(entry), Ok(mut map)) = (updated, self.loaded.write()) {
+            let state = Arc::clone(&state);
+            map.insert(name.to_string(), Arc::new(Loaded { entry, state }));
+        }
+        Ok(rows)
+    }
+
     /// The loaded index `name`, loading it from its vectors on first use.
-    async fn get(&self, name: &str) -> Result<Arc<Loaded>, VectorError> {
+    pub(super) async fn get(&self, name: &str) -> Result<Arc<Loaded>, VectorError> {
         let Some(entry) = self.engine.catalog().index(name) else {
             return Err(VectorError::NotFound(format!(
                 "vector index {name} does not exist (see system.vector_indexes)"
             )));
         };
+        // A refresh changes the entry, not the build: the location names the build.
         let cached = |this: &Self| {
             this.loaded
                 .read()
                 .ok()
                 .and_then(|l| l.get(name).cloned())
-                .filter(|l| l.entry == entry)
+                .filter(|l| l.entry.location == entry.location)
         };
         if let Some(loaded) = cached(self) {
             return Ok(loaded);
@@ -391,59 +901,59 @@ impl VectorIndexes {
         if let Some(loaded) = cached(self) {
             return Ok(loaded);
         }
-        let (ids, vectors) = self.read_vectors(&entry).await?;
-        let request = CreateIndex {
-            name: entry.name.clone(),
-            table: TableEntry::new(&entry.schema, &entry.table, &entry.bucket),
-            text_column: entry.text_column.clone(),
-            id_column: entry.id_column.clone(),
-            backend: entry.backend.clone(),
-            metric: Metric::parse(&entry.metric)?,
-            hnsw: hnsw_params(&entry.parameters),
-            bucket: entry.bucket.clone(),
-            replace: false,
-        };
-        let index = build(&request, entry.dimension as usize, items(ids, vectors)).await?;
-        let loaded = Arc::new(Loaded { entry, index });
+        let stored = self.read_vectors(&entry).await?;
+        let index = build(
+            &entry.backend,
+            Metric::parse(&entry.metric)?,
+            hnsw_params(&entry.parameters),
+            entry.dimension as usize,
+            keyed(0, stored.vectors),
+        )
+        .await?;
+        let loaded = Arc::new(Loaded {
+            entry,
+            state: Arc::new(State::new(index, stored.rows)),
+        });
         if let Ok(mut map) = self.loaded.write() {
             map.insert(name.to_string(), Arc::clone(&loaded));
         }
         Ok(loaded)
     }
 
-    async fn read_vectors(
-        &self,
-        entry: &IndexEntry,
-    ) -> Result<(Vec<i64>, Vec<Vec<f32>>), VectorError> {
-        let vectors_table = TableEntry::unlisted(
-            "_index",
-            &entry.name,
-            &entry.bucket,
-            &format!("{}vectors/", entry.location),
-        );
-        let batches = self
-            .engine
-            .read_unlisted(&vectors_table)
-            .await
-            .map_err(|e| {
-                VectorError::Internal(format!("reading the vectors of index {}: {e}", entry.name))
-            })?;
-        let mut ids = Vec::new();
-        let mut vectors = Vec::new();
+    pub(super) async fn read_vectors(&self, entry: &IndexEntry) -> Result<Embedded, VectorError> {
+        let table = vectors_table(&entry.name, &entry.bucket, &entry.location);
+        let batches = self.engine.read_unlisted(&table).await.map_err(|e| {
+            VectorError::Internal(format!("reading the vectors of index {}: {e}", entry.name))
+        })?;
+        let mut stored = Embedded::default();
         for batch in batches {
-            let id = arrow::compute::cast(batch.column(0), &DataType::Int64).map_err(internal)?;
-            let id = id.as_primitive::<Int64Type>();
-            let list = batch.column(1);
-            let values: Vec<Vec<f32>> = match list.data_type() {
-                DataType::FixedSizeList(..) => list_values(list.as_fixed_size_list().iter()),
-                DataType::List(_) => list_values(list.as_list::<i32>().iter()),
-                DataType::LargeList(_) => list_values(list.as_list::<i64>().iter()),
-                other => return Err(VectorError::Internal(format!("vectors stored as {other}"))),
-            }?;
-            ids.extend(id.iter().map(|v| v.unwrap_or_default()));
-            vectors.extend(values);
+            let column = |name: &str| {
+                batch.column_by_name(name).ok_or_else(|| {
+                    internal(format!("the vectors of index {} lack {name}", entry.name))
+                })
+            };
+            let id = arrow::compute::cast(column("id")?, &DataType::Int64).map_err(internal)?;
+            let values = vectors_of(column("vector")?)?;
+            stored.rows.extend(
+                id.as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|v| v.unwrap_or_default()),
+            );
+            match batch.column_by_name("chunk") {
+                Some(chunk) => {
+                    let chunk = arrow::compute::cast(chunk, &DataType::Int32).map_err(internal)?;
+                    stored.chunks.extend(
+                        chunk
+                            .as_primitive::<arrow::datatypes::Int32Type>()
+                            .iter()
+                            .map(|v| v.unwrap_or_default()),
+                    );
+                }
+                None => stored.chunks.extend(std::iter::repeat_n(0, values.len())),
+            }
+            stored.vectors.extend(values);
         }
-        Ok((ids, vectors))
+        Ok(stored)
     }
 
     /// Every index of the catalog, as the protocol describes them.
@@ -457,17 +967,64 @@ impl VectorIndexes {
             .collect()
     }
 
-    /// The `k` nearest rows to `query` (a text) or `vector`, restricted to rows matching
-    /// the SQL `filter` on the source table.
-    pub async fn search(
+    /// The rows matching `filter` on the source table of `entry`, or `None` for all.
+    async fn allowed(
         &self,
-        name: &str,
-        query: &str,
-        vector: &[f32],
-        k: usize,
-        ef: usize,
+        entry: &IndexEntry,
+        table: &TableEntry,
         filter: &str,
-    ) -> Result<Vec<VectorHit>, VectorError> {
+    ) -> Result<Option<HashSet<i64>>, VectorError> {
+        if filter.trim().is_empty() {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT CAST({} AS BIGINT) FROM {} WHERE {filter}",
+            quoted(&entry.id_column),
+            quoted_table(table)
+        );
+        let batches = self
+            .collect(&sql)
+            .await
+            .map_err(|e| VectorError::Invalid(format!("filter: {e}")))?;
+        let mut ids = HashSet::new();
+        for batch in batches {
+            ids.extend(batch.column(0).as_primitive::<Int64Type>().iter().flatten());
+        }
+        Ok(Some(ids))
+    }
+
+    /// The text index of `loaded`, built from the source table on first use.
+    async fn text_index<'a>(
+        &self,
+        loaded: &'a Loaded,
+        table: &TableEntry,
+    ) -> Result<&'a RwLock<Bm25>, VectorError> {
+        let entry = &loaded.entry;
+        loaded
+            .state
+            .text
+            .get_or_try_init(|| async {
+                let mut stream = self
+                    .rows_stream(table, &entry.id_column, &entry.text_column)
+                    .await?;
+                let mut index = Bm25::new();
+                while let Some(batch) = stream.try_next().await.map_err(internal)? {
+                    let ids = batch.column(0).as_primitive::<Int64Type>();
+                    let text =
+                        arrow::compute::cast(batch.column(1), &DataType::Utf8).map_err(internal)?;
+                    let text = text.as_string::<i32>();
+                    for i in 0..batch.num_rows() {
+                        index.add(ids.value(i), text.value(i));
+                    }
+                }
+                Ok::<_, VectorError>(RwLock::new(index))
+            })
+            .await
+    }
+
+    /// The best rows for `search`, best first, with their texts.
+    pub async fn search(&self, search: &Search) -> Result<Vec<VectorHit>, VectorError> {
+        let Search { k, ef, mode, .. } = *search;
         if k == 0 || k > MAX_K {
             return Err(VectorError::Invalid(format!(
                 "k: {k} is not in 1..={MAX_K}"
@@ -476,76 +1033,144 @@ impl VectorIndexes {
         if ef > MAX_EF {
             return Err(VectorError::Invalid(format!("ef: {ef} is above {MAX_EF}")));
         }
-        let loaded = self.get(name).await?;
+        let has_query = !search.query.trim().is_empty();
+        if mode != Mode::Vector && (!has_query || !search.vector.is_empty()) {
+            return Err(VectorError::Invalid(
+                "text and hybrid search take a query text (not a vector)".into(),
+            ));
+        }
+        let loaded = self.get(&search.index).await?;
         let entry = &loaded.entry;
-        let query_vector = match (query.trim().is_empty(), vector.is_empty()) {
-            (false, true) => {
-                if entry.model != BUILTIN_MODEL {
-                    return Err(VectorError::Unavailable(format!(
-                        "index {name} was built with model {}, which this server does not run",
-                        entry.model
-                    )));
-                }
-                let model = self.builtin().await?;
-                model
-                    .embed(&[query.to_string()])
-                    .await?
-                    .pop()
-                    .ok_or_else(|| internal("the model returned no vector"))?
-            }
-            (true, false) => vector.to_vec(),
-            (true, true) => return Err(VectorError::Invalid("set query or vector".into())),
-            (false, false) => {
-                return Err(VectorError::Invalid("set query or vector, not both".into()));
-            }
-        };
         let table = self
             .engine
             .catalog()
             .table(&entry.schema, &entry.table)
-            .map_err(|e| VectorError::NotFound(format!("the source table of index {name}: {e}")))?;
-        let allowed = if filter.trim().is_empty() {
-            None
-        } else {
-            let sql = format!(
-                "SELECT CAST({} AS BIGINT) FROM {} WHERE {filter}",
-                quoted(&entry.id_column),
-                quoted_table(&table)
-            );
-            let batches = self
-                .collect(&sql)
-                .await
-                .map_err(|e| VectorError::Invalid(format!("filter: {e}")))?;
-            let mut ids = HashSet::new();
-            for batch in batches {
-                ids.extend(batch.column(0).as_primitive::<Int64Type>().iter().flatten());
+            .map_err(|e| {
+                VectorError::NotFound(format!("the source table of index {}: {e}", entry.name))
+            })?;
+        let allowed = self.allowed(entry, &table, &search.filter).await?;
+        let found: Vec<Found> = match mode {
+            Mode::Vector => {
+                let query = self.query_vector(entry, search).await?;
+                self.nearest(&loaded, query, k, ef, allowed)
+                    .await?
+                    .into_iter()
+                    .map(|(id, distance)| Found {
+                        id,
+                        distance,
+                        score: similarity(&entry.metric, distance),
+                    })
+                    .collect()
             }
-            Some(ids)
+            Mode::Text => self
+                .text_hits(&loaded, &table, &search.query, k, allowed.as_ref())
+                .await?
+                .into_iter()
+                .map(|(id, score)| Found {
+                    id,
+                    distance: f32::NAN,
+                    score,
+                })
+                .collect(),
+            Mode::Hybrid => {
+                let depth = (k * HYBRID_DEPTH).clamp(40, MAX_K);
+                let text = self
+                    .text_hits(&loaded, &table, &search.query, depth, allowed.as_ref())
+                    .await?;
+                let query = self.query_vector(entry, search).await?;
+                let nearest = self.nearest(&loaded, query, depth, ef, allowed).await?;
+                let distances: HashMap<i64, f32> = nearest.iter().copied().collect();
+                let lists = [
+                    nearest.iter().map(|h| h.0).collect(),
+                    text.iter().map(|h| h.0).collect(),
+                ];
+                fuse(&lists, k)
+                    .into_iter()
+                    .map(|(id, score)| Found {
+                        id,
+                        distance: distances.get(&id).copied().unwrap_or(f32::NAN),
+                        score,
+                    })
+                    .collect()
+            }
         };
-        let params = SearchParams { ef };
-        let index = Arc::clone(&loaded);
-        let hits = tokio::task::spawn_blocking(move || {
-            let keep = allowed.map(|ids| move |id: u64| ids.contains(&(id as i64)));
-            match &keep {
-                Some(keep) => index.index.search(&query_vector, k, params, Some(keep)),
-                None => index.index.search(&query_vector, k, params, None),
+        self.with_texts(entry, &table, found).await
+    }
+
+    async fn query_vector(
+        &self,
+        entry: &IndexEntry,
+        search: &Search,
+    ) -> Result<Vec<f32>, VectorError> {
+        match (search.query.trim().is_empty(), search.vector.is_empty()) {
+            (false, true) => {
+                if entry.model != BUILTIN_MODEL {
+                    return Err(VectorError::Unavailable(format!(
+                        "index {} was built with model {}, which this server does not run",
+                        entry.name, entry.model
+                    )));
+                }
+                let model = self.builtin().await?;
+                model
+                    .embed(std::slice::from_ref(&search.query))
+                    .await?
+                    .pop()
+                    .ok_or_else(|| internal("the model returned no vector"))
             }
-        })
-        .await
-        .map_err(internal)??;
-        if hits.is_empty() {
+            (true, false) => Ok(search.vector.clone()),
+            (true, true) => Err(VectorError::Invalid("set query or vector".into())),
+            (false, false) => Err(VectorError::Invalid("set query or vector, not both".into())),
+        }
+    }
+
+    async fn nearest(
+        &self,
+        loaded: &Arc<Loaded>,
+        query: Vec<f32>,
+        k: usize,
+        ef: usize,
+        allowed: Option<HashSet<i64>>,
+    ) -> Result<Vec<(i64, f32)>, VectorError> {
+        let state = Arc::clone(&loaded.state);
+        tokio::task::spawn_blocking(move || state.nearest(&query, k, ef, allowed.as_ref()))
+            .await
+            .map_err(internal)?
+    }
+
+    async fn text_hits(
+        &self,
+        loaded: &Loaded,
+        table: &TableEntry,
+        query: &str,
+        k: usize,
+        allowed: Option<&HashSet<i64>>,
+    ) -> Result<Vec<(i64, f32)>, VectorError> {
+        let index = self.text_index(loaded, table).await?;
+        let keep = |id: i64| allowed.is_none_or(|a| a.contains(&id));
+        let index = index.read().map_err(internal)?;
+        Ok(index.search(query, k, Some(&keep)))
+    }
+
+    /// The hits with their rows' texts; rows gone from the table are dropped.
+    async fn with_texts(
+        &self,
+        entry: &IndexEntry,
+        table: &TableEntry,
+        found: Vec<Found>,
+    ) -> Result<Vec<VectorHit>, VectorError> {
+        if found.is_empty() {
             return Ok(Vec::new());
         }
-        let list = hits
+        let list = found
             .iter()
-            .map(|h| (h.id as i64).to_string())
+            .map(|h| h.id.to_string())
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
             "SELECT CAST({} AS BIGINT), CAST({} AS VARCHAR) FROM {} WHERE {} IN ({list})",
             quoted(&entry.id_column),
             quoted(&entry.text_column),
-            quoted_table(&table),
+            quoted_table(table),
             quoted(&entry.id_column),
         );
         let mut texts = HashMap::new();
@@ -557,19 +1182,198 @@ impl VectorIndexes {
                 texts.insert(id.value(i), text.value(i).to_string());
             }
         }
-        Ok(hits
+        Ok(found
             .into_iter()
-            .map(|h| VectorHit {
-                id: h.id as i64,
-                distance: h.distance,
-                text: texts.remove(&(h.id as i64)).unwrap_or_default(),
+            .filter_map(|h| {
+                Some(VectorHit {
+                    id: h.id,
+                    distance: h.distance,
+                    text: texts.remove(&h.id)?,
+                    score: h.score,
+                })
             })
             .collect())
+    }
+
+    /// The schema of [`Self::hits_batch`] for `columns` of index `name`'s table.
+    pub async fn hits_schema_for(
+        &self,
+        name: &str,
+        columns: &[String],
+    ) -> Result<SchemaRef, VectorError> {
+        let Some(entry) = self.engine.catalog().index(name) else {
+            return Err(VectorError::NotFound(format!(
+                "vector index {name} does not exist (see system.vector_indexes)"
+            )));
+        };
+        let table = self
+            .engine
+            .catalog()
+            .table(&entry.schema, &entry.table)
+            .map_err(|e| VectorError::NotFound(format!("the source table of index {name}: {e}")))?;
+        let source = self
+            .engine
+            .catalog()
+            .table_schema(&table)
+            .await
+            .map_err(internal)?;
+        let mut fields = hit_fields();
+        for column in extra_columns(&entry, columns)? {
+            let field = source.field_with_name(column).map_err(|_| {
+                VectorError::NotFound(format!(
+                    "columns: table {} has no column {column:?}",
+                    table.qualified_name()
+                ))
+            })?;
+            fields.push(field.as_ref().clone().with_nullable(true));
+        }
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    /// The hits of `search` as one Arrow batch: `id`, `score`, `distance` (null where
+    /// unknown), `text`, `rank` (from 1), then `columns` of the source table.
+    pub async fn hits_batch(
+        &self,
+        search: &Search,
+        columns: &[String],
+    ) -> Result<RecordBatch, VectorError> {
+        let schema = self.hits_schema_for(&search.index, columns).await?;
+        let hits = self.search(search).await?;
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(hits.iter().map(|h| h.id))),
+            Arc::new(Float32Array::from_iter_values(hits.iter().map(|h| h.score))),
+            Arc::new(Float32Array::from_iter(
+                hits.iter()
+                    .map(|h| (!h.distance.is_nan()).then_some(h.distance)),
+            )),
+            Arc::new(StringArray::from_iter_values(hits.iter().map(|h| &h.text))),
+            Arc::new(Int32Array::from_iter_values(1..=hits.len() as i32)),
+        ];
+        let entry = self.engine.catalog().index(&search.index).ok_or_else(|| {
+            VectorError::NotFound(format!("vector index {} was dropped", search.index))
+        })?;
+        let extra = extra_columns(&entry, columns)?;
+        if !extra.is_empty() {
+            arrays.extend(self.columns_of(&entry, &extra, &hits, &schema).await?);
+        }
+        RecordBatch::try_new(schema, arrays).map_err(internal)
+    }
+
+    /// `columns` of the hits' rows, in hit order.
+    async fn columns_of(
+        &self,
+        entry: &IndexEntry,
+        columns: &[&str],
+        hits: &[VectorHit],
+        schema: &SchemaRef,
+    ) -> Result<Vec<ArrayRef>, VectorError> {
+        let fields = &schema.fields()[hit_fields().len()..];
+        if hits.is_empty() {
+            return Ok(fields
+                .iter()
+                .map(|f| arrow::array::new_empty_array(f.data_type()))
+                .collect());
+        }
+        let table = self
+            .engine
+            .catalog()
+            .table(&entry.schema, &entry.table)
+            .map_err(|e| VectorError::NotFound(e.to_string()))?;
+        let list = hits
+            .iter()
+            .map(|h| h.id.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let selected = columns
+            .iter()
+            .map(|c| quoted(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT CAST({id} AS BIGINT) AS __lakehouse_id, {selected} FROM {} WHERE {id} IN ({list})",
+            quoted_table(&table),
+            id = quoted(&entry.id_column),
+        );
+        let batches = self.collect(&sql).await.map_err(internal)?;
+        let Some(first) = batches.first() else {
+            return Ok(fields
+                .iter()
+                .map(|f| arrow::array::new_null_array(f.data_type(), hits.len()))
+                .collect());
+        };
+        let rows = arrow::compute::concat_batches(&first.schema(), &batches).map_err(internal)?;
+        let ids = rows.column(0).as_primitive::<Int64Type>();
+        let at: HashMap<i64, u32> = (0..rows.num_rows())
+            .map(|i| (ids.value(i), i as u32))
+            .collect();
+        let take = UInt32Array::from_iter(hits.iter().map(|h| at.get(&h.id).copied()));
+        (1..rows.num_columns())
+            .zip(fields)
+            .map(|(i, field)| {
+                let taken = arrow::compute::take(rows.column(i), &take, None).map_err(internal)?;
+                arrow::compute::cast(&taken, field.data_type()).map_err(internal)
+            })
+            .collect()
     }
 
     async fn collect(&self, sql: &str) -> datafusion::error::Result<Vec<RecordBatch>> {
         let ctx = self.engine.session(&SessionDefaults::default());
         ctx.sql(sql).await?.collect().await
+    }
+}
+
+/// The schema of hits without extra columns.
+pub fn hits_schema() -> SchemaRef {
+    Arc::new(Schema::new(hit_fields()))
+}
+
+/// The fixed columns of a hits batch.
+fn hit_fields() -> Vec<Field> {
+    vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("score", DataType::Float32, false),
+        Field::new("distance", DataType::Float32, true),
+        Field::new("text", DataType::Utf8, false),
+        Field::new("rank", DataType::Int32, false),
+    ]
+}
+
+/// The requested columns to add to hits: the id and text columns are already there
+/// (as `id` and `text`) and are skipped; another name clashing with a hit column, or
+/// a repeat, is refused.
+fn extra_columns<'a>(
+    entry: &IndexEntry,
+    columns: &'a [String],
+) -> Result<Vec<&'a str>, VectorError> {
+    let fixed: Vec<String> = hit_fields().iter().map(|f| f.name().clone()).collect();
+    let mut out: Vec<&str> = Vec::new();
+    for column in columns {
+        if *column == entry.id_column || *column == entry.text_column {
+            continue;
+        }
+        if fixed.contains(column) || out.contains(&column.as_str()) {
+            return Err(VectorError::Invalid(format!(
+                "columns: {column:?} clashes with a hit column ({}) or is repeated",
+                fixed.join(", ")
+            )));
+        }
+        out.push(column);
+    }
+    Ok(out)
+}
+
+/// The unlisted Delta table of an index's vectors.
+fn vectors_table(name: &str, bucket: &str, location: &str) -> TableEntry {
+    TableEntry::unlisted("_index", name, bucket, &format!("{location}vectors/"))
+}
+
+/// The rows of a list column of `f32` (Delta stores a fixed-size list as a list).
+pub(super) fn vectors_of(list: &ArrayRef) -> Result<Vec<Vec<f32>>, VectorError> {
+    match list.data_type() {
+        DataType::FixedSizeList(..) => list_values(list.as_fixed_size_list().iter()),
+        DataType::List(_) => list_values(list.as_list::<i32>().iter()),
+        DataType::LargeList(_) => list_values(list.as_list::<i64>().iter()),
+        other => Err(VectorError::Internal(format!("vectors stored as {other}"))),
     }
 }
 
@@ -602,19 +1406,20 @@ fn hnsw_params(parameters: &serde_json::Value) -> HnswParams {
     }
 }
 
-/// Builds the in-memory index of `request.backend` over the vectors.
-/// Ids paired with their vectors (moved, not copied).
-fn items(ids: Vec<i64>, vectors: Vec<Vec<f32>>) -> Vec<(u64, Vec<f32>)> {
-    ids.into_iter().map(|id| id as u64).zip(vectors).collect()
+/// Vectors keyed by their position, from `first` on (moved, not copied).
+fn keyed(first: usize, vectors: Vec<Vec<f32>>) -> Vec<(u64, Vec<f32>)> {
+    (first as u64..).zip(vectors).collect()
 }
 
+/// Builds the in-memory index of `backend` over the vectors.
 async fn build(
-    request: &CreateIndex,
+    backend: &str,
+    metric: Metric,
+    hnsw: HnswParams,
     dimension: usize,
     items: Vec<(u64, Vec<f32>)>,
 ) -> Result<Box<dyn VectorIndex>, VectorError> {
-    let backend = request.backend.clone();
-    let (metric, hnsw) = (request.metric, request.hnsw);
+    let backend = backend.to_string();
     tokio::task::spawn_blocking(move || -> Result<Box<dyn VectorIndex>, VectorError> {
         let index: Box<dyn VectorIndex> = match backend.as_str() {
             "flat" => Box::new(FlatIndex::new(dimension, metric)),
@@ -632,16 +1437,15 @@ async fn build(
     .map_err(internal)?
 }
 
-/// The vectors as one batch: `id BIGINT`, `vector FixedSizeList<Float32, d>`.
+/// The vectors as one batch: `id BIGINT`, `chunk INT`, `vector FixedSizeList<Float32, d>`.
 fn vectors_batch(
-    ids: &[i64],
-    vectors: &[Vec<f32>],
+    embedded: &Embedded,
     dimension: usize,
     model: &str,
     metric: Metric,
 ) -> Result<RecordBatch, VectorError> {
     let item = Arc::new(Field::new("item", DataType::Float32, false));
-    let flat: Vec<f32> = vectors.iter().flatten().copied().collect();
+    let flat: Vec<f32> = embedded.vectors.iter().flatten().copied().collect();
     let list = FixedSizeListArray::try_new(
         Arc::clone(&item),
         dimension as i32,
@@ -656,11 +1460,16 @@ fn vectors_batch(
     ]);
     let schema: SchemaRef = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
+        Field::new("chunk", DataType::Int32, false),
         Field::new("vector", list.data_type().clone(), false).with_metadata(metadata),
     ]));
     RecordBatch::try_new(
         schema,
-        vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(list)],
+        vec![
+            Arc::new(Int64Array::from(embedded.rows.clone())),
+            Arc::new(Int32Array::from(embedded.chunks.clone())),
+            Arc::new(list),
+        ],
     )
     .map_err(internal)
 }
@@ -680,10 +1489,85 @@ pub fn info_of(entry: &IndexEntry) -> VectorIndexInfo {
         location: entry.location.clone(),
         source_version: entry.source_version,
         vectors: entry.vectors,
+        rows: entry.rows,
         bytes: entry.bytes,
         build_seconds: entry.build_seconds,
         embed_seconds: entry.embed_seconds,
         built_at: entry.built_at.clone(),
         parameters: entry.parameters.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys 0 and 1 are two chunks of row 10; keys 2 and 3 are rows 20 and 30.
+    fn state() -> State {
+        let index = FlatIndex::new(2, Metric::L2);
+        index
+            .add(&[
+                (0, vec![0.0, 0.0]),
+                (1, vec![5.0, 5.0]),
+                (2, vec![0.1, 0.0]),
+                (3, vec![0.2, 0.0]),
+            ])
+            .unwrap();
+        State::new(Box::new(index), vec![10, 10, 20, 30])
+    }
+
+    fn ids(found: &[(i64, f32)]) -> Vec<i64> {
+        found.iter().map(|f| f.0).collect()
+    }
+
+    #[test]
+    fn a_row_comes_back_once_at_its_best_chunk() {
+        let s = state();
+        assert_eq!(
+            ids(&s.nearest(&[0.0, 0.0], 3, 0, None).unwrap()),
+            [10, 20, 30]
+        );
+        assert_eq!(s.nearest(&[5.0, 5.0], 10, 0, None).unwrap().len(), 3);
+        assert_eq!(s.nearest(&[5.0, 5.0], 1, 0, None).unwrap(), vec![(10, 0.0)]);
+        let allowed = HashSet::from([30]);
+        assert_eq!(
+            ids(&s.nearest(&[0.0, 0.0], 2, 0, Some(&allowed)).unwrap()),
+            [30]
+        );
+    }
+
+    #[test]
+    fn fresh_vectors_are_searched_beside_the_index() {
+        let s = state();
+        s.rows.write().unwrap().push(40);
+        s.fresh.add(&[(4, vec![-0.05, 0.0])]).unwrap();
+        assert_eq!(ids(&s.nearest(&[-0.1, 0.0], 2, 0, None).unwrap()), [40, 10]);
+        s.fresh.clear();
+        assert_eq!(ids(&s.nearest(&[-0.1, 0.0], 1, 0, None).unwrap()), [10]);
+    }
+
+    #[test]
+    fn chunking_is_checked_against_the_model_window() {
+        assert_eq!(Chunking::new(0, None).unwrap(), Chunking::default());
+        assert_eq!(Chunking::new(10, None).unwrap().overlap, 5);
+        assert_eq!(Chunking::new(64, Some(0)).unwrap().overlap, 0);
+        assert!(Chunking::new(255, None).is_err());
+        assert!(Chunking::new(64, Some(64)).is_err());
+        let parameters = serde_json::json!({"chunk_tokens": 100, "chunk_overlap": 10});
+        assert_eq!(
+            Chunking::of(&parameters),
+            Chunking {
+                tokens: 100,
+                overlap: 10
+            }
+        );
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!(Mode::parse("").unwrap(), Mode::Vector);
+        assert_eq!(Mode::parse("Hybrid").unwrap(), Mode::Hybrid);
+        assert_eq!(Mode::parse("bm25").unwrap(), Mode::Text);
+        assert!(Mode::parse("fuzzy").is_err());
     }
 }

