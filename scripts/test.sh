@@ -51,6 +51,8 @@ if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
   echo "$want" > "$stamp"
 fi
+# The project's own client package, installed as a user would (every run: it changes).
+"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./clients/python
 
 step "arrow-rs flight_sql_client CLI"
 tools="${LAKEHOUSE_TOOLS:-.tools}"

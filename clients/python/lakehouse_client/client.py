@@ -1,0 +1,377 @@
+"""The Lakehouse client: an ADBC Flight SQL connection for SQL plus pyarrow.flight for the
+custom actions (JSON bodies, see proto/lakehouse/v1/ for every field)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Literal, Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.flight as fl
+
+Mode = Literal["create", "append", "replace"]
+SearchMode = Literal["vector", "text", "hybrid"]
+
+_INGEST_MODES = {"create": "INGEST_MODE_CREATE", "append": "INGEST_MODE_APPEND", "replace": "INGEST_MODE_REPLACE"}
+_FORMATS = {"csv": "FILE_FORMAT_CSV", "ndjson": "FILE_FORMAT_NDJSON", "parquet": "FILE_FORMAT_PARQUET",
+            "arrow": "FILE_FORMAT_ARROW_IPC", "pdf": "FILE_FORMAT_PDF"}
+_UPLOAD_CHUNK = 1 << 20
+
+
+class LakehouseError(Exception):
+    """An error this client raises itself (the server's own errors arrive as pyarrow's
+    Flight exceptions: ``pyarrow.ArrowInvalid`` for INVALID_ARGUMENT, ``ArrowKeyError`` for
+    NOT_FOUND, ``flight.FlightUnauthenticatedError``…, each with the server's message)."""
+
+
+class JobFailed(LakehouseError):
+    """A job that ended without succeeding; ``job`` is its last snapshot."""
+
+    def __init__(self, job: Mapping[str, Any]):
+        self.job = dict(job)
+        self.code = job.get("errorCode", "")
+        super().__init__(f"job {job.get('id', '?')} {job.get('state', '?')}: {self.code} {job.get('error', '')}".strip())
+
+
+def connect(uri: str = "grpc://127.0.0.1:50051", *, username: str | None = None, password: str | None = None,
+            token: str | None = None, tls_root_certs: str | bytes | Path | None = None,
+            progress: bool = True) -> "Client":
+    """Connects to a Lakehouse server.
+
+    Args:
+        uri: ``grpc://host:port`` or ``grpc+tls://host:port``; default the local server.
+            ``LAKEHOUSE_URL`` overrides the default.
+        username, password: Basic credentials, exchanged for a bearer token in the Handshake.
+        token: a bearer token instead (``LAKEHOUSE_TOKEN`` when neither is given).
+        tls_root_certs: PEM of the CA that signed the server's certificate (text, bytes or a path).
+        progress: show a tqdm progress bar while waiting on jobs (when tqdm is installed).
+    """
+    if uri == "grpc://127.0.0.1:50051":
+        uri = os.environ.get("LAKEHOUSE_URL", uri)
+    if token is None and username is None:
+        token = os.environ.get("LAKEHOUSE_TOKEN") or None
+    return Client(uri, username=username, password=password, token=token, tls_root_certs=tls_root_certs,
+                  progress=progress)
+
+
+def _pem(certs: str | bytes | Path | None) -> bytes | None:
+    if certs is None:
+        return None
+    if isinstance(certs, Path) or (isinstance(certs, str) and "-----BEGIN" not in certs):
+        return Path(certs).read_bytes()
+    return certs.encode() if isinstance(certs, str) else certs
+
+
+def _any_command(message: str, body: Mapping[str, Any]) -> bytes:
+    """A protobuf ``Any`` holding ``lakehouse.v1.<message>`` as JSON (the server accepts both)."""
+
+    def field(number: int, payload: bytes) -> bytes:
+        length, prefix = len(payload), bytearray()
+        while True:
+            byte = length & 0x7F
+            length >>= 7
+            prefix.append(byte | (0x80 if length else 0))
+            if not length:
+                break
+        return bytes([number << 3 | 2]) + bytes(prefix) + payload
+
+    type_url = f"type.googleapis.com/lakehouse.v1.{message}".encode()
+    return field(1, type_url) + field(2, json.dumps(body).encode())
+
+
+def _drop_none(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if v is not None}
+
+
+class _Progress:
+    """A tqdm bar fed by job snapshots: percent when the job knows its total, else rows."""
+
+    def __init__(self, enabled: bool, description: str):
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(desc=description, unit="rows", unit_scale=True, file=sys.stderr, leave=False)
+
+    def update(self, job: Mapping[str, Any]) -> None:
+        if self.bar is None:
+            return
+        progress = job.get("progress", {})
+        if "percent" in progress:
+            if self.bar.total != 100:
+                self.bar.reset(total=100)
+                self.bar.unit = "%"
+            self.bar.n = float(progress["percent"])
+        else:
+            self.bar.n = int(progress.get("rows", 0))
+        phase = progress.get("phase")
+        if phase:
+            self.bar.set_postfix_str(phase, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Client:
+    """A connection to one Lakehouse server. Use `connect()` to make one; close it (or use
+    it as a context manager) when done."""
+
+    def __init__(self, uri: str, *, username: str | None = None, password: str | None = None,
+                 token: str | None = None, tls_root_certs: str | bytes | Path | None = None,
+                 progress: bool = True):
+        self.uri = uri
+        self.progress = progress
+        certs = _pem(tls_root_certs)
+        self._flight = fl.FlightClient(uri, **({"tls_root_certs": certs} if certs else {}))
+        headers: list[tuple[bytes, bytes]] = []
+        self._db_kwargs: dict[str, str] = {}
+        if token:
+            headers = [(b"authorization", f"Bearer {token}".encode())]
+            self._db_kwargs["adbc.flight.sql.authorization_header"] = f"Bearer {token}"
+        elif username is not None:
+            headers = [self._flight.authenticate_basic_token(username, password or "")]
+            self._db_kwargs.update({"username": username, "password": password or ""})
+        if certs:
+            self._db_kwargs["adbc.flight.sql.client_option.tls_root_certs"] = certs.decode()
+        self._options = fl.FlightCallOptions(headers=headers)
+        self._adbc = None
+
+    # --- SQL -------------------------------------------------------------------------
+
+    @property
+    def adbc(self):
+        """The ADBC DB-API connection (autocommit), for cursors, pandas ``read_sql`` and polars."""
+        if self._adbc is None:
+            import adbc_driver_flightsql.dbapi as flightsql
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._adbc = flightsql.connect(self.uri, db_kwargs=dict(self._db_kwargs), autocommit=True)
+        return self._adbc
+
+    def sql(self, query: str, parameters: Sequence[Any] | None = None) -> pa.Table:
+        """Runs a statement; returns its rows (a DML statement returns its row count)."""
+        with self.adbc.cursor() as cur:
+            cur.execute(query, parameters)
+            return cur.fetch_arrow_table()
+
+    def write(self, table: str, data: Any, mode: Mode = "create") -> int:
+        """Bulk-ingests a pyarrow Table/RecordBatchReader or a pandas/polars DataFrame into
+        ``table`` (ADBC bulk ingest: one atomic Delta commit); returns the rows written."""
+        if hasattr(data, "to_arrow"):  # polars
+            data = data.to_arrow()
+        elif not isinstance(data, (pa.Table, pa.RecordBatchReader, pa.RecordBatch)):
+            data = pa.Table.from_pandas(data, preserve_index=False)
+        with self.adbc.cursor() as cur:
+            return cur.adbc_ingest(table, data, mode=mode)
+
+    # --- actions ---------------------------------------------------------------------
+
+    def _action(self, name: str, body: Mapping[str, Any]) -> Iterator[dict]:
+        action = fl.Action(name, json.dumps(body).encode())
+        for result in self._flight.do_action(action, options=self._options):
+            yield json.loads(result.body.to_pybytes())
+
+    def _one(self, name: str, body: Mapping[str, Any]) -> dict:
+        for reply in self._action(name, body):
+            return reply
+        raise LakehouseError(f"{name} answered nothing")
+
+    def _job(self, name: str, body: Mapping[str, Any], result: str, progress: bool | None,
+             description: str) -> dict:
+        """Starts a job and follows it; returns its result (the job itself if detached)."""
+        if body.get("detach"):
+            return self._one(name, body)
+        bar = _Progress(self.progress if progress is None else progress, description)
+        last: dict = {}
+        try:
+            for last in self._action(name, body):
+                bar.update(last)
+        except KeyboardInterrupt as interrupt:
+            if last.get("id"):
+                interrupt.add_note(f"job {last['id']} keeps running on the server: "
+                                   f"client.cancel_job({last['id']!r}) stops it, client.wait() follows it")
+            raise
+        finally:
+            bar.close()
+        if last.get("state") != "JOB_STATE_SUCCEEDED":
+            raise JobFailed(last)
+        return last.get(result, {})
+
+    def ingest_file(self, path: str, table: str, *, mode: Mode = "create", format: str | None = None,
+                    bucket: str | None = None, target_bucket: str | None = None,
+                    csv: Mapping[str, Any] | None = None, column_types: Mapping[str, str] | None = None,
+                    reject_bad_rows: bool = False, rejects_table: str | None = None,
+                    max_rejects: int | None = None, pdf: Mapping[str, Any] | None = None,
+                    detach: bool = False, progress: bool | None = None) -> dict:
+        """Ingests a file or glob from a bucket (``lakehouse.ingest.file``); returns the
+        IngestResult (table, version, rows, rejectedRows, pii, runId…), or the Job if detached.
+
+        ``csv`` and ``pdf`` take the CsvOptions/PdfOptions fields in camelCase, e.g.
+        ``csv={"delimiter": ";", "hasHeader": True}``."""
+        body = _drop_none({
+            "path": path, "table": table, "mode": _INGEST_MODES[mode],
+            "format": _FORMATS[format.lower()] if format else None, "sourceBucket": bucket,
+            "targetBucket": target_bucket, "csv": csv, "columnTypes": column_types,
+            "badRows": "BAD_ROWS_REJECT" if reject_bad_rows else None, "rejectsTable": rejects_table,
+            "maxRejects": max_rejects, "pdf": pdf, "detach": detach or None})
+        return self._job("lakehouse.ingest.file", body, "ingest", progress, f"ingest {path}")
+
+    def upload_file(self, local_path: str | Path, table: str, *, mode: Mode = "create",
+                    format: str | None = None, csv: Mapping[str, Any] | None = None,
+                    column_types: Mapping[str, str] | None = None) -> dict:
+        """Uploads a local file and ingests it (DoPut ``IngestUploadCommand``, streamed in
+        1 MiB chunks); returns the IngestResult."""
+        local_path = Path(local_path)
+        request = _drop_none({"table": table, "mode": _INGEST_MODES[mode],
+                              "format": _FORMATS[format.lower()] if format else None,
+                              "csv": csv, "columnTypes": column_types})
+        descriptor = fl.FlightDescriptor.for_command(
+            _any_command("IngestUploadCommand", {"fileName": local_path.name, "request": request}))
+        schema = pa.schema([("chunk", pa.binary())])
+        writer, reader = self._flight.do_put(descriptor, schema, options=self._options)
+        with local_path.open("rb") as file:
+            while chunk := file.read(_UPLOAD_CHUNK):
+                writer.write_batch(pa.record_batch([pa.array([chunk], pa.binary())], schema=schema))
+        writer.done_writing()
+        job = json.loads(reader.read().to_pybytes())
+        writer.close()
+        if job.get("state") != "JOB_STATE_SUCCEEDED":
+            raise JobFailed(job)
+        return job.get("ingest", {})
+
+    def _ingest_database(self, action: str, table: str, dsn: str | None, connection: str | None,
+                         source_table: str | None, query: str | None, mode: Mode,
+                         watermark_column: str | None, text_fallback: bool, target_bucket: str | None,
+                         detach: bool, progress: bool | None) -> dict:
+        body = _drop_none({"table": table, "dsn": dsn, "connection": connection, "sourceTable": source_table,
+                           "query": query, "mode": _INGEST_MODES[mode], "watermarkColumn": watermark_column,
+                           "textFallback": text_fallback or None, "targetBucket": target_bucket,
+                           "detach": detach or None})
+        return self._job(action, body, "ingest", progress, f"ingest {source_table or 'query'}")
+
+    def ingest_postgres(self, table: str, *, dsn: str | None = None, connection: str | None = None,
+                        source_table: str | None = None, query: str | None = None, mode: Mode = "create",
+                        watermark_column: str | None = None, text_fallback: bool = False,
+                        target_bucket: str | None = None, detach: bool = False,
+                        progress: bool | None = None) -> dict:
+        """Streams a PostgreSQL table or SELECT into ``table`` (``lakehouse.ingest.postgres``).
+        With ``watermark_column`` a re-run appends only new rows."""
+        return self._ingest_database("lakehouse.ingest.postgres", table, dsn, connection, source_table, query,
+                                     mode, watermark_column, text_fallback, target_bucket, detach, progress)
+
+    def ingest_mysql(self, table: str, *, dsn: str | None = None, connection: str | None = None,
+                     source_table: str | None = None, query: str | None = None, mode: Mode = "create",
+                     watermark_column: str | None = None, text_fallback: bool = False,
+                     target_bucket: str | None = None, detach: bool = False,
+                     progress: bool | None = None) -> dict:
+        """Streams a MySQL/MariaDB table or SELECT into ``table`` (``lakehouse.ingest.mysql``)."""
+        return self._ingest_database("lakehouse.ingest.mysql", table, dsn, connection, source_table, query,
+                                     mode, watermark_column, text_fallback, target_bucket, detach, progress)
+
+    # --- vector search ---------------------------------------------------------------
+
+    def create_index(self, name: str, table: str, *, text_column: str, id_column: str,
+                     backend: Literal["hnsw", "flat"] = "hnsw", metric: str = "cosine",
+                     m: int | None = None, ef_construction: int | None = None, ef_search: int | None = None,
+                     chunk_tokens: int | None = None, chunk_overlap: int | None = None,
+                     bucket: str | None = None, replace: bool = False, detach: bool = False,
+                     progress: bool | None = None) -> dict:
+        """Embeds ``table.text_column`` with the server's built-in model and builds a vector
+        index (``lakehouse.vector.index.create``); returns the VectorIndexInfo."""
+        body = _drop_none({"name": name, "table": table, "textColumn": text_column, "idColumn": id_column,
+                           "backend": backend, "metric": metric, "m": m, "efConstruction": ef_construction,
+                           "efSearch": ef_search, "chunkTokens": chunk_tokens, "chunkOverlap": chunk_overlap,
+                           "bucket": bucket, "replace": replace or None, "detach": detach or None})
+        return self._job("lakehouse.vector.index.create", body, "vectorIndex", progress, f"index {name}")
+
+    def search(self, index: str, query: str | None = None, *, vector: Sequence[float] | None = None,
+               k: int = 10, ef: int | None = None, filter: str | None = None, mode: SearchMode = "vector",
+               columns: Sequence[str] = ()) -> pa.Table:
+        """The ``k`` best rows as a pyarrow Table — ``id, score, distance, text, rank`` and the
+        requested ``columns`` of the source table — streamed by DoGet of a
+        ``VectorSearchCommand``. ``mode``: "vector", "text" (BM25) or "hybrid";
+        ``filter``: a SQL predicate on the source table. ``.to_pandas()`` for a DataFrame."""
+        search = _drop_none({"index": index, "query": query, "vector": list(vector) if vector is not None else None,
+                             "k": k, "ef": ef, "filter": filter, "mode": mode})
+        descriptor = fl.FlightDescriptor.for_command(
+            _any_command("VectorSearchCommand", {"search": search, "columns": list(columns)}))
+        info = self._flight.get_flight_info(descriptor, options=self._options)
+        return self._flight.do_get(info.endpoints[0].ticket, options=self._options).read_all()
+
+    def indexes(self) -> pa.Table:
+        """Every vector index (``system.vector_indexes``)."""
+        return self.sql("SELECT * FROM system.vector_indexes ORDER BY name")
+
+    def create_eval_set(self, name: str, index: str, *, queries: Sequence[str] | None = None,
+                        queries_sql: str | None = None, depth: int | None = None, bucket: str | None = None,
+                        replace: bool = False, progress: bool | None = None) -> dict:
+        """Stores query texts with their exact nearest rows in ``index``
+        (``lakehouse.vector.eval_set.create``); returns the VectorEvalSetInfo."""
+        body = _drop_none({"name": name, "index": index, "queries": list(queries) if queries else None,
+                           "queriesSql": queries_sql, "depth": depth, "bucket": bucket,
+                           "replace": replace or None})
+        return self._job("lakehouse.vector.eval_set.create", body, "vectorEvalSet", progress, f"eval set {name}")
+
+    def evaluate(self, index: str, eval_set: str, *, k: int = 10, ef: Sequence[int] = (),
+                 embed_queries: bool = False) -> dict:
+        """recall@k (mean, p5), latency p50/p95/p99 and QPS of ``index`` against ``eval_set``,
+        one run per ``ef`` (``lakehouse.vector.eval``)."""
+        return self._one("lakehouse.vector.eval", _drop_none({
+            "index": index, "evalSet": eval_set, "k": k, "ef": list(ef) or None,
+            "embedQueries": embed_queries or None}))
+
+    # --- jobs and PII ----------------------------------------------------------------
+
+    def jobs(self, *, running_only: bool = False, limit: int | None = None) -> list[dict]:
+        """Jobs, newest first."""
+        reply = self._one("lakehouse.job.list", _drop_none({"runningOnly": running_only or None, "limit": limit}))
+        return reply.get("jobs", [])
+
+    def job(self, job_id: str) -> dict:
+        """A job's current snapshot."""
+        return self._one("lakehouse.job.status", {"jobId": job_id})
+
+    def wait(self, job_id: str, *, progress: bool | None = None) -> dict:
+        """Follows a (detached) job to its end; returns its last snapshot, or raises JobFailed."""
+        bar = _Progress(self.progress if progress is None else progress, f"job {job_id[:8]}")
+        last: dict = {}
+        try:
+            for last in self._action("lakehouse.job.status", {"jobId": job_id, "follow": True}):
+                bar.update(last)
+        finally:
+            bar.close()
+        if last.get("state") != "JOB_STATE_SUCCEEDED":
+            raise JobFailed(last)
+        return last
+
+    def cancel_job(self, job_id: str) -> dict:
+        """Asks a running job to stop; it commits nothing."""
+        return self._one("lakehouse.job.cancel", {"jobId": job_id})
+
+    def mark_pii(self, table: str, column: str, entity_type: str = "", *, clear: bool = False) -> dict:
+        """Records a person's verdict on a column ("" = not PII); ``clear`` removes it."""
+        return self._one("lakehouse.pii.mark", _drop_none({"table": table, "column": column,
+                                                            "entityType": entity_type or None,
+                                                            "clear": clear or None}))
+
+    # --- lifetime --------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._adbc is not None:
+            self._adbc.close()
+            self._adbc = None
+        self._flight.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
