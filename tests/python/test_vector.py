@@ -53,15 +53,19 @@ def connect(server):
         return flightsql.connect(server.uri)
 
 
-def load_docs(server, table: str) -> None:
-    data = pa.Table.from_pylist(rows())
+def write(server, table: str, data: pa.Table, mode: str = "replace") -> None:
+    """ADBC bulk ingest of `data` into `table`."""
     conn = connect(server)
     try:
         with conn.cursor() as cur:
-            cur.adbc_ingest(table, data, mode="replace")
+            cur.adbc_ingest(table, data, mode=mode)
         conn.commit()
     finally:
         conn.close()
+
+
+def load_docs(server, table: str) -> None:
+    write(server, table, pa.Table.from_pylist(rows()))
 
 
 def create(server, **body) -> dict:
@@ -274,13 +278,7 @@ def test_long_texts_are_chunked(server):
         {"id": 2, "body": "a short note about watering the garden roses"},
         {"id": 3, "body": "an essay on medieval castles and their stone walls"},
     ])
-    conn = connect(server)
-    try:
-        with conn.cursor() as cur:
-            cur.adbc_ingest("vec_long", data, mode="replace")
-        conn.commit()
-    finally:
-        conn.close()
+    write(server, "vec_long", data)
     info = create(server, name="vec_long_idx", table="vec_long", textColumn="body", idColumn="id",
                   backend="flat", chunkTokens=64, chunkOverlap=8)
     assert int(info["rows"]) == 3 and int(info["vectors"]) > 8, info
@@ -308,16 +306,10 @@ def test_appended_rows_are_indexed_without_a_rebuild(server):
     create(server, name="vec_fresh_idx", table="vec_fresh", textColumn="body", idColumn="id")
     before = index_row(server, "vec_fresh_idx")
     assert search(server, index="vec_fresh_idx", query="volcano erupting lava", k=1, mode="text") == []
-    conn = connect(server)
-    try:
-        with conn.cursor() as cur:
-            cur.adbc_ingest("vec_fresh", pa.Table.from_pylist([
-                {"id": 31, "topic": "geology", "body": "the volcano erupted and lava flowed down the mountain"},
-                {"id": 32, "topic": "geology", "body": "an earthquake shook the coastal town at dawn"},
-            ]), mode="append")
-        conn.commit()
-    finally:
-        conn.close()
+    write(server, "vec_fresh", pa.Table.from_pylist([
+        {"id": 31, "topic": "geology", "body": "the volcano erupted and lava flowed down the mountain"},
+        {"id": 32, "topic": "geology", "body": "an earthquake shook the coastal town at dawn"},
+    ]), mode="append")
     deadline = time.time() + 120
     while (after := index_row(server, "vec_fresh_idx"))["rows"] < 32 and time.time() < deadline:
         time.sleep(0.5)

@@ -1,12 +1,11 @@
 """Vector search on real text: 1 000 WordNet glosses embedded by the built-in model, queried
 with GCIDE dictionary definitions (scripts/fetch-data.sh fetches both from Debian packages)."""
 
-import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
 
 import corpora
 from test_ingest import action
-from test_vector import connect, search
+from test_vector import search, write
 
 ROWS = 1000
 
@@ -14,13 +13,7 @@ ROWS = 1000
 def test_wordnet_recall_rises_with_ef_and_words_count(server):
     texts = corpora.wordnet_glosses(ROWS)
     table = pa.table({"id": pa.array(range(1, ROWS + 1), pa.int64()), "gloss": texts})
-    conn = connect(server)
-    try:
-        with conn.cursor() as cur:
-            cur.adbc_ingest("wordnet_small", table, mode="replace")
-        conn.commit()
-    finally:
-        conn.close()
+    write(server, "wordnet_small", table)
     final = action(server, "lakehouse.vector.index.create", {
         "name": "wordnet_small_idx", "table": "wordnet_small", "textColumn": "gloss", "idColumn": "id",
         "m": 8, "efConstruction": 32})[-1]
