@@ -338,6 +338,9 @@ def test_eval_sets_measure_recall_and_latency(server, indexed):
     info = replies[-1]["vectorEvalSet"]
     assert info["queries"] == 5 and info["depth"] == 20 and int(info["vectors"]) == 30
     assert info["location"].startswith("evalsets/vec_eval-")
+    listed = query(server, "SELECT index_name, queries, depth, vectors FROM system.vector_eval_sets "
+                           "WHERE name = 'vec_eval'").to_pylist()
+    assert listed == [{"index_name": "vec_docs_idx", "queries": 5, "depth": 20, "vectors": 30}]
     result = action(server, "lakehouse.vector.eval", {"index": "vec_docs_idx", "evalSet": "vec_eval",
                                                       "k": 10, "ef": [10, 100]})[0]
     runs = result["runs"]

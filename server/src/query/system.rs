@@ -20,7 +20,7 @@ use super::provider::open_provider;
 use crate::catalog::{CATALOG_NAME, Catalog, TableEntry};
 
 /// Names of the system tables, sorted.
-pub const SYSTEM_TABLES: [&str; 8] = [
+pub const SYSTEM_TABLES: [&str; 9] = [
     "buckets",
     "columns",
     "jobs",
@@ -28,6 +28,7 @@ pub const SYSTEM_TABLES: [&str; 8] = [
     "pii",
     "table_versions",
     "tables",
+    "vector_eval_sets",
     "vector_indexes",
 ];
 
@@ -57,6 +58,7 @@ impl SystemSchema {
             "pii" => pii(&self.catalog)?,
             "lineage" => lineage(&self.catalog).await?,
             "vector_indexes" => vector_indexes(&self.catalog)?,
+            "vector_eval_sets" => vector_eval_sets(&self.catalog)?,
             _ => return Ok(None),
         }))
     }
@@ -297,6 +299,49 @@ fn micros(rfc3339: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
         .ok()
         .map(|t| t.timestamp_micros())
+}
+
+/// Eval sets of vector indexes: what each holds and the index state its truth pins.
+fn vector_eval_sets(catalog: &Catalog) -> Result<RecordBatch> {
+    let snapshot = catalog.snapshot();
+    let sets = &snapshot.eval_sets;
+    let strings = |f: &dyn Fn(&crate::catalog::EvalSetEntry) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(sets.iter().map(f)))
+    };
+    batch(
+        vec![
+            utf8("name", false),
+            utf8("index_name", false),
+            utf8("bucket", false),
+            utf8("location", false),
+            Field::new("queries", DataType::Int64, false),
+            Field::new("depth", DataType::Int64, false),
+            utf8("index_location", false),
+            Field::new("source_version", DataType::Int64, false),
+            Field::new("vectors", DataType::Int64, false),
+            timestamp_field("created_at", true),
+        ],
+        vec![
+            strings(&|e| e.name.clone()),
+            strings(&|e| e.index.clone()),
+            strings(&|e| e.bucket.clone()),
+            strings(&|e| e.location.clone()),
+            Arc::new(Int64Array::from_iter_values(
+                sets.iter().map(|e| i64::from(e.queries)),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                sets.iter().map(|e| i64::from(e.depth)),
+            )),
+            strings(&|e| e.index_location.clone()),
+            Arc::new(Int64Array::from_iter_values(
+                sets.iter().map(|e| e.source_version),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                sets.iter().map(|e| e.vectors as i64),
+            )),
+            timestamps(sets.iter().map(|e| micros(&e.created_at)).collect()),
+        ],
+    )
 }
 
 /// Vector indexes: what each covers, how it was built, what it holds.
