@@ -566,13 +566,7 @@ impl Catalog {
     pub async fn put_index(&self, entry: IndexEntry) -> Result<Option<IndexEntry>> {
         let _writer = self.writer.lock().await;
         let mut next = (*self.snapshot()).clone();
-        let old = next
-            .indexes
-            .iter()
-            .position(|i| i.name == entry.name)
-            .map(|at| next.indexes.remove(at));
-        next.indexes.push(entry);
-        next.indexes.sort_by(|a, b| a.name.cmp(&b.name));
+        let old = upsert(&mut next.indexes, entry, |i| &i.name);
         self.publish(next).await?;
         Ok(old)
     }
@@ -613,13 +607,7 @@ impl Catalog {
     pub async fn put_eval_set(&self, entry: EvalSetEntry) -> Result<Option<EvalSetEntry>> {
         let _writer = self.writer.lock().await;
         let mut next = (*self.snapshot()).clone();
-        let old = next
-            .eval_sets
-            .iter()
-            .position(|e| e.name == entry.name)
-            .map(|at| next.eval_sets.remove(at));
-        next.eval_sets.push(entry);
-        next.eval_sets.sort_by(|a, b| a.name.cmp(&b.name));
+        let old = upsert(&mut next.eval_sets, entry, |e| &e.name);
         self.publish(next).await?;
         Ok(old)
     }
@@ -758,6 +746,18 @@ pub fn validate_name(name: &str) -> Result<()> {
         return invalid("only lower-case letters, digits and underscores are allowed");
     }
     Ok(())
+}
+
+/// Puts `item` in the list kept sorted by name, replacing (and returning) the item of
+/// the same name.
+fn upsert<T>(items: &mut Vec<T>, item: T, name: impl Fn(&T) -> &String) -> Option<T> {
+    let old = items
+        .iter()
+        .position(|i| name(i) == name(&item))
+        .map(|at| items.remove(at));
+    items.push(item);
+    items.sort_by(|a, b| name(a).cmp(name(b)));
+    old
 }
 
 #[cfg(test)]

@@ -67,6 +67,20 @@ pub(super) fn one<M: prost::Message + Serialize>(
     ))])))
 }
 
+/// The answer of an action that started a job: its first snapshot when the caller
+/// detaches, else its snapshots until it ends (see [`follow_to_outcome`]).
+pub(super) fn job_reply(
+    handle: &JobHandle,
+    detach: bool,
+    encoding: Encoding,
+) -> Response<ActionStream> {
+    if detach {
+        one(&handle.snapshot(), encoding)
+    } else {
+        follow_to_outcome(handle, encoding)
+    }
+}
+
 /// The job's snapshots until it ends, as action results.
 fn follow(handle: &JobHandle, encoding: Encoding) -> Response<ActionStream> {
     let stream = handle.follow().map(move |job| Ok(reply(&job, encoding)));
@@ -137,11 +151,7 @@ impl LakehouseService {
             .await
             .map_err(ingest_status)?;
         let handle = self.start_ingest(ingest, user, None);
-        Ok(if body.detach {
-            one(&handle.snapshot(), encoding)
-        } else {
-            follow_to_outcome(&handle, encoding)
-        })
+        Ok(job_reply(&handle, body.detach, encoding))
     }
 
     /// `lakehouse.ingest.postgres` and `lakehouse.ingest.mysql`.
@@ -251,11 +261,7 @@ impl LakehouseService {
                     .map_err(ingest_status)
             },
         );
-        Ok(if body.detach {
-            one(&handle.snapshot(), encoding)
-        } else {
-            follow_to_outcome(&handle, encoding)
-        })
+        Ok(job_reply(&handle, body.detach, encoding))
     }
 
     /// Fails (NotFound) when a new table's bucket does not exist.

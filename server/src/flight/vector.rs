@@ -16,7 +16,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::auth::Caller;
-use super::extension::{ActionStream, decode, follow_to_outcome, one};
+use super::extension::{ActionStream, decode, job_reply, one};
 use super::service::{FlightDataStream, LakehouseService, flight_info};
 use crate::storage::PRIMARY;
 use crate::vector::index::{HnswParams, Metric};
@@ -136,11 +136,7 @@ impl LakehouseService {
                     .map_err(vector_status)
             },
         );
-        Ok(if body.detach {
-            one(&handle.snapshot(), encoding)
-        } else {
-            follow_to_outcome(&handle, encoding)
-        })
+        Ok(job_reply(&handle, body.detach, encoding))
     }
 
     /// `lakehouse.vector.search`.
@@ -193,11 +189,7 @@ impl LakehouseService {
                     .map_err(vector_status)
             },
         );
-        Ok(if body.detach {
-            one(&handle.snapshot(), encoding)
-        } else {
-            follow_to_outcome(&handle, encoding)
-        })
+        Ok(job_reply(&handle, body.detach, encoding))
     }
 
     /// `lakehouse.vector.eval`: recall@k and latency of an index against an eval set.

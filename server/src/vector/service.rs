@@ -1196,39 +1196,47 @@ impl VectorIndexes {
             .collect())
     }
 
+    /// The index, its table and the fields of the requested `columns` (the source
+    /// schema is read only when there are such columns).
+    async fn hit_columns(
+        &self,
+        name: &str,
+        columns: &[String],
+    ) -> Result<(IndexEntry, TableEntry, Vec<Field>), VectorError> {
+        let catalog = self.engine.catalog();
+        let Some(entry) = catalog.index(name) else {
+            return Err(VectorError::NotFound(format!(
+                "vector index {name} does not exist (see system.vector_indexes)"
+            )));
+        };
+        let table = catalog
+            .table(&entry.schema, &entry.table)
+            .map_err(|e| VectorError::NotFound(format!("the source table of index {name}: {e}")))?;
+        let extra = extra_columns(&entry, columns)?;
+        let mut fields = Vec::with_capacity(extra.len());
+        if !extra.is_empty() {
+            let source = catalog.table_schema(&table).await.map_err(internal)?;
+            for column in extra {
+                let field = source.field_with_name(column).map_err(|_| {
+                    VectorError::NotFound(format!(
+                        "columns: table {} has no column {column:?}",
+                        table.qualified_name()
+                    ))
+                })?;
+                fields.push(field.as_ref().clone().with_nullable(true));
+            }
+        }
+        Ok((entry, table, fields))
+    }
+
     /// The schema of [`Self::hits_batch`] for `columns` of index `name`'s table.
     pub async fn hits_schema_for(
         &self,
         name: &str,
         columns: &[String],
     ) -> Result<SchemaRef, VectorError> {
-        let Some(entry) = self.engine.catalog().index(name) else {
-            return Err(VectorError::NotFound(format!(
-                "vector index {name} does not exist (see system.vector_indexes)"
-            )));
-        };
-        let table = self
-            .engine
-            .catalog()
-            .table(&entry.schema, &entry.table)
-            .map_err(|e| VectorError::NotFound(format!("the source table of index {name}: {e}")))?;
-        let source = self
-            .engine
-            .catalog()
-            .table_schema(&table)
-            .await
-            .map_err(internal)?;
-        let mut fields = hit_fields();
-        for column in extra_columns(&entry, columns)? {
-            let field = source.field_with_name(column).map_err(|_| {
-                VectorError::NotFound(format!(
-                    "columns: table {} has no column {column:?}",
-                    table.qualified_name()
-                ))
-            })?;
-            fields.push(field.as_ref().clone().with_nullable(true));
-        }
-        Ok(Arc::new(Schema::new(fields)))
+        let (_, _, extra) = self.hit_columns(name, columns).await?;
+        Ok(Arc::new(Schema::new([hit_fields(), extra].concat())))
     }
 
     /// The hits of `search` as one Arrow batch: `id`, `score`, `distance` (null where
@@ -1238,7 +1246,7 @@ impl VectorIndexes {
         search: &Search,
         columns: &[String],
     ) -> Result<RecordBatch, VectorError> {
-        let schema = self.hits_schema_for(&search.index, columns).await?;
+        let (entry, table, extra) = self.hit_columns(&search.index, columns).await?;
         let hits = self.search(search).await?;
         let mut arrays: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(hits.iter().map(|h| h.id))),
@@ -1250,49 +1258,40 @@ impl VectorIndexes {
             Arc::new(StringArray::from_iter_values(hits.iter().map(|h| &h.text))),
             Arc::new(Int32Array::from_iter_values(1..=hits.len() as i32)),
         ];
-        let entry = self.engine.catalog().index(&search.index).ok_or_else(|| {
-            VectorError::NotFound(format!("vector index {} was dropped", search.index))
-        })?;
-        let extra = extra_columns(&entry, columns)?;
         if !extra.is_empty() {
-            arrays.extend(self.columns_of(&entry, &extra, &hits, &schema).await?);
+            arrays.extend(self.columns_of(&entry, &table, &extra, &hits).await?);
         }
+        let schema = Arc::new(Schema::new([hit_fields(), extra].concat()));
         RecordBatch::try_new(schema, arrays).map_err(internal)
     }
 
-    /// `columns` of the hits' rows, in hit order.
+    /// The `fields` of the hits' rows, in hit order (null for a row gone meanwhile).
     async fn columns_of(
         &self,
         entry: &IndexEntry,
-        columns: &[&str],
+        table: &TableEntry,
+        fields: &[Field],
         hits: &[VectorHit],
-        schema: &SchemaRef,
     ) -> Result<Vec<ArrayRef>, VectorError> {
-        let fields = &schema.fields()[hit_fields().len()..];
         if hits.is_empty() {
             return Ok(fields
                 .iter()
                 .map(|f| arrow::array::new_empty_array(f.data_type()))
                 .collect());
         }
-        let table = self
-            .engine
-            .catalog()
-            .table(&entry.schema, &entry.table)
-            .map_err(|e| VectorError::NotFound(e.to_string()))?;
         let list = hits
             .iter()
             .map(|h| h.id.to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        let selected = columns
+        let selected = fields
             .iter()
-            .map(|c| quoted(c))
+            .map(|f| quoted(f.name()))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
             "SELECT CAST({id} AS BIGINT) AS __lakehouse_id, {selected} FROM {} WHERE {id} IN ({list})",
-            quoted_table(&table),
+            quoted_table(table),
             id = quoted(&entry.id_column),
         );
         let batches = self.collect(&sql).await.map_err(internal)?;
@@ -1308,10 +1307,12 @@ impl VectorIndexes {
             .map(|i| (ids.value(i), i as u32))
             .collect();
         let take = UInt32Array::from_iter(hits.iter().map(|h| at.get(&h.id).copied()));
-        (1..rows.num_columns())
+        rows.columns()
+            .iter()
+            .skip(1)
             .zip(fields)
-            .map(|(i, field)| {
-                let taken = arrow::compute::take(rows.column(i), &take, None).map_err(internal)?;
+            .map(|(column, field)| {
+                let taken = arrow::compute::take(column, &take, None).map_err(internal)?;
                 arrow::compute::cast(&taken, field.data_type()).map_err(internal)
             })
             .collect()
