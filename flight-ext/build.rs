@@ -4,13 +4,14 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 6] = [
+const PROTOS: [&str; 7] = [
     "../proto/lakehouse/v1/sql.proto",
     "../proto/lakehouse/v1/session.proto",
     "../proto/lakehouse/v1/jobs.proto",
     "../proto/lakehouse/v1/ingest.proto",
     "../proto/lakehouse/v1/pii.proto",
     "../proto/lakehouse/v1/vector.proto",
+    "../proto/lakehouse/v1/bucket.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

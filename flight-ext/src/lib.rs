@@ -51,6 +51,14 @@ pub mod actions {
     pub const JOB_LIST: &str = "lakehouse.job.list";
     /// `PiiMarkRequest` → `PiiMarkResult`.
     pub const PII_MARK: &str = "lakehouse.pii.mark";
+    /// `BucketAddRequest` → `BucketInfo`.
+    pub const BUCKET_ADD: &str = "lakehouse.bucket.add";
+    /// `BucketRemoveRequest` → `BucketRemoveResult`.
+    pub const BUCKET_REMOVE: &str = "lakehouse.bucket.remove";
+    /// `BucketListRequest` → `BucketList`.
+    pub const BUCKET_LIST: &str = "lakehouse.bucket.list";
+    /// `BucketMoveIndexRequest` → stream of `Job`.
+    pub const BUCKET_MOVE_INDEX: &str = "lakehouse.bucket.move_index";
 }
 
 /// Type URL of `IngestUploadCommand` when `Any`-wrapped in a DoPut descriptor.

@@ -81,6 +81,8 @@ pub struct FileConfig {
     /// Named source databases for `lakehouse.ingest.postgres|mysql`.
     pub connections: Option<HashMap<String, ConnectionConfig>>,
     pub models_dir: Option<PathBuf>,
+    /// Folders under which `lakehouse.bucket.add` may create local buckets.
+    pub local_bucket_roots: Option<Vec<PathBuf>>,
 }
 
 /// `[connections.NAME]`: a source database callers name instead of giving a DSN,
@@ -191,6 +193,14 @@ pub struct ServeArgs {
     /// [default: $LAKEHOUSE_MODELS, else ~/.cache/lakehouse/models].
     #[arg(long, env = "LAKEHOUSE_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
+    /// A folder under which `lakehouse.bucket.add` may create local buckets
+    /// (repeatable; `;`-separated in the variable) [default: the data directory].
+    #[arg(
+        long = "local-bucket-root",
+        env = "LAKEHOUSE_LOCAL_BUCKET_ROOTS",
+        value_delimiter = ';'
+    )]
+    pub local_bucket_roots: Vec<PathBuf>,
 }
 
 /// S3 credentials and endpoint used for every `s3://` bucket.
@@ -230,6 +240,9 @@ pub struct Settings {
     pub connections: HashMap<String, ConnectionConfig>,
     /// Folder of the built-in embedding model.
     pub models_dir: PathBuf,
+    /// Folders local buckets may be added under at run time; empty means the data
+    /// directory.
+    pub local_bucket_roots: Vec<PathBuf>,
 }
 
 /// TLS files (PEM).
@@ -368,7 +381,19 @@ impl Settings {
         for (name, connection) in &connections {
             check_connection(name, connection)?;
         }
+        let local_bucket_roots = if args.local_bucket_roots.is_empty() {
+            file.local_bucket_roots.unwrap_or_default()
+        } else {
+            args.local_bucket_roots
+        };
+        if let Some(root) = local_bucket_roots.iter().find(|r| !r.is_absolute()) {
+            return Err(ConfigError::Value {
+                key: "local_bucket_roots",
+                message: format!("{} is not an absolute path", root.display()),
+            });
+        }
         Ok(Self {
+            local_bucket_roots,
             models_dir: args
                 .models_dir
                 .or(file.models_dir)

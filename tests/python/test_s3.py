@@ -175,3 +175,40 @@ def test_file_ingest_from_s3(s3_endpoint, monkeypatch):
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_s3_bucket_added_at_run_time(s3_endpoint, monkeypatch):
+    """lakehouse.bucket.add with an s3:// URL (beside a local primary), a table written into
+    it, the refusal of an unreachable bucket, and a forced removal that keeps the objects."""
+    import pyarrow as pa
+
+    from test_ingest import action, ingest
+
+    endpoint, s3 = s3_endpoint
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    s3.put_object(Bucket="lake", Key="extra/in/a.csv", Body=b"id,v\n1,x\n2,y\n")
+    data_dir = Path(tempfile.mkdtemp(prefix="lakehouse-s3-add-"))
+    server = Server(data_dir, "--s3-endpoint", endpoint, "--s3-allow-http", "true")
+    try:
+        info = action(server, "lakehouse.bucket.add", {"name": "extra", "url": "s3://lake/extra"})[0]
+        assert info["kind"] == "s3" and info["url"] == "s3://lake/extra/"
+        job = ingest(server, sourceBucket="extra", path="in/a.csv", table="from_s3", targetBucket="extra")
+        assert int(job["ingest"]["rows"]) == 2
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="extra/tables/")["Contents"]]
+        assert any("/_delta_log/00000000000000000000.json" in k for k in keys)
+
+        with pytest.raises(pa.ArrowException, match="cannot be used"):  # FAILED_PRECONDITION
+            action(server, "lakehouse.bucket.add", {"name": "ghost", "url": "s3://no-such-bucket/x"})
+        names = [b["name"] for b in action(server, "lakehouse.bucket.list", {})[0]["buckets"]]
+        assert "ghost" not in names and "extra" in names
+
+        with pytest.raises(pa.ArrowException, match="1 tables"):
+            action(server, "lakehouse.bucket.remove", {"name": "extra"})
+        removed = action(server, "lakehouse.bucket.remove", {"name": "extra", "force": True})[0]
+        assert removed["droppedTables"] == ["public.from_s3"]
+        # Unlisted, not deleted: the objects stay in S3.
+        assert s3.list_objects_v2(Bucket="lake", Prefix="extra/tables/")["KeyCount"] > 0
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)

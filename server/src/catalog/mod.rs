@@ -624,6 +624,52 @@ impl Catalog {
             .await;
     }
 
+    /// What the catalog keeps in `bucket`: tables there, indexes whose files are
+    /// there or whose table is, eval sets whose files are there or whose index goes.
+    pub fn in_bucket(&self, bucket: &str) -> BucketContents {
+        let doc = self.snapshot();
+        let tables: Vec<String> = doc
+            .tables
+            .iter()
+            .filter(|t| t.bucket == bucket)
+            .map(TableEntry::qualified_name)
+            .collect();
+        let indexes: Vec<String> = doc
+            .indexes
+            .iter()
+            .filter(|i| i.bucket == bucket || tables.contains(&format!("{}.{}", i.schema, i.table)))
+            .map(|i| i.name.clone())
+            .collect();
+        let eval_sets = doc
+            .eval_sets
+            .iter()
+            .filter(|e| e.bucket == bucket || indexes.contains(&e.index))
+            .map(|e| e.name.clone())
+            .collect();
+        BucketContents {
+            tables,
+            indexes,
+            eval_sets,
+        }
+    }
+
+    /// Unlists, in one change, everything [`Self::in_bucket`] finds for `bucket`
+    /// (a forced bucket removal); the files are left where they are.
+    pub async fn forget_bucket(&self, bucket: &str) -> Result<BucketContents> {
+        let _writer = self.writer.lock().await;
+        let gone = self.in_bucket(bucket);
+        if gone.is_empty() {
+            return Ok(gone);
+        }
+        let mut next = (*self.snapshot()).clone();
+        next.tables
+            .retain(|t| !gone.tables.contains(&t.qualified_name()));
+        next.indexes.retain(|i| !gone.indexes.contains(&i.name));
+        next.eval_sets.retain(|e| !gone.eval_sets.contains(&e.name));
+        self.publish(next).await?;
+        Ok(gone)
+    }
+
     /// Writes a Delta table that the catalog does not list (an index's vectors) in
     /// one commit: its first (`WriteMode::Create`) or more rows (`Append`).
     pub async fn write_unlisted(
@@ -712,6 +758,24 @@ impl Catalog {
             .await?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         Ok(())
+    }
+}
+
+/// Catalog entries that live in one bucket (see [`Catalog::in_bucket`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BucketContents {
+    /// `schema.table` of the tables.
+    pub tables: Vec<String>,
+    /// Index names.
+    pub indexes: Vec<String>,
+    /// Eval set names.
+    pub eval_sets: Vec<String>,
+}
+
+impl BucketContents {
+    /// Nothing listed.
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty() && self.indexes.is_empty() && self.eval_sets.is_empty()
     }
 }
 

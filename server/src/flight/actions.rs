@@ -6,8 +6,9 @@ use arrow_flight::{
 };
 use futures::stream;
 use lakehouse_flight_ext::actions::{
-    INGEST_FILE, INGEST_MYSQL, INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK,
-    VECTOR_EVAL, VECTOR_EVAL_SET_CREATE, VECTOR_INDEX_CREATE, VECTOR_SEARCH,
+    BUCKET_ADD, BUCKET_LIST, BUCKET_MOVE_INDEX, BUCKET_REMOVE, INGEST_FILE, INGEST_MYSQL,
+    INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK, VECTOR_EVAL,
+    VECTOR_EVAL_SET_CREATE, VECTOR_INDEX_CREATE, VECTOR_SEARCH,
 };
 use lakehouse_flight_ext::session_actions::{
     CANCEL_FLIGHT_INFO, CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS,
@@ -24,7 +25,7 @@ use super::sessions::{SESSION_COOKIE, Sessions, options_of};
 use crate::ingest::database::System;
 
 /// (name, description) of every action beyond Flight SQL's own.
-const CUSTOM_ACTIONS: [(&str, &str); 15] = [
+const CUSTOM_ACTIONS: [(&str, &str); 19] = [
     (
         INGEST_FILE,
         "Ingest CSV, NDJSON, Parquet, Arrow IPC or PDF files (a path or glob in a bucket) into a table, as a job; streams Job progress, then the final Job with an IngestResult. Body: IngestFileRequest (protobuf or JSON).",
@@ -68,6 +69,22 @@ const CUSTOM_ACTIONS: [(&str, &str); 15] = [
     (
         PII_MARK,
         "Record a person's PII verdict on a column (or clear it); kept across ingests. Body: PiiMarkRequest.",
+    ),
+    (
+        BUCKET_ADD,
+        "Register a bucket while the server runs: a local folder (created; only under the server's local bucket roots) or an S3 prefix (must answer a listing). Body: BucketAddRequest.",
+    ),
+    (
+        BUCKET_REMOVE,
+        "Unregister a bucket; primary and rescue are refused (PERMISSION_DENIED), a bucket holding tables, indexes, eval sets or objects only with force (its catalog entries are dropped, its objects stay). Body: BucketRemoveRequest.",
+    ),
+    (
+        BUCKET_LIST,
+        "Buckets with what the catalog keeps in each (also the SQL table system.buckets). Body: BucketListRequest.",
+    ),
+    (
+        BUCKET_MOVE_INDEX,
+        "Move a vector index's files to another bucket, as a job: copy, check, switch the catalog in one change, delete the old files; searches go on meanwhile. Body: BucketMoveIndexRequest.",
     ),
     (
         SET_SESSION_OPTIONS,
@@ -176,6 +193,10 @@ impl LakehouseService {
             JOB_CANCEL => self.job_cancel(request).await,
             JOB_LIST => self.job_list(request),
             PII_MARK => self.pii_mark(request).await,
+            BUCKET_ADD => self.bucket_add(request).await,
+            BUCKET_REMOVE => self.bucket_remove(request).await,
+            BUCKET_LIST => self.bucket_list(request),
+            BUCKET_MOVE_INDEX => self.bucket_move_index(request).await,
             other => {
                 let mut known: Vec<&str> = CUSTOM_ACTIONS.iter().map(|(name, _)| *name).collect();
                 known.extend([

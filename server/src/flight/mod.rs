@@ -16,6 +16,7 @@
 
 mod actions;
 mod auth;
+mod buckets;
 mod extension;
 mod front;
 mod ingest;

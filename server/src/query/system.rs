@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray, TimestampMillisecondArray,
+    TimestampMicrosecondArray, TimestampMillisecondArray, UInt32Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
@@ -258,13 +258,26 @@ async fn table_versions(catalog: &Catalog) -> Result<RecordBatch> {
 
 fn buckets(catalog: &Catalog) -> Result<RecordBatch> {
     let buckets = catalog.buckets().list();
-    let builtin = |name: &str| name == crate::storage::PRIMARY || name == crate::storage::RESCUE;
+    let doc = catalog.snapshot();
+    let count = |of: &dyn Fn(&str) -> usize| -> ArrayRef {
+        Arc::new(UInt32Array::from_iter_values(
+            buckets
+                .iter()
+                .map(|b| u32::try_from(of(b.name())).unwrap_or(u32::MAX)),
+        ))
+    };
+    let tables = count(&|name| doc.tables.iter().filter(|t| t.bucket == name).count());
+    let indexes = count(&|name| doc.indexes.iter().filter(|i| i.bucket == name).count());
+    let eval_sets = count(&|name| doc.eval_sets.iter().filter(|e| e.bucket == name).count());
     batch(
         vec![
             utf8("name", false),
             utf8("kind", false),
             utf8("url", false),
             Field::new("builtin", DataType::Boolean, false),
+            Field::new("tables", DataType::UInt32, false),
+            Field::new("indexes", DataType::UInt32, false),
+            Field::new("eval_sets", DataType::UInt32, false),
         ],
         vec![
             Arc::new(StringArray::from_iter_values(
@@ -276,9 +289,12 @@ fn buckets(catalog: &Catalog) -> Result<RecordBatch> {
             Arc::new(StringArray::from_iter_values(
                 buckets.iter().map(|b| b.url().to_string()),
             )),
-            Arc::new(BooleanArray::from_iter(
-                buckets.iter().map(|b| Some(builtin(b.name()))),
-            )),
+            Arc::new(BooleanArray::from_iter(buckets.iter().map(|b| {
+                Some(crate::storage::BucketRegistry::is_builtin(b.name()))
+            }))),
+            tables,
+            indexes,
+            eval_sets,
         ],
     )
 }

@@ -291,6 +291,64 @@ impl Bucket {
         Ok(deleted.len())
     }
 
+    /// Some object of the bucket (relative path), `None` when it holds none; lists at
+    /// most one page.
+    pub async fn any_object(&self) -> Result<Option<String>> {
+        use futures::StreamExt;
+        let mut objects = self.store.list(Some(&self.prefix));
+        match objects.next().await {
+            None => Ok(None),
+            Some(Err(source)) => Err(self.error(source)),
+            Some(Ok(meta)) => Ok(Some(
+                meta.location
+                    .prefix_match(&self.prefix)
+                    .map(|parts| {
+                        parts
+                            .map(|p| p.as_ref().to_string())
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    })
+                    .unwrap_or_else(|| meta.location.to_string()),
+            )),
+        }
+    }
+
+    /// Copies the object `relative` to the same path in `target` (another bucket,
+    /// possibly another store), streaming it in parts; returns the bytes copied.
+    pub async fn copy_object(&self, relative: &str, target: &Bucket) -> Result<u64> {
+        use futures::StreamExt;
+        let source = self
+            .store
+            .get(&self.path(relative))
+            .await
+            .map_err(|source| self.error(source))?;
+        let upload = target
+            .store
+            .put_multipart(&target.path(relative))
+            .await
+            .map_err(|source| target.error(source))?;
+        let mut writer = object_store::WriteMultipart::new(upload);
+        let mut chunks = source.into_stream();
+        let mut copied = 0u64;
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    copied += chunk.len() as u64;
+                    writer.write(&chunk);
+                }
+                Err(source) => {
+                    writer.abort().await.ok();
+                    return Err(self.error(source));
+                }
+            }
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|source| target.error(source))?;
+        Ok(copied)
+    }
+
     fn error(&self, source: object_store::Error) -> StorageError {
         StorageError::ObjectStore {
             bucket: self.name.clone(),

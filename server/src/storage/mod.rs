@@ -2,7 +2,9 @@
 //!
 //! Owns: the bucket registry and its persisted form (`<data-dir>/buckets.json`).
 //! May call: `object_store` only. Invariants:
-//! - `primary` and `rescue` always exist;
+//! - `primary` and `rescue` always exist and cannot be removed;
+//! - no two buckets overlap (neither URL is a prefix of the other);
+//! - local buckets added at run time lie under the configured local roots;
 //! - the registry file is replaced atomically (write to a temporary file, then rename),
 //!   so a crash leaves the previous or the new registry, never a torn one.
 
@@ -26,6 +28,13 @@ pub enum StorageError {
     /// No bucket of that name is registered.
     #[error("bucket {0:?} does not exist")]
     UnknownBucket(String),
+    /// A bucket of that name, or over the same objects, is registered already.
+    #[error("{0}")]
+    BucketExists(String),
+    /// The server does not allow it: removing `primary`/`rescue`, or a local bucket
+    /// outside the allowed roots.
+    #[error("{0}")]
+    Refused(String),
     /// Local I/O on the data directory failed.
     #[error("{context}: {source}")]
     Io {
