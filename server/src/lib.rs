@@ -9,6 +9,7 @@
 //! Each module's doc says what it owns, what it may call and its invariants.
 
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod events;

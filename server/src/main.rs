@@ -7,6 +7,9 @@ use lakehouse::config::{ServeArgs, Settings};
 use tracing_subscriber::EnvFilter;
 
 /// Lakehouse: Arrow Flight SQL over Delta Lake tables in object storage.
+///
+/// `lakehouse serve` runs the server; the other commands are its client (they reach
+/// the server at --url, default grpc://127.0.0.1:50051, or $LAKEHOUSE_URL).
 #[derive(Debug, Parser)]
 #[command(name = "lakehouse", version, about)]
 struct Cli {
@@ -20,6 +23,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Read a password from standard input and print its argon2 hash for `users`.
     HashPassword,
+    #[command(flatten)]
+    Client(Box<lakehouse::cli::ClientCommand>),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +32,29 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::HashPassword => hash_password(),
+        Command::Client(command) => client(*command),
+    }
+}
+
+fn client(command: lakehouse::cli::ClientCommand) -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("lakehouse: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(lakehouse::cli::run(command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::from(error.exit_code())
+        }
     }
 }
 
