@@ -5,6 +5,7 @@ vector index/search/eval helpers, jobs (detach, wait, cancel), PII verdicts, err
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.flight as fl
 import pytest
 
 import lakehouse_client as lh
@@ -94,3 +95,17 @@ def test_connect_reads_the_environment(server, monkeypatch):
     with lh.connect(progress=False) as client:
         assert client.uri == server.uri
         assert client.sql("SELECT 1 AS one").column("one")[0].as_py() == 1
+
+
+def test_buckets(server, client):
+    names = {b["name"]: b for b in client.buckets()}
+    assert names["primary"]["builtin"] and names["rescue"]["builtin"]
+    folder = server.data_dir / "client_bucket"
+    info = client.add_bucket("client_extra", str(folder))
+    assert info["kind"] == "local" and folder.is_dir()
+    with pytest.raises(pa.ArrowException, match="exists already"):  # ALREADY_EXISTS
+        client.add_bucket("client_extra", str(folder))
+    with pytest.raises(fl.FlightUnauthorizedError):  # PERMISSION_DENIED
+        client.remove_bucket("primary")
+    assert client.remove_bucket("client_extra")["bucket"]["name"] == "client_extra"
+    assert "client_extra" not in {b["name"] for b in client.buckets()}

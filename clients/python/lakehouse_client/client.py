@@ -328,6 +328,32 @@ class Client:
             "index": index, "evalSet": eval_set, "k": k, "ef": list(ef) or None,
             "embedQueries": embed_queries or None}))
 
+    # --- buckets ---------------------------------------------------------------------
+
+    def buckets(self) -> list[dict]:
+        """Buckets (name, kind, url, builtin) with how many tables, indexes and eval sets
+        each holds (``lakehouse.bucket.list``)."""
+        return self._one("lakehouse.bucket.list", {}).get("buckets", [])
+
+    def add_bucket(self, name: str, url: str) -> dict:
+        """Registers a bucket: a local folder (``/path`` or ``file:///path``, created; only
+        under the server's local bucket roots) or ``s3://bucket/prefix`` (uses the server's
+        S3 settings; must be reachable). Returns its BucketInfo."""
+        return self._one("lakehouse.bucket.add", {"name": name, "url": url})
+
+    def remove_bucket(self, name: str, *, force: bool = False) -> dict:
+        """Unregisters a bucket. ``primary``/``rescue`` are refused; a bucket holding tables,
+        indexes, eval sets or files only with ``force``, which drops those from the catalog
+        (the files stay). Returns what was dropped."""
+        return self._one("lakehouse.bucket.remove", _drop_none({"name": name, "force": force or None}))
+
+    def move_index(self, index: str, bucket: str, *, detach: bool = False,
+                   progress: bool | None = None) -> dict:
+        """Moves a vector index's files to ``bucket`` (copy, check, switch, delete the old
+        files) as a job; searches keep working meanwhile. Returns the moved VectorIndexInfo."""
+        body = _drop_none({"index": index, "bucket": bucket, "detach": detach or None})
+        return self._job("lakehouse.bucket.move_index", body, "vectorIndex", progress, f"move {index}")
+
     # --- jobs and PII ----------------------------------------------------------------
 
     def jobs(self, *, running_only: bool = False, limit: int | None = None) -> list[dict]:

@@ -607,12 +607,20 @@ pub fn progress_stream(
     bytes: Arc<AtomicU64>,
     rejected: Arc<AtomicU64>,
 ) -> SendableRecordBatchStream {
-    let stream = futures::stream::unfold(batches, move |mut rx| {
+    // A cancelled job ends the stream with an error, also after the last batch, so
+    // the write fails instead of committing: a cancel never loses to the commit.
+    let stream = futures::stream::unfold(Some(batches), move |rx| {
         let job = job.clone();
         let bytes = Arc::clone(&bytes);
         let rejected = Arc::clone(&rejected);
         async move {
-            let item = rx.recv().await?;
+            let mut rx = rx?;
+            let item = rx.recv().await;
+            if job.cancelled().is_cancelled() {
+                let error = DataFusionError::External(Box::new(IngestError::Cancelled));
+                return Some((Err(error), None));
+            }
+            let item = item?;
             if let Ok(batch) = &item {
                 let rows = batch.num_rows() as u64;
                 job.progress(|p| {
@@ -621,7 +629,7 @@ pub fn progress_stream(
                     p.rejected_rows = rejected.load(Ordering::Relaxed);
                 });
             }
-            Some((item, rx))
+            Some((item, Some(rx)))
         }
     });
     Box::pin(RecordBatchStreamAdapter::new(schema, stream))

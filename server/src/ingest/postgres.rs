@@ -527,10 +527,12 @@ pub async fn produce(
             if cancelled.is_cancelled() {
                 return Err(IngestError::Cancelled);
             }
-            let rows = transaction
-                .query_portal(&portal, batch_size as i32)
-                .await
-                .map_err(|e| source_error("reading rows", &e))?;
+            // A fetch can take long (a slow query): a cancel does not wait for it.
+            let rows = tokio::select! {
+                rows = transaction.query_portal(&portal, batch_size as i32) => rows,
+                () = cancelled.cancelled() => return Err(IngestError::Cancelled),
+            }
+            .map_err(|e| source_error("reading rows", &e))?;
             if rows.is_empty() {
                 break;
             }
