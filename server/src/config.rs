@@ -83,6 +83,8 @@ pub struct FileConfig {
     pub models_dir: Option<PathBuf>,
     /// Folders under which `lakehouse.bucket.add` may create local buckets.
     pub local_bucket_roots: Option<Vec<PathBuf>>,
+    pub metrics_listen: Option<String>,
+    pub log_format: Option<String>,
 }
 
 /// `[connections.NAME]`: a source database callers name instead of giving a DSN,
@@ -201,6 +203,14 @@ pub struct ServeArgs {
         value_delimiter = ';'
     )]
     pub local_bucket_roots: Vec<PathBuf>,
+    /// Address of the operations HTTP port: /metrics, /healthz, /readyz
+    /// (e.g. 127.0.0.1:9464; port 0 picks one) [default: off].
+    #[arg(long, env = "LAKEHOUSE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Log lines as `text` or `json` (one object per line, with the call's request id)
+    /// [default: text].
+    #[arg(long, env = "LAKEHOUSE_LOG_FORMAT")]
+    pub log_format: Option<String>,
 }
 
 /// S3 credentials and endpoint used for every `s3://` bucket.
@@ -243,6 +253,10 @@ pub struct Settings {
     /// Folders local buckets may be added under at run time; empty means the data
     /// directory.
     pub local_bucket_roots: Vec<PathBuf>,
+    /// The operations HTTP port, when enabled.
+    pub metrics_listen: Option<SocketAddr>,
+    /// JSON log lines instead of text.
+    pub log_json: bool,
 }
 
 /// TLS files (PEM).
@@ -392,7 +406,26 @@ impl Settings {
                 message: format!("{} is not an absolute path", root.display()),
             });
         }
+        let metrics_listen = match args.metrics_listen.or(file.metrics_listen) {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|e| ConfigError::Value {
+                key: "metrics_listen",
+                message: format!("{text:?} is not host:port ({e})"),
+            })?),
+        };
+        let log_json = match args.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(ConfigError::Value {
+                    key: "log_format",
+                    message: format!("{other:?} is not text or json"),
+                });
+            }
+        };
         Ok(Self {
+            metrics_listen,
+            log_json,
             local_bucket_roots,
             models_dir: args
                 .models_dir

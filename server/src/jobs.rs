@@ -21,6 +21,7 @@ use lakehouse_flight_ext::v1::{Job, JobProgress, JobState, job};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 use crate::storage::{Bucket, StorageError};
 
@@ -240,6 +241,8 @@ impl Jobs {
         let context = JobContext {
             handle: Arc::clone(&handle),
         };
+        // The job keeps the span of the call that started it (its request id).
+        let span = tracing::Span::current();
         tokio::spawn(async move {
             jobs.persist(&context.handle.snapshot()).await;
             // At most `max_running` jobs work at once; the others wait, cancellable.
@@ -258,7 +261,7 @@ impl Jobs {
                     context.phase("starting");
                     // The work runs on a task of its own, so a panic in it fails the
                     // job instead of leaving it running forever.
-                    tokio::spawn(work(context.clone())).await
+                    tokio::spawn(work(context.clone()).in_current_span()).await
                 }
                 None => Ok(Err(cancelled_status())),
             };
@@ -297,7 +300,7 @@ impl Jobs {
             tracing::info!(job = %job.id, kind = %job.kind, state = ?JobState::try_from(job.state).ok(),
                 error = %job.error, "job ended");
             jobs.persist(&job).await;
-        });
+        }.instrument(span));
         handle
     }
 

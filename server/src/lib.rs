@@ -17,6 +17,7 @@ pub mod flight;
 pub mod ingest;
 pub mod jobs;
 pub mod lineage;
+pub mod observe;
 pub mod pii;
 pub mod query;
 pub mod server;

@@ -97,11 +97,17 @@ fn serve(args: ServeArgs) -> ExitCode {
         EnvFilter::new("info")
     });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if settings.log_json {
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        logs.with_ansi(ansi).init();
+    }
     // Two rustls crypto backends are compiled in (delta-kernel requires aws-lc), so
     // rustls cannot choose one by itself: pick ring for every TLS client (S3 over HTTPS).
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -108,6 +108,13 @@ pub async fn serve(
         );
     }
     let refresher = vectors.follow(engine.catalog().events());
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ops = crate::observe::http::Ops {
+        engine: Arc::clone(&engine),
+        limits: limits.clone(),
+        vectors: Some(Arc::clone(&vectors)),
+        stopping: Arc::clone(&stopping),
+    };
     let service = LakehouseService::new(engine, auth, limits)?
         .with_connections(crate::ingest::database::Connections::new(
             settings.connections.clone(),
@@ -124,6 +131,22 @@ pub async fn serve(
         addr: settings.listen,
         source,
     })?;
+    let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops_task = match settings.metrics_listen {
+        Some(metrics_addr) => {
+            let (bound, task) = crate::observe::http::serve(metrics_addr, ops, async {
+                let _ = ops_stopped.await;
+            })
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: metrics_addr,
+                source,
+            })?;
+            tracing::info!("operations on http://{bound} (/metrics, /healthz, /readyz)");
+            Some(task)
+        }
+        None => None,
+    };
     let (scheme, note) = match &settings.tls {
         Some(TlsSettings {
             client_ca: Some(_), ..
@@ -144,6 +167,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown.await;
+        stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!("shutting down: no new calls; waiting for in-flight calls");
         let _ = stop_tx.send(true);
     };
@@ -159,6 +183,7 @@ pub async fn serve(
         builder = builder.tls_config(tls)?;
     }
     let server = builder
+        .layer(crate::observe::CallLayer)
         .add_service(svc)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal);
     let deadline = async move {
@@ -172,6 +197,10 @@ pub async fn serve(
     }
     // A refresh in progress stops here; the next start's first append resumes it.
     refresher.abort();
+    let _ = ops_stop.send(());
+    if let Some(task) = ops_task {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -37,6 +37,12 @@ impl Limits {
             .map_or(0, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX))
     }
 
+    /// Statements running now.
+    pub fn running(&self) -> usize {
+        self.max_concurrent
+            .saturating_sub(self.slots.available_permits())
+    }
+
     /// A slot for one statement, held until the permit drops.
     pub fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
         Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {

@@ -274,7 +274,12 @@ impl LakehouseService {
         let cancelled_item = Err(FlightError::Tonic(Box::new(Status::cancelled(
             "query cancelled by CancelFlightInfo",
         ))));
-        let batches = Cancellable::new(batches, guard, cancelled, cancelled_item);
+        let batches =
+            Cancellable::new(batches, guard, cancelled, cancelled_item).inspect(|batch| {
+                if let Ok(batch) = batch {
+                    crate::observe::metrics().streamed(batch.num_rows() as u64, 0);
+                }
+            });
         let mut encoded = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .with_max_flight_data_size(MAX_FLIGHT_DATA_BYTES)
@@ -287,6 +292,10 @@ impl LakehouseService {
         let (tx, rx) = tokio::sync::mpsc::channel(ENCODE_AHEAD);
         tokio::spawn(async move {
             while let Some(message) = encoded.next().await {
+                if let Ok(data) = &message {
+                    let bytes = data.data_header.len() + data.data_body.len();
+                    crate::observe::metrics().streamed(0, bytes as u64);
+                }
                 if tx.send(message).await.is_err() {
                     break;
                 }

@@ -281,6 +281,7 @@ pub async fn commit(
             .collect(),
     })
     .await;
+    crate::observe::metrics().ingested(&origin.job_type, written.rows);
     catalog.events().publish(DatasetEvent {
         kind,
         table: qualified,

@@ -300,9 +300,13 @@ impl Embedder for MiniLm {
         }
         let inner = Arc::clone(&self.inner);
         let texts = texts.to_vec();
-        tokio::task::spawn_blocking(move || inner.embed(&texts))
+        let started = std::time::Instant::now();
+        let count = texts.len() as u64;
+        let vectors = tokio::task::spawn_blocking(move || inner.embed(&texts))
             .await
-            .map_err(Inner::failed)?
+            .map_err(Inner::failed)??;
+        crate::observe::metrics().embedded(count, started.elapsed().as_secs_f64());
+        Ok(vectors)
     }
 
     fn chunks<'a>(&self, text: &'a str, max_tokens: usize, overlap: usize) -> Vec<&'a str> {

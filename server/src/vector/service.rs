@@ -122,6 +122,15 @@ impl Mode {
             ))),
         }
     }
+
+    /// `vector`, `text` or `hybrid`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Vector => "vector",
+            Self::Text => "text",
+            Self::Hybrid => "hybrid",
+        }
+    }
 }
 
 /// One search.
@@ -1161,6 +1170,19 @@ impl VectorIndexes {
 
     /// The best rows for `search`, best first, with their texts.
     pub async fn search(&self, search: &Search) -> Result<Vec<VectorHit>, VectorError> {
+        let started = Instant::now();
+        let hits = self.search_unmetered(search).await?;
+        crate::observe::metrics()
+            .vector_search(search.mode.name(), started.elapsed().as_secs_f64());
+        Ok(hits)
+    }
+
+    /// Number of indexes held in memory.
+    pub fn loaded_count(&self) -> usize {
+        self.loaded.read().map_or(0, |l| l.len())
+    }
+
+    async fn search_unmetered(&self, search: &Search) -> Result<Vec<VectorHit>, VectorError> {
         let Search { k, ef, mode, .. } = *search;
         if k == 0 || k > MAX_K {
             return Err(VectorError::Invalid(format!(

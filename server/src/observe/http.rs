@@ -1,0 +1,119 @@
+//! The operations HTTP port: `/metrics` (Prometheus text), `/healthz` (the process
+//! answers) and `/readyz` (it can serve: catalog loaded, primary bucket reachable, not
+//! shutting down).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use super::metrics::{Gauges, metrics, resident_bytes};
+use crate::flight::Limits;
+use crate::jobs::is_terminal;
+use crate::query::QueryEngine;
+use crate::vector::service::VectorIndexes;
+
+/// What the endpoints look at.
+#[derive(Clone)]
+pub struct Ops {
+    pub engine: Arc<QueryEngine>,
+    pub limits: Limits,
+    pub vectors: Option<Arc<VectorIndexes>>,
+    /// Set once the server stops taking calls.
+    pub stopping: Arc<AtomicBool>,
+}
+
+/// How long `/readyz` waits for the primary bucket.
+const READY_PROBE: Duration = Duration::from_secs(2);
+
+fn state_name(state: i32) -> &'static str {
+    use lakehouse_flight_ext::v1::JobState;
+    match JobState::try_from(state).unwrap_or(JobState::Unspecified) {
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+        JobState::Unspecified => "unknown",
+    }
+}
+
+async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
+    let mut gauges = Gauges {
+        queries_running: ops.limits.running() as u64,
+        indexes_loaded: ops.vectors.as_ref().map_or(0, |v| v.loaded_count() as u64),
+        resident_bytes: resident_bytes(),
+        ..Gauges::default()
+    };
+    for job in ops.engine.catalog().jobs().list() {
+        let state = if is_terminal(job.state) {
+            state_name(job.state)
+        } else {
+            "running"
+        };
+        *gauges.jobs.entry((job.kind.clone(), state)).or_default() += 1;
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics().render(&gauges),
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(ops): State<Ops>) -> (StatusCode, String) {
+    if ops.stopping.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
+    }
+    let probe = async {
+        let primary = ops.engine.catalog().buckets().primary()?;
+        primary.any_object().await.map(drop)
+    };
+    match tokio::time::timeout(READY_PROBE, probe).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
+        Ok(Err(error)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("primary bucket unreachable: {error}\n"),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("primary bucket did not answer within {READY_PROBE:?}\n"),
+        ),
+    }
+}
+
+/// Binds `addr` and serves the endpoints until `shutdown` resolves; returns the bound
+/// address at once (the serving runs on a task of its own).
+pub async fn serve(
+    addr: SocketAddr,
+    ops: Ops,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(ops);
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::warn!(%error, "the operations HTTP server stopped");
+        }
+    });
+    Ok((bound, task))
+}

@@ -1,0 +1,13 @@
+//! Observability: metrics, request ids and the operations HTTP port.
+//!
+//! Owns: the process-wide metrics registry, the tower layer that ids, traces and
+//! counts every gRPC call, and `/metrics`, `/healthz`, `/readyz`. May call: `query`,
+//! `catalog`, `jobs`, `vector` (read-only, at scrape time). Invariant: recording a
+//! metric never blocks a call on I/O (atomics and short mutexes only).
+
+pub mod calls;
+pub mod http;
+pub mod metrics;
+
+pub use calls::{CallLayer, REQUEST_ID};
+pub use metrics::metrics;
