@@ -27,6 +27,9 @@ enum Command {
     Client(Box<lakehouse::cli::ClientCommand>),
 }
 
+/// Stack of the server's runtime threads.
+const SERVER_STACK_BYTES: usize = 32 << 20;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -111,7 +114,11 @@ fn serve(args: ServeArgs) -> ExitCode {
     // Two rustls crypto backends are compiled in (delta-kernel requires aws-lc), so
     // rustls cannot choose one by itself: pick ring for every TLS client (S3 over HTTPS).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Query planning and evaluation walk expression trees recursively: large stacks
+    // (address space, committed only as used) with the planner's operator bound keep a
+    // long expression from overflowing a worker.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(SERVER_STACK_BYTES)
         .enable_all()
         .build()
     {

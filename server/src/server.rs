@@ -70,6 +70,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let catalog = open_catalog(&settings).await?;
+    let swept = catalog.sweep_orphans().await;
+    if !swept.is_empty() {
+        tracing::info!(
+            folders = swept.len(),
+            "cleared what interrupted writes left behind"
+        );
+    }
     tracing::info!(
         data_dir = %settings.data_dir.display(),
         tables = catalog.snapshot().tables.len(),

@@ -18,6 +18,7 @@ mod convert;
 mod delta;
 mod document;
 
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use arrow::array::RecordBatch;
@@ -624,6 +625,76 @@ impl Catalog {
             .await;
     }
 
+    /// Deletes the folders of writes that never committed: a table, index or eval set
+    /// folder (by the names this server gives them) that no catalog entry points at —
+    /// what a crash in the middle of a create leaves. Only at start, before any call is
+    /// served (a create in flight writes its folder before it is listed). Returns the
+    /// folders removed.
+    pub async fn sweep_orphans(&self) -> Vec<String> {
+        let doc = self.snapshot();
+        let mut removed = Vec::new();
+        for bucket in self.buckets.list() {
+            let name = bucket.name().to_string();
+            let known: HashSet<&str> = doc
+                .tables
+                .iter()
+                .filter(|t| t.bucket == name)
+                .map(|t| t.location.as_str())
+                .chain(
+                    doc.indexes
+                        .iter()
+                        .filter(|i| i.bucket == name)
+                        .map(|i| i.location.as_str()),
+                )
+                .chain(
+                    doc.eval_sets
+                        .iter()
+                        .filter(|e| e.bucket == name)
+                        .map(|e| e.location.as_str()),
+                )
+                .collect();
+            let mut candidates = Vec::new();
+            match bucket.folders("tables/").await {
+                Ok(schemas) => {
+                    for schema in schemas {
+                        let folder = format!("tables/{schema}/");
+                        match bucket.folders(&folder).await {
+                            Ok(tables) => candidates
+                                .extend(tables.into_iter().map(|t| format!("{folder}{t}/"))),
+                            Err(error) => tracing::warn!(bucket = %name, %folder, %error,
+                                "cannot list for the orphan sweep"),
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(bucket = %name, %error, "cannot list for the orphan sweep");
+                    continue;
+                }
+            }
+            for top in ["indexes/", "evalsets/"] {
+                if let Ok(folders) = bucket.folders(top).await {
+                    candidates.extend(folders.into_iter().map(|f| format!("{top}{f}/")));
+                }
+            }
+            for folder in candidates {
+                if known.contains(folder.as_str()) || !generated_folder(&folder) {
+                    continue;
+                }
+                match bucket.delete_folder(&folder).await {
+                    Ok(objects) => {
+                        tracing::warn!(bucket = %name, %folder, objects,
+                            "removed the folder of a write that never committed");
+                        removed.push(format!("{name}:{folder}"));
+                    }
+                    Err(error) => {
+                        tracing::warn!(bucket = %name, %folder, %error, "cannot remove an orphan folder");
+                    }
+                }
+            }
+        }
+        removed
+    }
+
     /// What the catalog keeps in `bucket`: tables there, indexes whose files are
     /// there or whose table is, eval sets whose files are there or whose index goes.
     pub fn in_bucket(&self, bucket: &str) -> BucketContents {
@@ -759,6 +830,20 @@ impl Catalog {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         Ok(())
     }
+}
+
+/// Whether `folder` ("tables/s/name-0123456789ab/", "indexes/n-0123456789ab/") ends in
+/// the 12-hex-digit suffix this server gives every folder it creates: the sweep never
+/// touches folders someone else put in a bucket.
+fn generated_folder(folder: &str) -> bool {
+    let last = folder
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    last.rsplit_once('-').is_some_and(|(name, suffix)| {
+        !name.is_empty() && suffix.len() == 12 && suffix.chars().all(|c| c.is_ascii_hexdigit())
+    })
 }
 
 /// Catalog entries that live in one bucket (see [`Catalog::in_bucket`]).

@@ -158,6 +158,18 @@ async fn an_unlisted_table_folder_is_invisible() {
         .await
         .unwrap();
     assert_ne!(entry.location, orphan.location);
+
+    // The sweep at start removes the orphan, keeps listed tables and folders it did
+    // not name (a user's files).
+    let foreign = bucket.local_file("tables/public/notes/readme.txt").unwrap();
+    std::fs::create_dir_all(foreign.parent().unwrap()).unwrap();
+    std::fs::write(&foreign, "mine").unwrap();
+    let removed = reopened.sweep_orphans().await;
+    assert_eq!(removed, vec![format!("primary:{}", orphan.location)]);
+    assert!(bucket.list(&orphan.location).await.unwrap().is_empty());
+    assert!(!bucket.list(&entry.location).await.unwrap().is_empty());
+    assert!(foreign.exists());
+    assert_eq!(reopened.sweep_orphans().await, Vec::<String>::new());
 }
 
 #[test]

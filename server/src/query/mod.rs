@@ -147,6 +147,7 @@ impl QueryEngine {
 
     /// Plans one SQL statement (query, DDL or DML) without running it.
     pub async fn plan(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
+        check_complexity(sql)?;
         let plan = ctx.state().create_logical_plan(sql).await?;
         statement_options()
             .verify_plan(&plan)
@@ -214,3 +215,62 @@ fn statement_options() -> SQLOptions {
 
 #[cfg(test)]
 mod tests;
+
+/// Most binary operators one statement may hold.
+///
+/// The parser bounds nesting (parentheses, sub-queries) but builds a chain such as
+/// `a + b + c …` or `x = 1 OR x = 2 OR …` in a loop, as a tree as deep as the chain is
+/// long; later steps (naming columns, evaluating) walk it recursively. This bound, with
+/// the server's large thread stacks, keeps such a statement from exhausting the stack.
+pub const MAX_OPERATORS: usize = 2000;
+
+/// Refuses statements with more than [`MAX_OPERATORS`] binary operators.
+fn check_complexity(sql: &str) -> Result<()> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    // Cheap pre-check: fewer operator characters than the limit cannot exceed it.
+    let candidates = sql
+        .bytes()
+        .filter(|b| b"+-*/%=<>|&^".contains(b) || b.is_ascii_alphabetic())
+        .count();
+    if candidates <= MAX_OPERATORS {
+        return Ok(());
+    }
+    let dialect = GenericDialect {};
+    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
+        // The parser reports the error precisely.
+        return Ok(());
+    };
+    let operators = tokens
+        .iter()
+        .filter(|token| match token {
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::DoubleEq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Spaceship
+            | Token::Ampersand
+            | Token::Pipe
+            | Token::Caret => true,
+            Token::Word(word) => matches!(word.keyword, Keyword::AND | Keyword::OR),
+            _ => false,
+        })
+        .count();
+    if operators > MAX_OPERATORS {
+        return Err(DataFusionError::Plan(format!(
+            "statement too complex: {operators} operators (at most {MAX_OPERATORS}); \
+             write long OR chains of equalities as IN (...), or split the statement"
+        )));
+    }
+    Ok(())
+}

@@ -291,6 +291,22 @@ impl Bucket {
         Ok(deleted.len())
     }
 
+    /// The sub-folders directly under the folder `relative` (names only, sorted).
+    pub async fn folders(&self, relative: &str) -> Result<Vec<String>> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&self.path(relative)))
+            .await
+            .map_err(|source| self.error(source))?;
+        let mut names: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|prefix| prefix.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Some object of the bucket (relative path), `None` when it holds none; lists at
     /// most one page.
     pub async fn any_object(&self) -> Result<Option<String>> {
