@@ -11,8 +11,10 @@
 #   (f) vector search: HNSW recall@10 vs QPS beside Faiss-HNSW on GloVe-100k (glove), and on
 #       MiniLM-embedded WordNet glosses with GCIDE definitions as queries, embedding texts/s and
 #       end-to-end latency (wordnet; embeds once, 20-45 min for 100k rows, kept for later runs)
+#   (g) load: 32 concurrent ADBC clients for 60 s mixing queries, prepared statements, bulk
+#       ingest and vector searches; per-operation p50/p95/p99, errors, server peak RSS
 # Data is generated once under $LAKEHOUSE_BENCH_DIR (default ~/.cache/lakehouse/bench).
-#   benches/run.sh [throughput|tpch|ingest|csv|db|glove|wordnet|all]
+#   benches/run.sh [throughput|tpch|ingest|csv|db|glove|wordnet|load|all]
 #   (LAKEHOUSE_WORDNET_ROWS sets the WordNet corpus size, default 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -96,6 +98,20 @@ if [[ "$which" == all || "$which" == wordnet ]]; then
   "$venv/bin/python" benches/vector_bench.py wordnet --uri "$uri" --data-dir "$bench_dir/wordnet" \
     --rows "${LAKEHOUSE_WORDNET_ROWS:-100000}"
   echo "server peak RSS: $(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' /proc/$server/status)"
+  kill $server; wait $server || true
+  trap - EXIT
+fi
+
+if [[ "$which" == all || "$which" == load ]]; then
+  echo "==> (g) load: ${LAKEHOUSE_LOAD_CLIENTS:-32} ADBC clients for ${LAKEHOUSE_LOAD_SECONDS:-60} s mixing queries,"
+  echo "    prepared statements, bulk ingest and vector searches (SQL and DoGet)"
+  rm -rf "$bench_dir/load"
+  start_server "$bench_dir/load-server.log" --data-dir "$bench_dir/load" --demo --demo-scale 0.1 \
+    --memory-limit 4GiB
+  mkdir -p benches/results
+  "$venv/bin/python" benches/load.py --uri "$uri" --pid "$server" \
+    --clients "${LAKEHOUSE_LOAD_CLIENTS:-32}" --seconds "${LAKEHOUSE_LOAD_SECONDS:-60}" \
+    --out benches/results/load.json
   kill $server; wait $server || true
   trap - EXIT
 fi

@@ -12,6 +12,39 @@ use prost::Message;
 
 use super::client::{CliError, Client};
 
+/// Ctrl-C presses, listened for from creation on: a press between two polls is kept,
+/// not lost (a fresh `ctrl_c()` future per loop turn would miss it).
+pub struct Interrupts {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    /// Starts listening.
+    pub fn new() -> Result<Self, CliError> {
+        #[cfg(unix)]
+        {
+            let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| CliError::local(format!("cannot listen for Ctrl-C: {e}")))?;
+            Ok(Self { signal })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// The next press.
+    pub async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            self.signal.recv().await;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// How a followed job ended, from the CLI's side.
 pub enum Followed {
     /// The job ended; its last snapshot.
@@ -105,13 +138,14 @@ pub async fn follow(
     quiet: bool,
 ) -> Result<Followed, CliError> {
     let mut snapshots = snapshots;
+    let mut interrupts = Interrupts::new()?;
     let bar = bar(quiet);
     let mut last: Option<Job> = None;
     let mut cancelling = false;
     loop {
         let next = tokio::select! {
             next = snapshots.next() => next,
-            _ = tokio::signal::ctrl_c(), if !cancelling => {
+            () = interrupts.next(), if !cancelling => {
                 let Some(id) = last.as_ref().map(|j| j.id.clone()) else {
                     bar.finish_and_clear();
                     return Err(CliError::local("interrupted before the job started"));

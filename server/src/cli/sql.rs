@@ -105,6 +105,7 @@ pub async fn run_statement(
     timing: bool,
 ) -> Result<(), CliError> {
     let started = Instant::now();
+    let mut interrupts = super::progress::Interrupts::new()?;
     let run = async {
         let info = client.plan(sql).await?;
         let schema = info_schema(&info)?;
@@ -113,13 +114,13 @@ pub async fn run_statement(
     };
     let (info, schema, batches) = tokio::select! {
         planned = run => planned?,
-        _ = tokio::signal::ctrl_c() => {
+        () = interrupts.next() => {
             return Err(CliError::local("query interrupted before it started"));
         }
     };
     let written = tokio::select! {
         written = sink.write(schema, Box::pin(batches)) => written?,
-        _ = tokio::signal::ctrl_c() => {
+        () = interrupts.next() => {
             // Tell the server to stop working on it, then report.
             let note = match client.cancel(info).await {
                 Ok(()) => "cancelled on the server",
