@@ -1,6 +1,6 @@
 """Load: N concurrent ADBC clients against one server for a fixed time, each mixing
 queries, prepared (parameterised) statements, bulk ingest and vector searches (SQL
-`vector_search` and the VectorSearchCommand DoGet). Prints per-operation counts, errors and
+`vector_search`, and the VectorSearchCommand DoGet through the lakehouse-client package). Prints per-operation counts, errors and
 latency percentiles, and the server's peak resident memory (sampled from /proc, plus the
 kernel's high-water mark).
 
@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flightsql
+import lakehouse_client
 import pyarrow as pa
 import pyarrow.flight as fl
 
@@ -44,21 +45,6 @@ def connect(uri: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return flightsql.connect(uri)
-
-
-def any_command(message: str, body: dict) -> bytes:
-    """A protobuf Any holding lakehouse.v1.<message> as JSON."""
-    def field(number: int, payload: bytes) -> bytes:
-        length, out = len(payload), bytearray()
-        while True:
-            byte = length & 0x7F
-            length >>= 7
-            out.append(byte | (0x80 if length else 0))
-            if not length:
-                break
-        return bytes([number << 3 | 2]) + bytes(out) + payload
-    type_url = f"type.googleapis.com/lakehouse.v1.{message}".encode()
-    return field(1, type_url) + field(2, json.dumps(body).encode())
 
 
 def setup(uri: str, rows: int) -> None:
@@ -94,7 +80,7 @@ def worker(index: int, uri: str, deadline: float, queries: list[str], order_keys
            latencies: dict, errors: dict, lock: threading.Lock) -> None:
     rng = random.Random(index)
     conn = connect(uri)
-    flight = fl.connect(uri)
+    client = lakehouse_client.connect(uri, progress=False)
     ops, weights = zip(*WEIGHTS.items())
     table = f"load_ingest_{index}"
     while time.time() < deadline:
@@ -118,11 +104,8 @@ def worker(index: int, uri: str, deadline: float, queries: list[str], order_keys
                     cur.execute(f"SELECT h.id, h.score, d.body FROM vector_search('load_idx', '{text}', 10) h "
                                 "JOIN load_docs d ON d.id = h.id")
                     assert cur.fetch_arrow_table().num_rows == 10
-                else:
-                    command = any_command("VectorSearchCommand", {
-                        "search": {"index": "load_idx", "query": rng.choice(queries), "k": 10}})
-                    info = flight.get_flight_info(fl.FlightDescriptor.for_command(command))
-                    assert flight.do_get(info.endpoints[0].ticket).read_all().num_rows == 10
+                else:  # the VectorSearchCommand DoGet, through the Python client
+                    assert client.search("load_idx", rng.choice(queries), k=10).num_rows == 10
             elapsed = time.perf_counter() - started
             with lock:
                 latencies[op].append(elapsed)
@@ -130,6 +113,7 @@ def worker(index: int, uri: str, deadline: float, queries: list[str], order_keys
             with lock:
                 errors[op].append(f"{type(error).__name__}: {str(error)[:200]}")
     conn.close()
+    client.close()
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -29,6 +29,7 @@ cargo build --release --workspace --quiet
 if [[ ! -x "$venv/bin/python" ]]; then python3 -m venv "$venv"; fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt \
   -r benches/requirements.txt
+"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./clients/python
 
 # Starts the release server on a free port with the given flags (log in $1); sets $server
 # (its pid) and $uri once it listens (first start may generate demo data: up to 10 min).

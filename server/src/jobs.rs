@@ -39,6 +39,17 @@ pub fn is_terminal(state: i32) -> bool {
     state != JobState::Running as i32 && state != JobState::Unspecified as i32
 }
 
+/// `running`, `succeeded`, `failed`, `cancelled` (`unknown` for anything else).
+pub fn state_name(state: i32) -> &'static str {
+    match JobState::try_from(state).unwrap_or(JobState::Unspecified) {
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+        JobState::Unspecified => "unknown",
+    }
+}
+
 /// One job: its latest snapshot and its cancel switch.
 #[derive(Debug)]
 pub struct JobHandle {

@@ -41,16 +41,10 @@ fn main() -> ExitCode {
 
 fn client(command: lakehouse::cli::ClientCommand) -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("lakehouse: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2);
+    let Some(runtime) = runtime(builder) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(lakehouse::cli::run(command)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,6 +53,15 @@ fn client(command: lakehouse::cli::ClientCommand) -> ExitCode {
             ExitCode::from(error.exit_code())
         }
     }
+}
+
+/// Builds the runtime (with I/O and timers), or says why it could not.
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("lakehouse: cannot start the async runtime: {e}"))
+        .ok()
 }
 
 fn hash_password() -> ExitCode {
@@ -117,16 +120,10 @@ fn serve(args: ServeArgs) -> ExitCode {
     // Query planning and evaluation walk expression trees recursively: large stacks
     // (address space, committed only as used) with the planner's operator bound keep a
     // long expression from overflowing a worker.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .thread_stack_size(SERVER_STACK_BYTES)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("lakehouse: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.thread_stack_size(SERVER_STACK_BYTES);
+    let Some(runtime) = runtime(builder) else {
+        return ExitCode::FAILURE;
     };
     let result = runtime.block_on(lakehouse::server::serve(
         settings,

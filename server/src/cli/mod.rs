@@ -26,7 +26,7 @@ use lakehouse_flight_ext::v1::{
     BucketAddRequest, BucketInfo, BucketList, BucketListRequest, BucketMoveIndexRequest,
     BucketRemoveRequest, BucketRemoveResult, CsvOptions, FileFormat, IngestDatabaseRequest,
     IngestFileRequest, IngestMode, IngestUploadCommand, Job, JobCancelRequest, JobList,
-    JobListRequest, JobState, JobStatusRequest, VectorEvalRequest, VectorEvalResult,
+    JobListRequest, JobStatusRequest, VectorEvalRequest, VectorEvalResult,
     VectorEvalSetCreateRequest, VectorIndexCreateRequest, VectorSearchCommand, VectorSearchRequest,
     job,
 };
@@ -34,6 +34,7 @@ use lakehouse_flight_ext::{INGEST_UPLOAD_TYPE_URL, VECTOR_SEARCH_TYPE_URL};
 use prost::Message;
 use serde::Serialize;
 
+use crate::jobs::state_name;
 pub use client::{CliError, Client, ConnectArgs};
 use output::{Format, Sink};
 use progress::Followed;
@@ -963,16 +964,6 @@ async fn bucket(client: &mut Client, command: BucketCommand) -> Result<(), CliEr
             };
             start_job(client, BUCKET_MOVE_INDEX, request.encode_to_vec(), &job).await
         }
-    }
-}
-
-fn state_name(state: i32) -> &'static str {
-    match JobState::try_from(state).unwrap_or(JobState::Unspecified) {
-        JobState::Running => "running",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
-        JobState::Cancelled => "cancelled",
-        JobState::Unspecified => "unknown",
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 use super::metrics::{Gauges, metrics, resident_bytes};
 use crate::flight::Limits;
-use crate::jobs::is_terminal;
+use crate::jobs::{is_terminal, state_name};
 use crate::query::QueryEngine;
 use crate::vector::service::VectorIndexes;
 
@@ -32,17 +32,6 @@ pub struct Ops {
 
 /// How long `/readyz` waits for the primary bucket.
 const READY_PROBE: Duration = Duration::from_secs(2);
-
-fn state_name(state: i32) -> &'static str {
-    use lakehouse_flight_ext::v1::JobState;
-    match JobState::try_from(state).unwrap_or(JobState::Unspecified) {
-        JobState::Running => "running",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
-        JobState::Cancelled => "cancelled",
-        JobState::Unspecified => "unknown",
-    }
-}
 
 async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
     let mut gauges = Gauges {
