@@ -107,8 +107,7 @@ if [[ "$which" == all || "$which" == load ]]; then
   echo "==> (g) load: ${LAKEHOUSE_LOAD_CLIENTS:-32} ADBC clients for ${LAKEHOUSE_LOAD_SECONDS:-60} s mixing queries,"
   echo "    prepared statements, bulk ingest and vector searches (SQL and DoGet)"
   rm -rf "$bench_dir/load"
-  start_server "$bench_dir/load-server.log" --data-dir "$bench_dir/load" --demo --demo-scale 0.1 \
-    --memory-limit 4GiB
+  start_server "$bench_dir/load-server.log" --data-dir "$bench_dir/load" --demo --demo-scale 0.1
   mkdir -p benches/results
   "$venv/bin/python" benches/load.py --uri "$uri" --pid "$server" \
     --clients "${LAKEHOUSE_LOAD_CLIENTS:-32}" --seconds "${LAKEHOUSE_LOAD_SECONDS:-60}" \
