@@ -273,12 +273,7 @@ impl Client {
             query: sql.to_string(),
             transaction_id: None,
         };
-        let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
-        Ok(self
-            .flight
-            .get_flight_info(self.request(descriptor))
-            .await?
-            .into_inner())
+        self.flight_info(command.as_any().encode_to_vec()).await
     }
 
     /// FlightInfo of a command packed as `Any` (`type_url`, protobuf `value`).
@@ -291,7 +286,12 @@ impl Client {
             type_url: type_url.to_string(),
             value: value.into(),
         };
-        let descriptor = FlightDescriptor::new_cmd(any.encode_to_vec());
+        self.flight_info(any.encode_to_vec()).await
+    }
+
+    /// GetFlightInfo of a command descriptor.
+    async fn flight_info(&mut self, command: Vec<u8>) -> Result<FlightInfo, CliError> {
+        let descriptor = FlightDescriptor::new_cmd(command);
         Ok(self
             .flight
             .get_flight_info(self.request(descriptor))

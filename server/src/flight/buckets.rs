@@ -175,11 +175,7 @@ impl LakehouseService {
     ) -> Result<Response<ActionStream>, Status> {
         let user = Caller::of(&request);
         let (body, encoding): (BucketMoveIndexRequest, _) = decode(request.get_ref())?;
-        let vectors = Arc::clone(
-            self.vectors
-                .as_ref()
-                .ok_or_else(|| Status::unimplemented("this server has no vector indexes"))?,
-        );
+        let vectors = Arc::clone(self.vectors()?);
         let catalog = self.engine.catalog();
         let entry = catalog.index(&body.index).ok_or_else(|| {
             Status::not_found(format!(

@@ -36,7 +36,7 @@ pub fn vector_status(error: VectorError) -> Status {
 }
 
 impl LakehouseService {
-    fn vectors(&self) -> Result<&Arc<VectorIndexes>, Status> {
+    pub(super) fn vectors(&self) -> Result<&Arc<VectorIndexes>, Status> {
         self.vectors
             .as_ref()
             .ok_or_else(|| Status::unimplemented("this server has no vector indexes"))
