@@ -23,12 +23,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptors = out.join("lakehouse_descriptors.bin");
+    // Ordered maps: a message always encodes to the same bytes (handles, tests, fuzzing).
     prost_build::Config::new()
+        .btree_map(["."])
         .file_descriptor_set_path(&descriptors)
         .compile_protos(&PROTOS, &["../proto"])?;
     let set = std::fs::read(&descriptors)?;
     pbjson_build::Builder::new()
         .register_descriptors(&set)?
+        .btree_map(["."])
         .build(&[".lakehouse"])?;
     Ok(())
 }

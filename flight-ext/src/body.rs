@@ -1,9 +1,12 @@
 //! Action bodies: every `lakehouse.*` action accepts its request message as
 //! protobuf or as its proto3 JSON mapping, and answers in the encoding it was sent.
 //!
-//! The two never collide: a JSON body starts with `{` (after optional white
-//! space), which as a protobuf key would be field 15 with the long-dead "start
-//! group" wire type, used by no Lakehouse message.
+//! A body that starts with `{` is JSON: as a protobuf key that byte would be
+//! field 15 with the long-dead "start group" wire type, used by no Lakehouse
+//! message. JSON may also start with white space, but so may protobuf: a first
+//! field 1 of 123 bytes encodes as `\n{`, and `\t`, `\r` and ` ` are keys too. A
+//! body led by white space is therefore JSON only when it is a JSON document as a
+//! whole, which a protobuf encoding of real requests is not.
 
 use prost::Message;
 use serde::Serialize;
@@ -21,11 +24,18 @@ pub enum Encoding {
 impl Encoding {
     /// The encoding `body` is in.
     pub fn of(body: &[u8]) -> Self {
-        match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        match body.first() {
             Some(b'{') => Self::Json,
+            Some(b) if b.is_ascii_whitespace() && starts_json_object(body) => Self::Json,
             _ => Self::Protobuf,
         }
     }
+}
+
+/// Whether `body` is white space, then one JSON object, then white space.
+fn starts_json_object(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
 /// Why a body could not be decoded; the message names the field at fault.
@@ -50,23 +60,33 @@ where
     M: Message + Default + DeserializeOwned,
 {
     match Encoding::of(body) {
-        Encoding::Protobuf => Ok((M::decode(body)?, Encoding::Protobuf)),
-        Encoding::Json => {
-            let mut json = serde_json::Deserializer::from_slice(body);
-            let message = serde_path_to_error::deserialize(&mut json).map_err(|e| {
-                let path = e.path().to_string();
-                BodyError::Json {
-                    path,
-                    message: e.into_inner().to_string(),
-                }
-            })?;
-            json.end().map_err(|e| BodyError::Json {
-                path: ".".into(),
-                message: e.to_string(),
-            })?;
-            Ok((message, Encoding::Json))
-        }
+        Encoding::Protobuf => match M::decode(body) {
+            Ok(message) => Ok((message, Encoding::Protobuf)),
+            // White space then `{` that is neither: most likely broken JSON, so
+            // say what is wrong with it as JSON.
+            Err(_) if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') => {
+                decode_json(body)
+            }
+            Err(e) => Err(e.into()),
+        },
+        Encoding::Json => decode_json(body),
     }
+}
+
+fn decode_json<M: DeserializeOwned>(body: &[u8]) -> Result<(M, Encoding), BodyError> {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let message = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        BodyError::Json {
+            path,
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    json.end().map_err(|e| BodyError::Json {
+        path: ".".into(),
+        message: e.to_string(),
+    })?;
+    Ok((message, Encoding::Json))
 }
 
 /// Encodes a reply in `encoding`.
@@ -128,6 +148,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("trailing"), "{error}");
+    }
+
+    #[test]
+    fn protobuf_that_looks_like_json_stays_protobuf() {
+        // A 123-byte source_bucket is field 1 with length 123: `\n{` on the wire.
+        let request = IngestFileRequest {
+            source_bucket: "b".repeat(123),
+            table: "t".into(),
+            ..Default::default()
+        };
+        let proto = encode_body(&request, Encoding::Protobuf);
+        assert_eq!(&proto[..2], b"\n{");
+        assert_eq!(Encoding::of(&proto), Encoding::Protobuf);
+        assert_eq!(decode_body::<IngestFileRequest>(&proto).unwrap().0, request);
+        // JSON led by white space is still JSON, and says what is wrong with it.
+        assert_eq!(Encoding::of(b"\n {\"table\": \"t\"} \n"), Encoding::Json);
+        let error = decode_body::<IngestFileRequest>(b"\n{\"table\": 1}")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("table"), "{error}");
+        // Broken JSON led by white space is reported as JSON, not as protobuf.
+        let error = decode_body::<IngestFileRequest>(b" {\"table\": ")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("field"), "{error}");
     }
 
     #[test]

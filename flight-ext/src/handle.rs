@@ -1,5 +1,10 @@
-//! Codec for [`StatementHandle`], the self-contained prepared-statement handle.
+//! Codec for [`StatementHandle`], the self-contained prepared-statement handle,
+//! and for the parameter rows it carries (an Arrow IPC stream).
 
+use arrow_array::RecordBatch;
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::ArrowError;
 use prost::Message;
 
 use crate::v1::StatementHandle;
@@ -56,6 +61,37 @@ pub fn decode_handle(bytes: &[u8]) -> Result<StatementHandle, HandleError> {
         });
     }
     Ok(handle)
+}
+
+/// Encodes parameter rows as an Arrow IPC stream; no batches is no bytes.
+pub fn encode_parameters(batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let mut writer = StreamWriter::try_new(Vec::new(), &first.schema())?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.into_inner()
+}
+
+/// Decodes the parameter rows of a handle (written by [`encode_parameters`]; the
+/// bytes come back from the client, so they are checked like any input).
+///
+/// arrow-ipc panics on some malformed streams (a schema without fields, a dictionary
+/// index of an odd width, buffers past the end of the body: found by `fuzz/`, kept in
+/// `tests/fuzz/`); such a panic is caught here and reported as an error like any
+/// other malformed input.
+pub fn decode_parameters(bytes: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let decode = || StreamReader::try_new(bytes, None)?.collect();
+    std::panic::catch_unwind(decode).unwrap_or_else(|_| {
+        Err(ArrowError::IpcError(
+            "the parameter rows are not a valid Arrow IPC stream".into(),
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -11,9 +11,14 @@ pub mod v1 {
 
 mod body;
 mod handle;
+mod upload;
 
 pub use body::{BodyError, Encoding, decode_body, encode_body};
-pub use handle::{HANDLE_VERSION, HandleError, MAX_HANDLE_BYTES, decode_handle, encode_handle};
+pub use handle::{
+    HANDLE_VERSION, HandleError, MAX_HANDLE_BYTES, decode_handle, decode_parameters, encode_handle,
+    encode_parameters,
+};
+pub use upload::DecodedBatches;
 
 /// Names of the standard Flight session actions (bodies are raw, not `Any`-wrapped).
 pub mod session_actions {
@@ -25,6 +30,14 @@ pub mod session_actions {
     pub const CLOSE_SESSION: &str = "CloseSession";
     /// `CancelFlightInfoRequest` → `CancelFlightInfoResult`.
     pub const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
+
+    /// Every session action.
+    pub const ALL: [&str; 4] = [
+        SET_SESSION_OPTIONS,
+        GET_SESSION_OPTIONS,
+        CLOSE_SESSION,
+        CANCEL_FLIGHT_INFO,
+    ];
 }
 
 /// Names of the `lakehouse.*` actions; bodies are `v1` messages, protobuf or JSON.
@@ -59,6 +72,25 @@ pub mod actions {
     pub const BUCKET_LIST: &str = "lakehouse.bucket.list";
     /// `BucketMoveIndexRequest` → stream of `Job`.
     pub const BUCKET_MOVE_INDEX: &str = "lakehouse.bucket.move_index";
+
+    /// Every `lakehouse.*` action.
+    pub const ALL: [&str; 15] = [
+        INGEST_FILE,
+        INGEST_POSTGRES,
+        INGEST_MYSQL,
+        VECTOR_INDEX_CREATE,
+        VECTOR_SEARCH,
+        VECTOR_EVAL_SET_CREATE,
+        VECTOR_EVAL,
+        JOB_STATUS,
+        JOB_CANCEL,
+        JOB_LIST,
+        PII_MARK,
+        BUCKET_ADD,
+        BUCKET_REMOVE,
+        BUCKET_LIST,
+        BUCKET_MOVE_INDEX,
+    ];
 }
 
 /// Type URL of `IngestUploadCommand` when `Any`-wrapped in a DoPut descriptor.

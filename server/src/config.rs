@@ -85,6 +85,35 @@ pub struct FileConfig {
     pub local_bucket_roots: Option<Vec<PathBuf>>,
     pub metrics_listen: Option<String>,
     pub log_format: Option<String>,
+    pub shutdown_grace_secs: Option<u64>,
+    /// Named HTTP embedding services indexes may be built with.
+    pub embedders: Option<HashMap<String, EmbedderConfig>>,
+}
+
+/// `[embedders.NAME]`: an HTTP embedding service (Ollama or OpenAI-compatible) a
+/// vector index may be built with instead of the built-in model. The index records
+/// the name, so searches and refreshes embed with the same service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedderConfig {
+    /// `ollama` (`POST /api/embed`) or `openai` (`POST /v1/embeddings`).
+    pub protocol: String,
+    /// Base URL, e.g. `http://127.0.0.1:11434`.
+    pub url: String,
+    /// The model name the service knows, e.g. `nomic-embed-text`.
+    pub model: String,
+    /// Environment variable holding the API key (sent as a bearer token).
+    pub api_key_env: Option<String>,
+    /// File holding the API key; surrounding white space is ignored.
+    pub api_key_file: Option<PathBuf>,
+    /// Texts per request [default: 64].
+    pub batch_size: Option<usize>,
+    /// Per-request timeout in seconds [default: 60].
+    pub timeout_secs: Option<u64>,
+    /// Retries of a request that failed to connect, timed out, or got 429/5xx [default: 3].
+    pub retries: Option<u32>,
+    /// OpenAI protocol: ask for base64-encoded vectors [default: false].
+    pub base64: Option<bool>,
 }
 
 /// `[connections.NAME]`: a source database callers name instead of giving a DSN,
@@ -184,6 +213,10 @@ pub struct ServeArgs {
     /// Longest a query or SQL write may run, in seconds; 0 = no limit [default: 0].
     #[arg(long, env = "LAKEHOUSE_QUERY_TIMEOUT_SECS")]
     pub query_timeout_secs: Option<u64>,
+    /// Seconds in-flight calls and running jobs get to finish after SIGTERM/SIGINT;
+    /// then queries end UNAVAILABLE and jobs FAILED, committing nothing [default: 10].
+    #[arg(long, env = "LAKEHOUSE_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
     /// OpenLineage HTTP endpoint every lineage event is also POSTed to,
     /// e.g. http://marquez:5000/api/v1/lineage [default: none; events are stored either way].
     #[arg(long, env = "LAKEHOUSE_LINEAGE_ENDPOINT")]
@@ -244,6 +277,8 @@ pub struct Settings {
     pub max_message_size: usize,
     pub max_concurrent_queries: usize,
     pub query_timeout: Option<Duration>,
+    /// Time calls and jobs get to finish after a shutdown signal.
+    pub shutdown_grace: Duration,
     pub lineage_endpoint: Option<url::Url>,
     pub max_running_jobs: usize,
     /// Named source databases, checked at start (URL, scheme, no inline password).
@@ -257,6 +292,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// JSON log lines instead of text.
     pub log_json: bool,
+    /// Named HTTP embedding services, checked at start (protocol, URL).
+    pub embedders: HashMap<String, EmbedderConfig>,
 }
 
 /// TLS files (PEM).
@@ -395,6 +432,10 @@ impl Settings {
         for (name, connection) in &connections {
             check_connection(name, connection)?;
         }
+        let embedders = file.embedders.unwrap_or_default();
+        for (name, embedder) in &embedders {
+            check_embedder(name, embedder)?;
+        }
         let local_bucket_roots = if args.local_bucket_roots.is_empty() {
             file.local_bucket_roots.unwrap_or_default()
         } else {
@@ -423,7 +464,14 @@ impl Settings {
                 });
             }
         };
+        let shutdown_grace = Duration::from_secs(
+            args.shutdown_grace_secs
+                .or(file.shutdown_grace_secs)
+                .unwrap_or(10),
+        );
         Ok(Self {
+            embedders,
+            shutdown_grace,
             metrics_listen,
             log_json,
             local_bucket_roots,
@@ -499,6 +547,43 @@ fn check_connection(name: &str, connection: &ConnectionConfig) -> Result<(), Con
         return Err(invalid(
             "set password_env or password_file, not both".into(),
         ));
+    }
+    Ok(())
+}
+
+fn check_embedder(name: &str, embedder: &EmbedderConfig) -> Result<(), ConfigError> {
+    let invalid = |message: String| ConfigError::Value {
+        key: "embedders",
+        message: format!("embedder {name:?}: {message}"),
+    };
+    if name == crate::vector::embed::BUILTIN || crate::catalog::validate_name(name).is_err() {
+        return Err(invalid(format!(
+            "the name must be letters, digits and '_', and not {:?}",
+            crate::vector::embed::BUILTIN
+        )));
+    }
+    if !matches!(embedder.protocol.as_str(), "ollama" | "openai") {
+        return Err(invalid(format!(
+            "protocol {:?} is not ollama or openai",
+            embedder.protocol
+        )));
+    }
+    let url = url::Url::parse(&embedder.url)
+        .map_err(|e| invalid(format!("url {:?} is not a URL ({e})", embedder.url)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!(
+            "url scheme {:?} is not http or https",
+            url.scheme()
+        )));
+    }
+    if embedder.model.trim().is_empty() {
+        return Err(invalid("model is empty".into()));
+    }
+    if embedder.api_key_env.is_some() && embedder.api_key_file.is_some() {
+        return Err(invalid("set api_key_env or api_key_file, not both".into()));
+    }
+    if embedder.batch_size == Some(0) {
+        return Err(invalid("batch_size must be at least 1".into()));
     }
     Ok(())
 }
@@ -623,6 +708,52 @@ mod tests {
             },
         ] {
             assert!(Settings::resolve(args).is_err());
+        }
+    }
+
+    #[test]
+    fn embedders_are_read_and_checked() {
+        let dir = std::env::temp_dir().join(format!("lh-config-emb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lakehouse.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Settings::resolve(ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let settings = resolve(
+            "[embedders.nomic]\nprotocol = \"ollama\"\nurl = \"http://127.0.0.1:11434\"\n\
+             model = \"nomic-embed-text\"\nbatch_size = 16\n",
+        )
+        .unwrap();
+        let nomic = &settings.embedders["nomic"];
+        assert_eq!(
+            (nomic.protocol.as_str(), nomic.batch_size),
+            ("ollama", Some(16))
+        );
+        for (text, expected) in [
+            (
+                "[embedders.x]\nprotocol = \"grpc\"\nurl = \"http://h\"\nmodel = \"m\"\n",
+                "not ollama or openai",
+            ),
+            (
+                "[embedders.x]\nprotocol = \"openai\"\nurl = \"ftp://h\"\nmodel = \"m\"\n",
+                "not http or https",
+            ),
+            (
+                "[embedders.builtin]\nprotocol = \"openai\"\nurl = \"http://h\"\nmodel = \"m\"\n",
+                "not \"builtin\"",
+            ),
+            (
+                "[embedders.x]\nprotocol = \"openai\"\nurl = \"http://h\"\nmodel = \"m\"\n\
+                 api_key_env = \"A\"\napi_key_file = \"/k\"\n",
+                "not both",
+            ),
+        ] {
+            let err = resolve(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
         }
     }
 

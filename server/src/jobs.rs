@@ -9,10 +9,14 @@
 //! - progress goes out through a `watch` channel: listeners see the latest state
 //!   and a slow listener never slows the job;
 //! - cancelling sets a token the work checks between batches; work that stops on
-//!   it ends CANCELLED and must have committed nothing.
+//!   it ends CANCELLED and must have committed nothing;
+//! - at shutdown, running jobs get the grace period to finish; the rest are
+//!   stopped the same way and end FAILED (UNAVAILABLE, "run it again"), their
+//!   records written before the server exits.
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -137,6 +141,17 @@ pub struct Jobs {
     jobs: Mutex<VecDeque<Arc<JobHandle>>>,
     /// Permits of jobs allowed to work at once.
     running: Arc<Semaphore>,
+    /// Job tasks not yet done (their final record written).
+    active: watch::Sender<usize>,
+    /// Set when the server stops the jobs left at shutdown.
+    stopping: AtomicBool,
+}
+
+/// The status of a job the server stopped at shutdown.
+pub fn shutdown_status() -> Status {
+    Status::unavailable(
+        "the server shut down before the job finished; nothing was committed, run it again",
+    )
 }
 
 impl Jobs {
@@ -206,6 +221,8 @@ impl Jobs {
             bucket,
             jobs: Mutex::new(jobs),
             running: Arc::new(Semaphore::new(max_running.max(1))),
+            active: watch::Sender::new(0),
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -254,6 +271,7 @@ impl Jobs {
         };
         // The job keeps the span of the call that started it (its request id).
         let span = tracing::Span::current();
+        self.active.send_modify(|n| *n += 1);
         tokio::spawn(async move {
             jobs.persist(&context.handle.snapshot()).await;
             // At most `max_running` jobs work at once; the others wait, cancellable.
@@ -277,6 +295,7 @@ impl Jobs {
                 None => Ok(Err(cancelled_status())),
             };
             let cancelled = context.cancelled().is_cancelled();
+            let shut_down = cancelled && jobs.stopping.load(Ordering::Relaxed);
             context.handle.snapshot.send_modify(|job| {
                 job.finished_at = now();
                 match outcome {
@@ -289,6 +308,12 @@ impl Jobs {
                                 p.percent = Some(100.0);
                             }
                         }
+                    }
+                    Ok(Err(_)) if shut_down => {
+                        let status = shutdown_status();
+                        job.state = JobState::Failed as i32;
+                        job.error = status.message().into();
+                        job.error_code = code_name(status.code()).into();
                     }
                     Ok(Err(status)) if cancelled || status.code() == Code::Cancelled => {
                         job.state = JobState::Cancelled as i32;
@@ -311,8 +336,48 @@ impl Jobs {
             tracing::info!(job = %job.id, kind = %job.kind, state = ?JobState::try_from(job.state).ok(),
                 error = %job.error, "job ended");
             jobs.persist(&job).await;
+            jobs.active.send_modify(|n| *n -= 1);
         }.instrument(span));
         handle
+    }
+
+    /// Shutdown: lets running jobs finish until `deadline`, then stops the rest
+    /// (they end FAILED with [`shutdown_status`]) and waits up to `wait` for their
+    /// records. Returns how many jobs were stopped.
+    pub async fn stop(&self, deadline: tokio::time::Instant, wait: Duration) -> usize {
+        let mut active = self.active.subscribe();
+        let running = *active.borrow();
+        if running > 0 {
+            tracing::info!(jobs = running, "waiting for running jobs to finish");
+        }
+        if tokio::time::timeout_at(deadline, active.wait_for(|n| *n == 0))
+            .await
+            .is_ok()
+        {
+            return 0;
+        }
+        self.stopping.store(true, Ordering::Relaxed);
+        let stopped: Vec<Arc<JobHandle>> = {
+            let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            jobs.iter()
+                .filter(|j| !is_terminal(j.snapshot.borrow().state))
+                .cloned()
+                .collect()
+        };
+        tracing::warn!(
+            jobs = stopped.len(),
+            "stopping the jobs still running at shutdown; they commit nothing"
+        );
+        for job in &stopped {
+            job.cancel();
+        }
+        if tokio::time::timeout(wait, active.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
+            tracing::warn!("jobs did not stop within {wait:?}; the next start marks them failed");
+        }
+        stopped.len()
     }
 
     /// The job `id`.
@@ -463,6 +528,37 @@ mod tests {
         assert_eq!(job.state, JobState::Failed as i32);
         assert!(job.error.contains("server stopped"), "{}", job.error);
         assert_eq!(reopened.list().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_jobs_then_stops_the_rest_and_records_them() {
+        let dir = tempdir("shutdown");
+        let jobs = jobs(&dir).await;
+        let soon = tokio::time::Instant::now() + Duration::from_secs(5);
+        // Nothing running: returns at once.
+        assert_eq!(jobs.stop(soon, Duration::from_secs(1)).await, 0);
+        // A job that ends within the grace period finishes normally.
+        let quick = jobs.spawn("test", "quick".into(), String::new(), |_| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(job::Result::Ingest(Default::default()))
+        });
+        assert_eq!(jobs.stop(soon, Duration::from_secs(1)).await, 0);
+        assert_eq!(quick.snapshot().state, JobState::Succeeded as i32);
+        // One that only stops when cancelled is stopped at the deadline and recorded.
+        let slow = jobs.spawn("test", "slow".into(), String::new(), |ctx| async move {
+            ctx.cancelled().cancelled().await;
+            Err(cancelled_status())
+        });
+        let id = slow.snapshot().id;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+        assert_eq!(jobs.stop(deadline, Duration::from_secs(5)).await, 1);
+        let job = slow.snapshot();
+        assert_eq!(job.state, JobState::Failed as i32);
+        assert_eq!(job.error_code, "UNAVAILABLE");
+        assert!(job.error.contains("shut down"), "{}", job.error);
+        // Its record was written before `stop` returned.
+        let reopened = self::jobs(&dir).await;
+        assert_eq!(reopened.get(&id).unwrap().snapshot().error, job.error);
     }
 
     fn tempdir(name: &str) -> std::path::PathBuf {

@@ -20,8 +20,9 @@ use crate::storage::{BucketRegistry, StorageError};
 use crate::vector::service::Mode;
 use crate::vector::sql::SearchFunction;
 
-/// How long in-flight calls may take to finish after a shutdown signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long stopped queries and jobs get to end cleanly (final status sent, job
+/// record written) before the server exits anyway.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -104,10 +105,13 @@ pub async fn serve(
         return Err(ServeError::Anonymous(settings.listen));
     }
     let limits = Limits::new(settings.max_concurrent_queries, settings.query_timeout);
-    let vectors = Arc::new(crate::vector::service::VectorIndexes::new(
-        Arc::clone(&engine),
-        settings.models_dir.clone(),
-    ));
+    let vectors = Arc::new(
+        crate::vector::service::VectorIndexes::new(
+            Arc::clone(&engine),
+            settings.models_dir.clone(),
+        )
+        .with_embedders(settings.embedders.clone()),
+    );
     for mode in [Mode::Vector, Mode::Text, Mode::Hybrid] {
         engine.register_table_function(
             SearchFunction::name(mode),
@@ -115,6 +119,7 @@ pub async fn serve(
         );
     }
     let refresher = vectors.follow(engine.catalog().events());
+    let jobs = Arc::clone(engine.catalog().jobs());
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ops = crate::observe::http::Ops {
         engine: Arc::clone(&engine),
@@ -168,15 +173,20 @@ pub async fn serve(
     );
     on_listening(addr);
 
+    let queries = service.running_queries();
     let svc = FlightServiceServer::new(FrontDoor::new(service))
         .max_decoding_message_size(settings.max_message_size)
         .max_encoding_message_size(settings.max_message_size);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Set to the end of the grace period when the shutdown signal arrives.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
+    let grace = settings.shutdown_grace;
     let signal = async move {
         shutdown.await;
         stopping.store(true, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!("shutting down: no new calls; waiting for in-flight calls");
-        let _ = stop_tx.send(true);
+        tracing::info!(
+            "shutting down: no new calls; in-flight calls and jobs have {grace:?} to finish"
+        );
+        let _ = stop_tx.send(Some(tokio::time::Instant::now() + grace));
     };
     // HTTP/2's default 64 KiB flow-control windows make an upload wait for a window
     // update every 32 KiB; bulk ingest sends hundreds of MiB. Large windows (memory is
@@ -193,15 +203,38 @@ pub async fn serve(
         .layer(crate::observe::CallLayer)
         .add_service(svc)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal);
-    let deadline = async move {
-        let mut stop_rx = stop_rx;
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    let mut server = std::pin::pin!(server);
+    let deadline = {
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            let deadline = match stop_rx.wait_for(Option::is_some).await {
+                Ok(deadline) => *deadline,
+                Err(_) => None,
+            };
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => futures::future::pending().await,
+            }
+        }
     };
+    // Calls end by themselves within the grace period, or are stopped after it:
+    // queries with UNAVAILABLE, jobs (whose followers are calls too) FAILED.
     tokio::select! {
-        result = server => result?,
-        () = deadline => tracing::warn!("calls still running after {SHUTDOWN_GRACE:?}; stopping anyway"),
+        result = &mut server => result?,
+        () = deadline => {
+            let stopped = queries.stop_all();
+            let now = tokio::time::Instant::now();
+            let jobs_stopped = jobs.stop(now, STOP_WAIT).await;
+            tracing::warn!(queries = stopped, jobs = jobs_stopped,
+                "grace period over: stopped what was still running");
+            if tokio::time::timeout(STOP_WAIT, &mut server).await.is_err() {
+                tracing::warn!("calls still open {STOP_WAIT:?} after being stopped; closing them");
+            }
+        }
     }
+    // Every call has ended; detached jobs get what is left of the grace period.
+    let deadline = (*stop_rx.borrow()).unwrap_or_else(tokio::time::Instant::now);
+    jobs.stop(deadline, STOP_WAIT).await;
     // A refresh in progress stops here; the next start's first append resumes it.
     refresher.abort();
     let _ = ops_stop.send(());

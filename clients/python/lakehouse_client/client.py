@@ -283,13 +283,16 @@ class Client:
                      m: int | None = None, ef_construction: int | None = None, ef_search: int | None = None,
                      chunk_tokens: int | None = None, chunk_overlap: int | None = None,
                      bucket: str | None = None, replace: bool = False, detach: bool = False,
-                     progress: bool | None = None) -> dict:
-        """Embeds ``table.text_column`` with the server's built-in model and builds a vector
-        index (``lakehouse.vector.index.create``); returns the VectorIndexInfo."""
+                     embedder: str | None = None, progress: bool | None = None) -> dict:
+        """Embeds ``table.text_column`` and builds a vector index
+        (``lakehouse.vector.index.create``); returns the VectorIndexInfo. ``embedder`` is
+        ``"builtin"`` (the server's built-in model, the default) or the name of an HTTP
+        embedding service the server configures under ``[embedders.NAME]``."""
         body = _drop_none({"name": name, "table": table, "textColumn": text_column, "idColumn": id_column,
                            "backend": backend, "metric": metric, "m": m, "efConstruction": ef_construction,
                            "efSearch": ef_search, "chunkTokens": chunk_tokens, "chunkOverlap": chunk_overlap,
-                           "bucket": bucket, "replace": replace or None, "detach": detach or None})
+                           "bucket": bucket, "replace": replace or None, "detach": detach or None,
+                           "embedder": embedder})
         return self._job("lakehouse.vector.index.create", body, "vectorIndex", progress, f"index {name}")
 
     def search(self, index: str, query: str | None = None, *, vector: Sequence[float] | None = None,

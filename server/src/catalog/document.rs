@@ -131,6 +131,10 @@ pub struct IndexEntry {
     pub metric: String,
     /// Embedding model id.
     pub model: String,
+    /// The configured embedder (`[embedders.NAME]`) it embeds with; empty for the
+    /// built-in model.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub embedder: String,
     /// Vector length.
     pub dimension: u32,
     /// Backend parameters.

@@ -234,6 +234,9 @@ pub enum IndexCommand {
         /// Tokens neighbouring chunks share.
         #[arg(long)]
         chunk_overlap: Option<u32>,
+        /// What embeds the texts: builtin, or an [embedders.NAME] the server configures.
+        #[arg(long, default_value = "builtin")]
+        embedder: String,
         #[command(flatten)]
         job: JobFlags,
     },
@@ -724,9 +727,11 @@ async fn index(client: &mut Client, command: IndexCommand) -> Result<(), CliErro
             ef_search,
             chunk_tokens,
             chunk_overlap,
+            embedder,
             job,
         } => {
             let request = VectorIndexCreateRequest {
+                embedder,
                 name,
                 table,
                 text_column,

@@ -40,7 +40,7 @@ const CUSTOM_ACTIONS: [(&str, &str); 19] = [
     ),
     (
         VECTOR_INDEX_CREATE,
-        "Embed a table's text column (long texts in overlapping chunks) with the built-in model and build a vector index (hnsw or flat), as a job; the vectors are stored as a Delta table in the index's home bucket, and rows appended later are embedded in the background. Body: VectorIndexCreateRequest.",
+        "Embed a table's text column (long texts in overlapping chunks) with the built-in model or a configured HTTP embedder ([embedders.NAME], Ollama or OpenAI-compatible) and build a vector index (hnsw or flat), as a job; the vectors are stored as a Delta table in the index's home bucket, and rows appended later are embedded in the background. Body: VectorIndexCreateRequest.",
     ),
     (
         VECTOR_SEARCH,
@@ -210,5 +210,20 @@ impl LakehouseService {
                 )))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_extension_action_is_listed() {
+        let listed: Vec<&str> = CUSTOM_ACTIONS.iter().map(|(name, _)| *name).collect();
+        let declared: Vec<&str> = lakehouse_flight_ext::actions::ALL
+            .into_iter()
+            .chain(lakehouse_flight_ext::session_actions::ALL)
+            .collect();
+        assert_eq!(listed, declared);
     }
 }

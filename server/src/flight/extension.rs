@@ -8,12 +8,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use arrow::array::{Array, BinaryArray, LargeBinaryArray};
-use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::Any;
 use arrow_flight::sql::server::PeekableFlightDataStream;
 use arrow_flight::{Action, PutResult};
 use futures::{Stream, StreamExt, TryStreamExt};
+use lakehouse_flight_ext::DecodedBatches;
 use lakehouse_flight_ext::v1::{
     IngestFileRequest, IngestUploadCommand, Job, JobCancelRequest, JobList, JobListRequest,
     JobState, JobStatusRequest, PiiMarkRequest, PiiMarkResult, job,
@@ -488,8 +488,7 @@ async fn stage(
     path: &str,
     data: PeekableFlightDataStream,
 ) -> Result<u64, Status> {
-    let mut batches =
-        FlightRecordBatchStream::new_from_flight_data(data.map_err(FlightError::from));
+    let mut batches = DecodedBatches::new(data.map_err(FlightError::from));
     let upload = bucket
         .store()
         .put_multipart(&bucket.path(path))

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::CommandStatementIngest;
 use arrow_flight::sql::server::PeekableFlightDataStream;
@@ -11,6 +10,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{StreamExt, TryStreamExt};
+use lakehouse_flight_ext::DecodedBatches;
 use tonic::Status;
 
 use super::service::LakehouseService;
@@ -101,8 +101,7 @@ impl LakehouseService {
 /// The DoPut stream as record batches; its schema is known once the first
 /// message (the schema) has been read.
 async fn decode(data: PeekableFlightDataStream) -> Result<SendableRecordBatchStream, Status> {
-    let mut batches =
-        FlightRecordBatchStream::new_from_flight_data(data.map_err(FlightError::from));
+    let mut batches = DecodedBatches::new(data.map_err(FlightError::from));
     let first = batches.next().await.transpose().map_err(upload_error)?;
     let Some(schema) = batches.schema().cloned() else {
         return Err(Status::invalid_argument(

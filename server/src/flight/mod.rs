@@ -33,6 +33,7 @@ mod vector;
 pub use auth::{Authenticator, hash_password};
 pub use front::FrontDoor;
 pub use limits::Limits;
+pub use running::RunningQueries;
 pub use service::LakehouseService;
 pub use sql_info::SERVER_NAME;
 

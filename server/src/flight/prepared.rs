@@ -10,7 +10,6 @@
 
 use arrow::datatypes::Schema;
 use arrow::ipc::writer::IpcWriteOptions;
-use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::server::PeekableFlightDataStream;
 use arrow_flight::sql::{
@@ -19,6 +18,7 @@ use arrow_flight::sql::{
 };
 use arrow_flight::{Action, FlightInfo, IpcMessage, SchemaAsIpc};
 use futures::TryStreamExt;
+use lakehouse_flight_ext::DecodedBatches;
 
 use tonic::{Request, Status};
 
@@ -37,7 +37,7 @@ async fn read_parameters(
         .into_inner()
         .try_filter(|message| std::future::ready(!message.data_header.is_empty()))
         .map_err(FlightError::from);
-    let batches: Vec<_> = FlightRecordBatchStream::new_from_flight_data(stream)
+    let batches: Vec<_> = DecodedBatches::new(stream)
         .try_collect()
         .await
         .map_err(super::ingest::upload_error)?;

@@ -36,7 +36,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::Authenticator;
 use super::limits::Limits;
-use super::running::{Cancellable, RunningQueries};
+use super::running::{Cancellable, RunningQueries, Stop};
 use super::sessions::Sessions;
 use super::{MAX_FLIGHT_DATA_BYTES, metadata, sql_info, status};
 use crate::ingest::database::Connections;
@@ -55,7 +55,7 @@ pub(super) type FlightDataStream =
 pub struct LakehouseService {
     pub(super) engine: Arc<QueryEngine>,
     pub(super) sessions: Sessions,
-    pub(super) running: RunningQueries,
+    pub(super) running: Arc<RunningQueries>,
     pub(super) auth: Authenticator,
     pub(super) limits: Limits,
     /// Named source databases of the ingest actions.
@@ -79,7 +79,7 @@ impl LakehouseService {
             xdbc: sql_info::xdbc_type_info()?,
             engine,
             sessions: Sessions::default(),
-            running: RunningQueries::default(),
+            running: Arc::default(),
             connections: Connections::default(),
             vectors: None,
             auth,
@@ -91,6 +91,11 @@ impl LakehouseService {
     pub fn with_connections(mut self, connections: Connections) -> Self {
         self.connections = connections;
         self
+    }
+
+    /// The queries this service streams, for stopping them at shutdown.
+    pub fn running_queries(&self) -> Arc<RunningQueries> {
+        Arc::clone(&self.running)
     }
 
     /// Serves the vector actions over `vectors`.
@@ -271,15 +276,21 @@ impl LakehouseService {
         batches: impl Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
     ) -> Response<FlightDataStream> {
         let (guard, cancelled) = self.running.register(ticket);
-        let cancelled_item = Err(FlightError::Tonic(Box::new(Status::cancelled(
-            "query cancelled by CancelFlightInfo",
-        ))));
-        let batches =
-            Cancellable::new(batches, guard, cancelled, cancelled_item).inspect(|batch| {
-                if let Ok(batch) = batch {
-                    crate::observe::metrics().streamed(batch.num_rows() as u64, 0);
+        let stopped = |stop| {
+            Err(FlightError::Tonic(Box::new(match stop {
+                Stop::ShuttingDown => Status::unavailable(
+                    "the server is shutting down; the query was stopped, run it again",
+                ),
+                Stop::Cancelled | Stop::No => {
+                    Status::cancelled("query cancelled by CancelFlightInfo")
                 }
-            });
+            })))
+        };
+        let batches = Cancellable::new(batches, guard, cancelled, stopped).inspect(|batch| {
+            if let Ok(batch) = batch {
+                crate::observe::metrics().streamed(batch.num_rows() as u64, 0);
+            }
+        });
         let mut encoded = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .with_max_flight_data_size(MAX_FLIGHT_DATA_BYTES)

@@ -6,7 +6,7 @@
 //! cookies unless asked to, and without authentication it has no token, yet one
 //! ADBC connection is one gRPC connection, so its options still stick.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -104,7 +104,7 @@ impl Sessions {
         &self,
         request: &Request<T>,
         catalog: &Catalog,
-        options: HashMap<String, SessionOptionValue>,
+        options: BTreeMap<String, SessionOptionValue>,
     ) -> (SetSessionOptionsResult, Option<String>) {
         let (session, new_cookie) = match self.find(request) {
             Some(session) => (session, None),
@@ -125,7 +125,7 @@ impl Sessions {
         };
         let mut session = lock(&session);
         session.last_used = Instant::now();
-        let mut errors = HashMap::new();
+        let mut errors = BTreeMap::new();
         for (name, value) in options {
             if let Err(error) = apply(&mut session.defaults, catalog, &name, value.option_value) {
                 errors.insert(
@@ -193,11 +193,11 @@ fn evict(sessions: &mut HashMap<String, SharedSession>) {
 }
 
 /// The options of a session, as GetSessionOptions reports them.
-pub fn options_of(defaults: &SessionDefaults) -> HashMap<String, SessionOptionValue> {
+pub fn options_of(defaults: &SessionDefaults) -> BTreeMap<String, SessionOptionValue> {
     let string = |s: &str| SessionOptionValue {
         option_value: Some(OptionValue::StringValue(s.to_string())),
     };
-    HashMap::from([
+    BTreeMap::from([
         ("catalog".to_string(), string(&defaults.catalog)),
         ("schema".to_string(), string(&defaults.schema)),
     ])

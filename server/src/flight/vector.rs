@@ -105,7 +105,13 @@ impl LakehouseService {
             .map_err(|e| Status::not_found(e.to_string()))?;
         let chunking =
             Chunking::new(body.chunk_tokens, body.chunk_overlap).map_err(vector_status)?;
+        let embedder = match body.embedder.trim() {
+            "" => crate::vector::embed::BUILTIN.to_string(),
+            name => name.to_string(),
+        };
+        vectors.check_embedder(&embedder).map_err(vector_status)?;
         let create = CreateIndex {
+            embedder,
             name: body.name.clone(),
             table,
             text_column: body.text_column.clone(),

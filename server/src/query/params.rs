@@ -9,8 +9,6 @@ use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, UnionMode};
-use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::StreamWriter;
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::LogicalPlan;
@@ -66,24 +64,12 @@ impl ParameterRows {
 
     /// Encodes the rows as an Arrow IPC stream (empty when nothing is bound).
     pub fn to_ipc(&self) -> Result<Vec<u8>> {
-        let Some(first) = self.batches.first() else {
-            return Ok(Vec::new());
-        };
-        let mut writer = StreamWriter::try_new(Vec::new(), &first.schema())?;
-        for batch in &self.batches {
-            writer.write(batch)?;
-        }
-        Ok(writer.into_inner()?)
+        Ok(lakehouse_flight_ext::encode_parameters(&self.batches)?)
     }
 
     /// Decodes rows written by [`ParameterRows::to_ipc`].
     pub fn from_ipc(bytes: &[u8]) -> Result<Self> {
-        if bytes.is_empty() {
-            return Ok(Self::default());
-        }
-        let reader = StreamReader::try_new(bytes, None)?;
-        let batches = reader.collect::<Result<Vec<_>, _>>()?;
-        Ok(Self::new(batches))
+        Ok(Self::new(lakehouse_flight_ext::decode_parameters(bytes)?))
     }
 
     /// `plan` with each parameter row substituted: one plan per row.

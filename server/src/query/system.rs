@@ -377,6 +377,7 @@ fn vector_indexes(catalog: &Catalog) -> Result<RecordBatch> {
             utf8("backend", false),
             utf8("metric", false),
             utf8("model", false),
+            utf8("embedder", false),
             Field::new("dimension", DataType::Int32, false),
             utf8("parameters", false),
             utf8("bucket", false),
@@ -398,6 +399,7 @@ fn vector_indexes(catalog: &Catalog) -> Result<RecordBatch> {
             strings(&|i| i.backend.clone()),
             strings(&|i| i.metric.clone()),
             strings(&|i| i.model.clone()),
+            strings(&|i| crate::vector::service::embedder_name(i).to_string()),
             Arc::new(Int32Array::from_iter_values(
                 indexes.iter().map(|i| i.dimension as i32),
             )),

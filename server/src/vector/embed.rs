@@ -19,6 +19,9 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 /// Name of the built-in model, as indexes and profiles record it.
 pub const BUILTIN_MODEL: &str = "all-minilm-l6-v2";
 
+/// The embedder name of the built-in model (configured HTTP embedders have others).
+pub const BUILTIN: &str = "builtin";
+
 /// Tokens per text: sentence-transformers' `max_seq_length` for this model.
 const MAX_TOKENS: usize = 256;
 

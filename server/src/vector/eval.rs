@@ -26,7 +26,6 @@ use lakehouse_flight_ext::v1::{
     VectorEvalResult, VectorEvalRun, VectorEvalSetCreateRequest, VectorEvalSetInfo,
 };
 
-use super::embed::{BUILTIN_MODEL, Embedder};
 use super::index::{FlatIndex, Metric, VectorIndex};
 use super::service::{State, VectorError, VectorIndexes, internal, vectors_of};
 use crate::catalog::{EvalSetEntry, TableEntry, WriteMode};
@@ -125,12 +124,8 @@ impl VectorIndexes {
                 request.index
             )));
         };
-        if index.model != BUILTIN_MODEL {
-            return Err(VectorError::Unavailable(format!(
-                "index {} was built with model {}, which this server does not run",
-                index.name, index.model
-            )));
-        }
+        self.check_embedder(super::service::embedder_name(&index))
+            .map_err(|e| VectorError::Unavailable(format!("index {}: {e}", index.name)))?;
         let depth = if request.depth == 0 {
             100
         } else {
@@ -233,7 +228,7 @@ impl VectorIndexes {
             )));
         };
         job.phase("embedding queries");
-        let model = self.builtin().await?;
+        let model = self.index_embedder(&index).await?;
         let mut vectors = Vec::with_capacity(request.queries.len());
         for batch in request.queries.chunks(256) {
             if job.cancelled().is_cancelled() {
@@ -351,7 +346,7 @@ impl VectorIndexes {
             efs.to_vec()
         };
         let model = if embed_queries {
-            Some(self.builtin().await?)
+            Some(self.index_embedder(&entry).await?)
         } else {
             None
         };

@@ -60,6 +60,65 @@ impl HttpOptions {
     }
 }
 
+impl Protocol {
+    /// `ollama` or `openai`, as configured.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ollama" => Some(Self::Ollama),
+            "openai" => Some(Self::OpenAi),
+            _ => None,
+        }
+    }
+}
+
+/// The protocol and options of a configured `[embedders.NAME]`, its API key read
+/// from the environment variable or file it names.
+pub fn configured(
+    name: &str,
+    config: &crate::config::EmbedderConfig,
+) -> Result<(Protocol, HttpOptions), EmbedError> {
+    let unavailable = |message: String| EmbedError::Unavailable {
+        model: format!("embedder {name}"),
+        message,
+    };
+    let protocol = Protocol::parse(&config.protocol).ok_or_else(|| {
+        unavailable(format!(
+            "protocol {:?} is not ollama or openai",
+            config.protocol
+        ))
+    })?;
+    let api_key = match (&config.api_key_env, &config.api_key_file) {
+        (Some(variable), _) => Some(std::env::var(variable).map_err(|_| {
+            unavailable(format!(
+                "environment variable {variable} (api_key_env) is not set on the server"
+            ))
+        })?),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    unavailable(format!("cannot read api_key_file {}: {e}", path.display()))
+                })?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let defaults = HttpOptions::new(&config.url, &config.model);
+    Ok((
+        protocol,
+        HttpOptions {
+            api_key,
+            batch_size: config.batch_size.unwrap_or(defaults.batch_size),
+            timeout: config
+                .timeout_secs
+                .map_or(defaults.timeout, Duration::from_secs),
+            retries: config.retries.unwrap_or(defaults.retries),
+            base64: config.base64.unwrap_or(defaults.base64),
+            ..defaults
+        },
+    ))
+}
+
 /// An embedding service over HTTP; the dimension is learnt from its first answer.
 pub struct HttpEmbedder {
     protocol: Protocol,

@@ -38,9 +38,11 @@ use lakehouse_flight_ext::v1::{VectorHit, VectorIndexInfo};
 use tokio::sync::OnceCell;
 
 use super::bm25::{Bm25, fuse};
-use super::embed::{BUILTIN_MODEL, CHUNK_OVERLAP, CHUNK_TOKENS, EmbedError, Embedder, MiniLm};
+use super::embed::{BUILTIN, CHUNK_OVERLAP, CHUNK_TOKENS, EmbedError, Embedder, MiniLm};
+use super::http::HttpEmbedder;
 use super::index::{FlatIndex, HnswIndex, HnswParams, Metric, SearchParams, VectorIndex};
 use crate::catalog::{IndexEntry, TableEntry, WriteMode};
+use crate::config::EmbedderConfig;
 use crate::events::{ChangeKind, EventBus};
 use crate::jobs::JobContext;
 use crate::query::{QueryEngine, SessionDefaults};
@@ -175,6 +177,8 @@ pub struct CreateIndex {
     pub bucket: String,
     /// Replace an existing index of that name.
     pub replace: bool,
+    /// The embedder: [`BUILTIN`] or a configured `[embedders.NAME]`.
+    pub embedder: String,
 }
 
 /// How long texts are cut before embedding.
@@ -341,6 +345,9 @@ pub struct VectorIndexes {
     engine: Arc<QueryEngine>,
     models_dir: PathBuf,
     builtin: OnceCell<Arc<MiniLm>>,
+    /// Configured HTTP embedders by name, and those connected so far.
+    embedders: HashMap<String, EmbedderConfig>,
+    connected: tokio::sync::Mutex<HashMap<String, Arc<HttpEmbedder>>>,
     loaded: RwLock<HashMap<String, Arc<Loaded>>>,
     /// Serialises loads so two first searches don't both rebuild.
     loading: tokio::sync::Mutex<()>,
@@ -353,6 +360,15 @@ impl std::fmt::Debug for VectorIndexes {
         f.debug_struct("VectorIndexes")
             .field("models_dir", &self.models_dir)
             .finish_non_exhaustive()
+    }
+}
+
+/// The embedder an index was built with ([`BUILTIN`] when it records none).
+pub fn embedder_name(entry: &IndexEntry) -> &str {
+    if entry.embedder.is_empty() {
+        BUILTIN
+    } else {
+        &entry.embedder
     }
 }
 
@@ -386,10 +402,79 @@ impl VectorIndexes {
             engine,
             models_dir,
             builtin: OnceCell::new(),
+            embedders: HashMap::new(),
+            connected: tokio::sync::Mutex::new(HashMap::new()),
             loaded: RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
             changing: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Builds indexes with the HTTP embedders `embedders` too (`[embedders.NAME]`).
+    pub fn with_embedders(mut self, embedders: HashMap<String, EmbedderConfig>) -> Self {
+        self.embedders = embedders;
+        self
+    }
+
+    /// Checks that `name` is the built-in model or a configured embedder.
+    pub fn check_embedder(&self, name: &str) -> Result<(), VectorError> {
+        if name == BUILTIN || self.embedders.contains_key(name) {
+            return Ok(());
+        }
+        let mut known: Vec<&str> = self.embedders.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        known.insert(0, BUILTIN);
+        Err(VectorError::NotFound(format!(
+            "embedder {name:?} is not configured on this server; known: {}",
+            known.join(", ")
+        )))
+    }
+
+    /// The embedder `name`: the built-in model, or a configured HTTP service
+    /// (connected on first use, which learns its dimension; a service that is down
+    /// fails here and is tried again next time).
+    pub async fn embedder(&self, name: &str) -> Result<Arc<dyn Embedder>, VectorError> {
+        if name == BUILTIN {
+            return Ok(self.builtin().await?);
+        }
+        self.check_embedder(name)?;
+        let mut connected = self.connected.lock().await;
+        if let Some(embedder) = connected.get(name) {
+            return Ok(Arc::clone(embedder) as Arc<dyn Embedder>);
+        }
+        let config = self
+            .embedders
+            .get(name)
+            .ok_or_else(|| VectorError::NotFound(format!("embedder {name:?} is not configured")))?;
+        let (protocol, options) = super::http::configured(name, config)?;
+        let embedder = Arc::new(HttpEmbedder::connect(protocol, options).await?);
+        connected.insert(name.to_string(), Arc::clone(&embedder));
+        Ok(embedder)
+    }
+
+    /// The embedder index `entry` was built with, checked to still be that model.
+    pub async fn index_embedder(
+        &self,
+        entry: &IndexEntry,
+    ) -> Result<Arc<dyn Embedder>, VectorError> {
+        let name = embedder_name(entry);
+        let embedder = self.embedder(name).await.map_err(|e| match e {
+            VectorError::NotFound(message) => {
+                VectorError::Unavailable(format!("index {} was built with {message}", entry.name))
+            }
+            other => other,
+        })?;
+        if embedder.model() != entry.model || embedder.dimension() != entry.dimension as usize {
+            return Err(VectorError::Unavailable(format!(
+                "index {} was built with model {} ({} dimensions), but embedder {name} now runs {} ({} dimensions); rebuild the index with replace",
+                entry.name,
+                entry.model,
+                entry.dimension,
+                embedder.model(),
+                embedder.dimension()
+            )));
+        }
+        Ok(embedder)
     }
 
     /// The lock serialising changes of index `name`.
@@ -697,7 +782,7 @@ impl VectorIndexes {
     #[allow(clippy::too_many_arguments)]
     async fn embed_rows(
         &self,
-        model: &MiniLm,
+        model: &dyn Embedder,
         mut stream: SendableRecordBatchStream,
         skip: &HashSet<i64>,
         strict: bool,
@@ -777,7 +862,7 @@ impl VectorIndexes {
         let started = Instant::now();
         let catalog = self.engine.catalog();
         job.phase("loading model");
-        let model = self.builtin().await?;
+        let model = self.embedder(&request.embedder).await?;
         let (_, source_version) = catalog
             .table_state(&request.table)
             .await
@@ -789,7 +874,7 @@ impl VectorIndexes {
         let mut all = Embedded::default();
         let mut rows_done = 0u64;
         self.embed_rows(
-            &model,
+            model.as_ref(),
             stream,
             &HashSet::new(),
             true,
@@ -854,6 +939,11 @@ impl VectorIndexes {
             backend: request.backend.clone(),
             metric: request.metric.name().to_string(),
             model: model.model().to_string(),
+            embedder: if request.embedder == BUILTIN {
+                String::new()
+            } else {
+                request.embedder.clone()
+            },
             dimension: dimension as u32,
             parameters,
             bucket: request.bucket.clone(),
@@ -922,13 +1012,7 @@ impl VectorIndexes {
         if version <= entry.source_version {
             return Ok(0);
         }
-        if entry.model != BUILTIN_MODEL {
-            return Err(VectorError::Unavailable(format!(
-                "index {name} was built with model {}, which this server does not run",
-                entry.model
-            )));
-        }
-        let model = self.builtin().await?;
+        let model = self.index_embedder(&entry).await?;
         let known = state.indexed.read().map_err(internal)?.clone();
         let first_key = state.rows.read().map_err(internal)?.len();
         let stream = self
@@ -938,7 +1022,7 @@ impl VectorIndexes {
         let mut documents = Vec::new();
         let embedded = self
             .embed_rows(
-                &model,
+                model.as_ref(),
                 stream,
                 &known,
                 false,
@@ -1263,13 +1347,7 @@ impl VectorIndexes {
     ) -> Result<Vec<f32>, VectorError> {
         match (search.query.trim().is_empty(), search.vector.is_empty()) {
             (false, true) => {
-                if entry.model != BUILTIN_MODEL {
-                    return Err(VectorError::Unavailable(format!(
-                        "index {} was built with model {}, which this server does not run",
-                        entry.name, entry.model
-                    )));
-                }
-                let model = self.builtin().await?;
+                let model = self.index_embedder(entry).await?;
                 model
                     .embed(std::slice::from_ref(&search.query))
                     .await?
@@ -1644,6 +1722,7 @@ pub fn info_of(entry: &IndexEntry) -> VectorIndexInfo {
         backend: entry.backend.clone(),
         metric: entry.metric.clone(),
         model: entry.model.clone(),
+        embedder: embedder_name(entry).to_string(),
         dimension: entry.dimension,
         bucket: entry.bucket.clone(),
         location: entry.location.clone(),
