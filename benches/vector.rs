@@ -2,14 +2,14 @@
 //! vectors, the figures `benches/vector_bench.py` prints beside Faiss.
 //!
 //! ```text
-//! cargo bench -p lakehouse --bench vector -- --base BASE.f32 --queries QUERIES.f32 \
+//! cargo bench -p lakehouse-index --bench vector -- --base BASE.f32 --queries QUERIES.f32 \
 //!     --dim 50 [--k 10] [--m 16] [--ef-construction 200] [--ef 10,20,40,80,160,320] \
 //!     [--truth TRUTH.i32] [--out FILE.json]
 //! ```
 //! BASE and QUERIES are raw little-endian `f32` rows of `dim` floats (cosine metric).
 //! The truth (the `k` exact nearest base rows of each query, raw `i32`) is read from
 //! TRUTH when given, else computed here with the flat index. Prints, and writes as JSON:
-//! the HNSW build time (all cores, as the server builds), then per `ef` the recall@k
+//! the HNSW build time (one thread, as the server builds), then per `ef` the recall@k
 //! (mean) and queries per second on one thread, and the flat index's QPS.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -17,9 +17,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use lakehouse::vector::index::{
-    FlatIndex, HnswIndex, HnswParams, Metric, SearchParams, VectorIndex,
-};
+use lakehouse_index::{FlatIndex, HnswIndex, HnswParams, Metric, SearchParams, VectorIndex};
 
 fn read_f32(path: &PathBuf, dim: usize) -> Vec<Vec<f32>> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -108,7 +106,7 @@ fn main() {
     hnsw.add(&items).unwrap();
     let build_seconds = started.elapsed().as_secs_f64();
     println!(
-        "hnsw build (M={m}, efConstruction={ef_construction}, all cores): {build_seconds:.1} s, ~{:.0} MB",
+        "hnsw build (M={m}, efConstruction={ef_construction}, one thread): {build_seconds:.1} s, ~{:.0} MB",
         hnsw.memory_bytes() as f64 / 1e6
     );
     let mut runs = Vec::new();

@@ -88,7 +88,7 @@ def glove(args) -> dict:
         array.tofile(work / name)
     print(f"GloVe-{args.base // 1000}k: {len(base)} × {base.shape[1]}, {len(queries)} queries")
     out = RESULTS / "vector_glove_lakehouse.json"
-    subprocess.run(["cargo", "bench", "--quiet", "-p", "lakehouse", "--bench", "vector", "--",
+    subprocess.run(["cargo", "bench", "--quiet", "-p", "lakehouse-index", "--bench", "vector", "--",
                     "--base", str(work / "base.f32"), "--queries", str(work / "queries.f32"),
                     "--truth", str(work / "truth.i32"), "--dim", str(base.shape[1]), "--k", str(K),
                     "--ef", ",".join(map(str, EFS)), "--out", str(out)], check=True, cwd=ROOT)

@@ -78,6 +78,10 @@ pub fn encode_parameters(batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError>
 /// Decodes the parameter rows of a handle (written by [`encode_parameters`]; the
 /// bytes come back from the client, so they are checked like any input).
 ///
+/// The reader allocates what a message's length fields announce before reading
+/// it, so a few bytes announcing 2 GiB made it allocate 2 GiB (found by `fuzz/`):
+/// the framing is checked against the bytes first.
+///
 /// arrow-ipc panics on some malformed streams (a schema without fields, a dictionary
 /// index of an odd width, buffers past the end of the body: found by `fuzz/`, kept in
 /// `tests/fuzz/`); such a panic is caught here and reported as an error like any
@@ -86,12 +90,53 @@ pub fn decode_parameters(bytes: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
+    check_framing(bytes)?;
     let decode = || StreamReader::try_new(bytes, None)?.collect();
     std::panic::catch_unwind(decode).unwrap_or_else(|_| {
         Err(ArrowError::IpcError(
             "the parameter rows are not a valid Arrow IPC stream".into(),
         ))
     })
+}
+
+/// Checks that every message of the IPC stream `bytes` (optional continuation
+/// marker, metadata length, metadata, body) lies within `bytes`.
+fn check_framing(mut bytes: &[u8]) -> Result<(), ArrowError> {
+    let short = |what: &str| {
+        ArrowError::IpcError(format!(
+            "the parameter rows are not a valid Arrow IPC stream: {what} reaches past the end"
+        ))
+    };
+    let word = |bytes: &mut &[u8]| -> Option<i32> {
+        let (head, rest) = bytes.split_first_chunk::<4>()?;
+        *bytes = rest;
+        Some(i32::from_le_bytes(*head))
+    };
+    while !bytes.is_empty() {
+        let mut length = word(&mut bytes).ok_or_else(|| short("a message length"))?;
+        if length == -1 {
+            length = word(&mut bytes).ok_or_else(|| short("a message length"))?;
+        }
+        if length == 0 {
+            return Ok(());
+        }
+        let length = usize::try_from(length)
+            .ok()
+            .filter(|&l| l <= bytes.len())
+            .ok_or_else(|| short("a message header"))?;
+        let (metadata, rest) = bytes.split_at(length);
+        let message = arrow_ipc::root_as_message(metadata).map_err(|e| {
+            ArrowError::IpcError(format!(
+                "the parameter rows are not a valid Arrow IPC stream: {e}"
+            ))
+        })?;
+        let body = usize::try_from(message.bodyLength())
+            .ok()
+            .filter(|&b| b <= rest.len())
+            .ok_or_else(|| short("a message body"))?;
+        bytes = &rest[body..];
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Inputs `fuzz/` found that made the Arrow IPC decoder panic; each must now be a
-//! plain error. Files in `tests/fuzz/`: parameter rows of statement handles
+//! Inputs `fuzz/` found that made the Arrow IPC decoder panic or allocate what a
+//! length field announced; each must now be a plain error. Files in `tests/fuzz/`: parameter rows of statement handles
 //! (`*.arrows`) and DoPut streams (`*.bin`, length-delimited `FlightData`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -19,6 +19,8 @@ fn malformed_parameter_rows_are_errors() {
         "parameters-schema-without-fields.arrows",
         "parameters-dictionary-index-width.arrows",
         "parameters-buffer-past-the-body.arrows",
+        // Announced a 721 MB message in 869 bytes: refused before allocating.
+        "parameters-announces-gigabytes.arrows",
     ] {
         let error = decode_parameters(&input(name)).unwrap_err().to_string();
         assert!(

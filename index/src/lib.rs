@@ -1,0 +1,592 @@
+//! Vector index backends behind one trait: exact flat search (the recall = 1.0
+//! baseline) and in-process HNSW (our own graph over flat arrays, `hnsw.rs`) whose
+//! `ef` is chosen per search.
+//!
+//! Every backend answers with [`Hit`]s ordered by `distance`, lower is closer:
+//! `1 − cos` for [`Metric::Cosine`] (vectors are L2-normalised on the way in),
+//! `−dot` for [`Metric::Dot`] and the squared Euclidean distance for [`Metric::L2`].
+//! The trait is what the Lance and Faiss worker backends implement too: ids are the
+//! caller's `u64` row ids, vectors cross as plain `f32` slices.
+//!
+//! A crate of its own so the graph code is optimised even in debug builds (see the
+//! workspace's `profile.dev.package` entries): tests build real indexes.
+
+use std::collections::BinaryHeap;
+use std::sync::RwLock;
+
+mod hnsw;
+
+use hnsw::Graph;
+
+/// How closeness is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Cosine similarity (distance `1 − cos`).
+    Cosine,
+    /// Inner product (distance `−dot`).
+    Dot,
+    /// Euclidean (distance: squared L2).
+    L2,
+}
+
+impl Metric {
+    /// Parses `cosine`, `dot`, `l2` (case-insensitive; empty means cosine).
+    pub fn parse(text: &str) -> Result<Self, IndexError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "" | "cosine" => Ok(Self::Cosine),
+            "dot" | "ip" | "inner_product" => Ok(Self::Dot),
+            "l2" | "euclidean" => Ok(Self::L2),
+            other => Err(IndexError::Invalid(format!(
+                "metric {other:?} is not cosine, dot or l2"
+            ))),
+        }
+    }
+
+    /// The name recorded with an index.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cosine => "cosine",
+            Self::Dot => "dot",
+            Self::L2 => "l2",
+        }
+    }
+
+    pub(crate) fn distance(self, a: &[f32], b: &[f32]) -> f32 {
+        match self {
+            Self::Cosine => (1.0 - dot(a, b)).max(0.0),
+            Self::Dot => -dot(a, b),
+            Self::L2 => squared_l2(a, b),
+        }
+    }
+}
+
+/// Errors of an index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// Bad parameters or input (InvalidArgument).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One result: a row id and its distance to the query (lower is closer).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    /// The caller's id of the vector.
+    pub id: u64,
+    /// Distance to the query under the index's metric.
+    pub distance: f32,
+}
+
+/// Search-time knobs; a backend ignores those it doesn't have.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SearchParams {
+    /// HNSW: candidates kept while searching (≥ k; 0 = the index's default).
+    pub ef: usize,
+}
+
+/// An index over `(id, vector)` pairs.
+pub trait VectorIndex: Send + Sync {
+    /// `flat`, `hnsw`, …
+    fn backend(&self) -> &'static str;
+
+    /// Vector length.
+    fn dimension(&self) -> usize;
+
+    /// The metric.
+    fn metric(&self) -> Metric;
+
+    /// Vectors held.
+    fn len(&self) -> usize;
+
+    /// True when empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Memory held by vectors and graph, in bytes (an estimate for graphs).
+    fn memory_bytes(&self) -> usize;
+
+    /// Adds vectors (incremental: no rebuild).
+    fn add(&self, items: &[(u64, Vec<f32>)]) -> Result<(), IndexError>;
+
+    /// The `k` nearest vectors passing `filter` (every vector when `None`).
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: SearchParams,
+        filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Result<Vec<Hit>, IndexError>;
+}
+
+/// Dot product, in 8 independent lanes so the compiler vectorises it.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Squared Euclidean distance, vectorised like [`dot`].
+pub fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            let d = x[i] - y[i];
+            lanes[i] += d * d;
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `v / |v|` (zero vectors stay zero).
+pub fn normalized(v: &[f32]) -> Vec<f32> {
+    let norm = dot(v, v).sqrt();
+    if norm > 0.0 {
+        v.iter().map(|x| x / norm).collect()
+    } else {
+        v.to_vec()
+    }
+}
+
+fn check(dimension: usize, vector: &[f32]) -> Result<(), IndexError> {
+    if vector.len() != dimension {
+        return Err(IndexError::Invalid(format!(
+            "vector has {} dimensions, the index {dimension}",
+            vector.len()
+        )));
+    }
+    if vector.iter().any(|x| !x.is_finite()) {
+        return Err(IndexError::Invalid(
+            "vector holds NaN or infinity".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// A candidate in a bounded max-heap of the best `k` (the worst on top).
+#[derive(PartialEq)]
+struct Candidate(f32, u64);
+
+impl Eq for Candidate {}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
+
+/// Exact search over every vector: the ground truth of recall measurements.
+pub struct FlatIndex {
+    dimension: usize,
+    metric: Metric,
+    data: RwLock<FlatData>,
+}
+
+#[derive(Default)]
+struct FlatData {
+    ids: Vec<u64>,
+    /// Row-major, `dimension` floats per id.
+    vectors: Vec<f32>,
+}
+
+impl FlatIndex {
+    /// An empty index.
+    pub fn new(dimension: usize, metric: Metric) -> Self {
+        Self {
+            dimension,
+            metric,
+            data: RwLock::new(FlatData::default()),
+        }
+    }
+
+    /// Drops every vector.
+    pub fn clear(&self) {
+        if let Ok(mut data) = self.data.write() {
+            *data = FlatData::default();
+        }
+    }
+}
+
+impl VectorIndex for FlatIndex {
+    fn backend(&self) -> &'static str {
+        "flat"
+    }
+
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    fn len(&self) -> usize {
+        self.data.read().map_or(0, |d| d.ids.len())
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.data
+            .read()
+            .map_or(0, |d| d.ids.len() * 8 + d.vectors.len() * 4)
+    }
+
+    fn add(&self, items: &[(u64, Vec<f32>)]) -> Result<(), IndexError> {
+        for (_, vector) in items {
+            check(self.dimension, vector)?;
+        }
+        let mut data = self
+            .data
+            .write()
+            .map_err(|_| IndexError::Invalid("index lock poisoned".into()))?;
+        for (id, vector) in items {
+            data.ids.push(*id);
+            match self.metric {
+                Metric::Cosine => data.vectors.extend(normalized(vector)),
+                _ => data.vectors.extend_from_slice(vector),
+            }
+        }
+        Ok(())
+    }
+
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        _params: SearchParams,
+        filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        check(self.dimension, query)?;
+        let query = match self.metric {
+            Metric::Cosine => normalized(query),
+            _ => query.to_vec(),
+        };
+        let data = self
+            .data
+            .read()
+            .map_err(|_| IndexError::Invalid("index lock poisoned".into()))?;
+        let mut best = BinaryHeap::with_capacity(k + 1);
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        for (id, vector) in data
+            .ids
+            .iter()
+            .zip(data.vectors.chunks_exact(self.dimension))
+        {
+            if filter.is_some_and(|keep| !keep(*id)) {
+                continue;
+            }
+            let distance = self.metric.distance(&query, vector);
+            if best.len() < k {
+                best.push(Candidate(distance, *id));
+            } else if best.peek().is_some_and(|worst| distance < worst.0) {
+                best.pop();
+                best.push(Candidate(distance, *id));
+            }
+        }
+        Ok(best
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Candidate(distance, id)| Hit { id, distance })
+            .collect())
+    }
+}
+
+/// HNSW build parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct HnswParams {
+    /// Neighbours per node and layer (M), 2..=255.
+    pub m: usize,
+    /// Candidates while building.
+    pub ef_construction: usize,
+    /// Default `ef` of searches that don't set one.
+    pub ef_search: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        Self {
+            m: 16,
+            ef_construction: 200,
+            ef_search: 64,
+        }
+    }
+}
+
+impl HnswParams {
+    /// Checks the parameters (M up to 255: layer-0 lists hold 2·M ids) and the metric
+    /// against what a graph can search.
+    pub fn validate(&self, metric: Metric) -> Result<(), IndexError> {
+        if !(2..=255).contains(&self.m) {
+            return Err(IndexError::Invalid(format!(
+                "hnsw m = {} is outside 2..=255",
+                self.m
+            )));
+        }
+        if self.ef_construction < self.m || self.ef_search == 0 {
+            return Err(IndexError::Invalid(
+                "hnsw needs ef_construction >= m and ef_search >= 1".into(),
+            ));
+        }
+        if metric == Metric::Dot {
+            return Err(IndexError::Invalid(
+                    "hnsw supports the cosine and l2 metrics (inner product is not a distance); use flat for dot".into(),
+                ));
+        }
+        Ok(())
+    }
+}
+
+/// In-process HNSW graph; `ef` can change per search without a rebuild.
+pub struct HnswIndex {
+    dimension: usize,
+    metric: Metric,
+    params: HnswParams,
+    graph: RwLock<Graph>,
+}
+
+impl HnswIndex {
+    /// An empty graph sized for about `capacity` vectors.
+    pub fn new(
+        dimension: usize,
+        metric: Metric,
+        params: HnswParams,
+        capacity: usize,
+    ) -> Result<Self, IndexError> {
+        params.validate(metric)?;
+        Ok(Self {
+            dimension,
+            metric,
+            params,
+            graph: RwLock::new(Graph::new(
+                dimension,
+                metric,
+                params.m,
+                params.ef_construction,
+                capacity,
+            )),
+        })
+    }
+
+    /// The build parameters.
+    pub fn params(&self) -> HnswParams {
+        self.params
+    }
+}
+
+fn poisoned<T>(_: T) -> IndexError {
+    IndexError::Invalid("index lock poisoned".into())
+}
+
+impl VectorIndex for HnswIndex {
+    fn backend(&self) -> &'static str {
+        "hnsw"
+    }
+
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    fn len(&self) -> usize {
+        self.graph.read().map_or(0, |g| g.len())
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.graph.read().map_or(0, |g| g.memory_bytes())
+    }
+
+    fn add(&self, items: &[(u64, Vec<f32>)]) -> Result<(), IndexError> {
+        for (_, vector) in items {
+            check(self.dimension, vector)?;
+        }
+        let mut graph = self.graph.write().map_err(poisoned)?;
+        for (id, vector) in items {
+            match self.metric {
+                Metric::Cosine => graph.insert(*id, &normalized(vector)),
+                _ => graph.insert(*id, vector),
+            }
+        }
+        Ok(())
+    }
+
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: SearchParams,
+        filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        check(self.dimension, query)?;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let query = match self.metric {
+            Metric::Cosine => normalized(query),
+            _ => query.to_vec(),
+        };
+        let ef = if params.ef == 0 {
+            self.params.ef_search
+        } else {
+            params.ef
+        };
+        let filter = filter.map(|keep| keep as &dyn Fn(u64) -> bool);
+        let graph = self.graph.read().map_err(poisoned)?;
+        Ok(graph
+            .search(&query, k, ef, filter)
+            .into_iter()
+            .map(|(id, distance)| Hit { id, distance })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random vectors (xorshift), clustered so search is non-trivial.
+    fn vectors(n: usize, dimension: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut state = seed.max(1);
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        };
+        let centres: Vec<Vec<f32>> = (0..20)
+            .map(|_| (0..dimension).map(|_| next() * 4.0).collect())
+            .collect();
+        (0..n)
+            .map(|i| {
+                let c = &centres[i % centres.len()];
+                c.iter().map(|x| x + next()).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn flat_is_exact_and_filters() {
+        let index = FlatIndex::new(3, Metric::L2);
+        index
+            .add(&[
+                (10, vec![0.0, 0.0, 0.0]),
+                (11, vec![1.0, 0.0, 0.0]),
+                (12, vec![0.0, 2.0, 0.0]),
+                (13, vec![5.0, 5.0, 5.0]),
+            ])
+            .unwrap();
+        let hits = index
+            .search(&[0.9, 0.0, 0.0], 2, SearchParams::default(), None)
+            .unwrap();
+        assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![11, 10]);
+        assert!((hits[0].distance - 0.01).abs() < 1e-6);
+        let odd = |id: u64| id % 2 == 1;
+        let hits = index
+            .search(&[0.0, 0.0, 0.0], 5, SearchParams::default(), Some(&odd))
+            .unwrap();
+        assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![11, 13]);
+        assert!(
+            index
+                .search(&[1.0], 1, SearchParams::default(), None)
+                .is_err()
+        );
+        assert!(index.add(&[(1, vec![f32::NAN, 0.0, 0.0])]).is_err());
+    }
+
+    #[test]
+    fn cosine_ignores_length_and_dot_prefers_it() {
+        let cosine = FlatIndex::new(2, Metric::Cosine);
+        let dot = FlatIndex::new(2, Metric::Dot);
+        let items = [(1, vec![10.0, 0.0]), (2, vec![0.6, 0.8])];
+        cosine.add(&items).unwrap();
+        dot.add(&items).unwrap();
+        let q = [0.5, 0.9];
+        let top = |i: &FlatIndex| i.search(&q, 1, SearchParams::default(), None).unwrap()[0].id;
+        assert_eq!(top(&cosine), 2);
+        assert_eq!(top(&dot), 1);
+    }
+
+    #[test]
+    fn hnsw_recall_against_flat_grows_with_ef() {
+        let dimension = 32;
+        let data = vectors(5000, dimension, 7);
+        let items: Vec<(u64, Vec<f32>)> = data
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (i as u64, v))
+            .collect();
+        let flat = FlatIndex::new(dimension, Metric::Cosine);
+        flat.add(&items).unwrap();
+        let hnsw = HnswIndex::new(
+            dimension,
+            Metric::Cosine,
+            HnswParams::default(),
+            items.len(),
+        )
+        .unwrap();
+        hnsw.add(&items).unwrap();
+        assert_eq!(hnsw.len(), 5000);
+        let queries = vectors(100, dimension, 99);
+        let recall = |ef: usize| {
+            let mut found = 0;
+            for q in &queries {
+                let truth: Vec<u64> = flat
+                    .search(q, 10, SearchParams::default(), None)
+                    .unwrap()
+                    .iter()
+                    .map(|h| h.id)
+                    .collect();
+                let got = hnsw.search(q, 10, SearchParams { ef }, None).unwrap();
+                found += got.iter().filter(|h| truth.contains(&h.id)).count();
+            }
+            found as f64 / (queries.len() * 10) as f64
+        };
+        // Uniform noise in 32 dimensions inside each cluster makes near-ties common.
+        let (low, high) = (recall(10), recall(200));
+        assert!(high >= 0.9, "recall@10 with ef=200: {high}");
+        assert!(high >= low, "ef 10: {low}, ef 200: {high}");
+        // Filters return k hits when k match (here: ids divisible by 7).
+        let keep = |id: u64| id.is_multiple_of(7);
+        let hits = hnsw
+            .search(&queries[0], 10, SearchParams { ef: 200 }, Some(&keep))
+            .unwrap();
+        assert_eq!(hits.len(), 10);
+        assert!(hits.iter().all(|h| h.id % 7 == 0));
+        // Incremental adds are found.
+        hnsw.add(&[(99_999, queries[1].clone())]).unwrap();
+        let hits = hnsw
+            .search(&queries[1], 1, SearchParams { ef: 64 }, None)
+            .unwrap();
+        assert_eq!(hits[0].id, 99_999);
+        assert!(hits[0].distance < 1e-5);
+    }
+
+    #[test]
+    fn hnsw_rejects_bad_parameters() {
+        let bad = HnswParams {
+            m: 300,
+            ..HnswParams::default()
+        };
+        assert!(HnswIndex::new(8, Metric::Cosine, bad, 10).is_err());
+        assert!(HnswIndex::new(8, Metric::Dot, HnswParams::default(), 10).is_err());
+    }
+}
