@@ -94,7 +94,27 @@ pub fn encode_body<M: Message + Serialize>(message: &M, encoding: Encoding) -> V
     match encoding {
         Encoding::Protobuf => message.encode_to_vec(),
         // Generated pbjson serializers do not fail; an empty object is the fallback.
-        Encoding::Json => serde_json::to_vec(message).unwrap_or_else(|_| b"{}".to_vec()),
+        Encoding::Json => {
+            let mut out = Vec::new();
+            let mut json = serde_json::Serializer::with_formatter(&mut out, ProtoJson);
+            match message.serialize(&mut json) {
+                Ok(()) => out,
+                Err(_) => b"{}".to_vec(),
+            }
+        }
+    }
+}
+
+/// serde_json writes a non-finite float as `null`, which no proto3 JSON reader (ours
+/// included) takes for a float; proto3 JSON spells it `"NaN"`. pbjson writes no other
+/// `null` (unset fields are left out), so every `null` is such a float. Infinities
+/// come out as `"NaN"` too: the server sends none. Found by `fuzz/` (a NaN distance
+/// of a hybrid hit did not survive its own JSON encoding).
+struct ProtoJson;
+
+impl serde_json::ser::Formatter for ProtoJson {
+    fn write_null<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        writer.write_all(b"\"NaN\"")
     }
 }
 
@@ -173,6 +193,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.starts_with("field"), "{error}");
+    }
+
+    #[test]
+    fn non_finite_floats_survive_json() {
+        use crate::v1::{VectorHit, VectorSearchResult};
+        let result = VectorSearchResult {
+            hits: vec![VectorHit {
+                id: 7,
+                distance: f32::NAN,
+                text: "found by text alone".into(),
+                score: 0.5,
+            }],
+            seconds: 0.25,
+        };
+        let json = encode_body(&result, Encoding::Json);
+        assert!(String::from_utf8_lossy(&json).contains("\"distance\":\"NaN\""));
+        let (back, _) = decode_body::<VectorSearchResult>(&json).unwrap();
+        assert!(back.hits[0].distance.is_nan());
+        assert_eq!(back.hits[0].score, 0.5);
     }
 
     #[test]

@@ -129,6 +129,16 @@ impl Graph {
         }
     }
 
+    /// Vector length.
+    pub fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    /// Neighbours per node on the upper layers (M).
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
     /// Nodes held.
     pub fn len(&self) -> usize {
         self.ids.len()
@@ -369,6 +379,155 @@ impl Graph {
     }
 }
 
+/// Start of a saved topology (format version 1).
+const MAGIC: &[u8; 4] = b"LHG1";
+
+/// Reads little-endian numbers off a byte slice.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let (head, rest) = self
+            .0
+            .split_first_chunk::<N>()
+            .ok_or("the saved graph is truncated")?;
+        self.0 = rest;
+        Ok(*head)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        self.take::<4>().map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        self.take::<8>().map(u64::from_le_bytes)
+    }
+}
+
+impl Graph {
+    /// The graph without its vectors: ids, levels and neighbour lists. With the
+    /// vectors, [`Graph::restore`] gives back the same graph.
+    pub fn topology(&self) -> Vec<u8> {
+        let n = self.len();
+        let mut out = Vec::with_capacity(40 + n * (8 + 2 + 4 * self.m0 + 1));
+        out.extend_from_slice(MAGIC);
+        for value in [self.dimension, self.m, self.ef_construction, n, self.top] {
+            out.extend_from_slice(&(value as u32).to_le_bytes());
+        }
+        out.extend_from_slice(&self.entry.to_le_bytes());
+        out.extend_from_slice(&self.seed.to_le_bytes());
+        for id in &self.ids {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+        for count in &self.counts {
+            out.extend_from_slice(&u32::from(*count).to_le_bytes());
+        }
+        for slot in &self.layer0 {
+            out.extend_from_slice(&slot.to_le_bytes());
+        }
+        for levels in &self.upper {
+            out.extend_from_slice(&(levels.len() as u32).to_le_bytes());
+            for list in levels {
+                out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+                for node in list {
+                    out.extend_from_slice(&node.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// The graph saved by [`Graph::topology`], with `vector(id)` giving each node's
+    /// vector (as it was inserted). Every field is checked: a damaged or mismatched
+    /// save is an error, never a graph that reads out of bounds.
+    pub fn restore(
+        metric: Metric,
+        topology: &[u8],
+        vector: impl Fn(u64) -> Option<Vec<f32>>,
+    ) -> Result<Self, String> {
+        let mut r = Reader(topology);
+        if &r.take::<4>()? != MAGIC {
+            return Err("not a saved graph (or another format version)".into());
+        }
+        let dimension = r.u32()? as usize;
+        let m = r.u32()? as usize;
+        let ef_construction = r.u32()? as usize;
+        let n = r.u32()? as usize;
+        let top = r.u32()? as usize;
+        let entry = r.u32()?;
+        let seed = r.u64()?;
+        if !(2..=255).contains(&m) || top > MAX_LEVEL || (n > 0 && entry as usize >= n) {
+            return Err("the saved graph's header is inconsistent".into());
+        }
+        // Sizes are checked against what is left before anything is allocated.
+        let m0 = 2 * m;
+        if r.0.len() < n.saturating_mul(8 + 4 + 4 * m0 + 4) {
+            return Err("the saved graph is truncated".into());
+        }
+        let mut graph = Self::new(dimension, metric, m, ef_construction, n);
+        graph.seed = seed;
+        graph.entry = entry;
+        graph.top = top;
+        for _ in 0..n {
+            let id = r.u64()?;
+            let v = vector(id).ok_or_else(|| format!("no vector for node id {id}"))?;
+            if v.len() != dimension {
+                return Err(format!("the vector of id {id} has {} dimensions", v.len()));
+            }
+            graph.ids.push(id);
+            graph.vectors.extend_from_slice(&v);
+        }
+        let bound = |node: u32| -> Result<u32, String> {
+            if (node as usize) < n {
+                Ok(node)
+            } else {
+                Err("the saved graph links a node that does not exist".into())
+            }
+        };
+        for _ in 0..n {
+            let count = r.u32()?;
+            if count as usize > m0 {
+                return Err("the saved graph has an overfull neighbour list".into());
+            }
+            graph.counts.push(count as u16);
+        }
+        for _ in 0..n * m0 {
+            graph.layer0.push(r.u32()?);
+        }
+        for node in 0..n {
+            let used = usize::from(graph.counts[node]);
+            for slot in &graph.layer0[node * m0..node * m0 + used] {
+                bound(*slot)?;
+            }
+        }
+        for _ in 0..n {
+            let levels = r.u32()? as usize;
+            if levels > MAX_LEVEL {
+                return Err("the saved graph has a node above the top level".into());
+            }
+            let mut lists = Vec::with_capacity(levels);
+            for _ in 0..levels {
+                let len = r.u32()? as usize;
+                if len > m {
+                    return Err("the saved graph has an overfull neighbour list".into());
+                }
+                let list = (0..len)
+                    .map(|_| r.u32().and_then(bound))
+                    .collect::<Result<Vec<_>, _>>()?;
+                lists.push(list);
+            }
+            graph.upper.push(lists);
+        }
+        if n > 0 && graph.upper[entry as usize].len() != top {
+            return Err("the saved graph's entry point is not on its top level".into());
+        }
+        if !r.0.is_empty() {
+            return Err("the saved graph has trailing bytes".into());
+        }
+        Ok(graph)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,5 +573,43 @@ mod tests {
         assert_eq!(a.layer0, b.layer0);
         assert_eq!(a.top, b.top);
         assert_eq!(a.entry, b.entry);
+    }
+
+    #[test]
+    fn a_saved_topology_restores_the_same_graph_and_damage_is_refused() {
+        let mut graph = Graph::new(4, Metric::L2, 6, 40, 0);
+        let vector = |id: u64| {
+            vec![
+                (id % 11) as f32,
+                (id % 7) as f32,
+                (id % 5) as f32,
+                id as f32 / 50.0,
+            ]
+        };
+        for id in 0..400u64 {
+            graph.insert(id * 3, &vector(id * 3));
+        }
+        let saved = graph.topology();
+        let restored = Graph::restore(Metric::L2, &saved, |id| Some(vector(id))).unwrap();
+        assert_eq!(restored.topology(), saved);
+        let query = [3.0, 2.0, 1.0, 4.0];
+        assert_eq!(
+            restored.search(&query, 10, 50, None),
+            graph.search(&query, 10, 50, None)
+        );
+        // Inserting into a restored graph goes on as in the original.
+        let mut again = Graph::restore(Metric::L2, &saved, |id| Some(vector(id))).unwrap();
+        again.insert(5000, &vector(5000));
+        graph.insert(5000, &vector(5000));
+        assert_eq!(again.topology(), graph.topology());
+        // Truncated, a bad link, a missing vector: errors.
+        assert!(
+            Graph::restore(Metric::L2, &saved[..saved.len() - 3], |id| Some(vector(id))).is_err()
+        );
+        let mut bad = saved.clone();
+        let first_slot = 4 + 6 * 4 + 8 + 400 * 8 + 400 * 4;
+        bad[first_slot..first_slot + 4].copy_from_slice(&9999u32.to_le_bytes());
+        assert!(Graph::restore(Metric::L2, &bad, |id| Some(vector(id))).is_err());
+        assert!(Graph::restore(Metric::L2, &saved, |id| (id != 3).then(|| vector(id))).is_err());
     }
 }

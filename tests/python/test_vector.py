@@ -173,13 +173,28 @@ def test_an_index_survives_a_restart():
         try:
             load_docs(srv, "docs")
             create(srv, name="docs_idx", table="docs", textColumn="body", idColumn="id", m=8)
+            # Appended after the graph was saved: inserted when the graph is read back.
+            sql(srv, "INSERT INTO docs (id, topic, body) "
+                     "VALUES (9001, 'economy', 'The central bank raised its policy rate again')")
+            deadline = time.time() + 60
+            while 9001 not in [int(h["id"]) for h in search(srv, index="docs_idx", query="central bank policy rate", k=5)]:
+                assert time.time() < deadline, "the appended row was not indexed"
+                time.sleep(0.5)
             before = search(srv, index="docs_idx", query="central bank policy", k=3)
+            before_appended = search(srv, index="docs_idx", query="central bank policy rate", k=5)
         finally:
             srv.stop()
         srv = Server(data_dir)
         try:
+            relative = query(srv, "SELECT location FROM system.vector_indexes").column(0)[0].as_py()
+            location = data_dir / "buckets" / "primary" / relative
+            assert (location / "graph.bin").is_file(), sorted(p.name for p in location.iterdir())
             after = search(srv, index="docs_idx", query="central bank policy", k=3)
             assert [h["id"] for h in after] == [h["id"] for h in before]
+            # The graph was read back, not rebuilt, and the appended row is still found.
+            assert any("graph read back" in line and "docs_idx" in line for line in srv.log), srv.log[-5:]
+            after_appended = search(srv, index="docs_idx", query="central bank policy rate", k=5)
+            assert [h["id"] for h in after_appended] == [h["id"] for h in before_appended]
             parameters = json.loads(query(srv, "SELECT parameters FROM system.vector_indexes").column(0)[0].as_py())
             assert parameters == {"m": 8, "ef_construction": 200, "ef_search": 64,
                                   "chunk_tokens": 254, "chunk_overlap": 32}
@@ -202,7 +217,7 @@ def sql(server, statement: str) -> list[dict]:
 def test_text_mode_ranks_by_bm25(server, indexed):
     hits = search(server, index="vec_docs_idx", query="windowsill", k=3, mode="text")
     assert [int(h["id"]) for h in hits] == [2], hits  # only one row has the word
-    assert hits[0]["score"] > 0 and hits[0]["distance"] is None  # NaN: not ranked by vector
+    assert hits[0]["score"] > 0 and hits[0]["distance"] == "NaN"  # proto3 JSON NaN: not ranked by vector
     hits = search(server, index="vec_docs_idx", query="ball", k=5, mode="text")
     assert sorted(int(h["id"]) for h in hits) == [1, 6]
     assert search(server, index="vec_docs_idx", query="zeppelin", k=5, mode="text") == []

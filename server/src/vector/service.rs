@@ -919,6 +919,14 @@ impl VectorIndexes {
         let vectors_table = vectors_table(&request.name, &request.bucket, &location);
         self.write_vectors(&vectors_table, WriteMode::Create, batch)
             .await?;
+        self.save_structure(
+            &request.bucket,
+            &location,
+            index.as_ref(),
+            &all.rows,
+            &all.chunks,
+        )
+        .await;
         let mut parameters = match request.backend.as_str() {
             "hnsw" => serde_json::json!({
                 "m": request.hnsw.m,
@@ -1131,22 +1139,127 @@ impl VectorIndexes {
             return Ok(loaded);
         }
         let stored = self.read_vectors(&entry).await?;
-        let index = build(
-            &entry.backend,
-            Metric::parse(&entry.metric)?,
-            hnsw_params(&entry.parameters),
-            entry.dimension as usize,
-            keyed(0, stored.vectors),
-        )
-        .await?;
+        let (index, rows) = match self.restore_structure(&entry, &stored).await {
+            Some(restored) => restored,
+            None => {
+                let index = build(
+                    &entry.backend,
+                    Metric::parse(&entry.metric)?,
+                    hnsw_params(&entry.parameters),
+                    entry.dimension as usize,
+                    keyed(0, stored.vectors),
+                )
+                .await?;
+                (index, stored.rows)
+            }
+        };
         let loaded = Arc::new(Loaded {
             entry,
-            state: Arc::new(State::new(index, stored.rows)),
+            state: Arc::new(State::new(index, rows)),
         });
         if let Ok(mut map) = self.loaded.write() {
             map.insert(name.to_string(), Arc::clone(&loaded));
         }
         Ok(loaded)
+    }
+
+    /// Saves the index's structure (an HNSW graph) beside its vectors, keyed by
+    /// `(row, chunk)`, so a restart reads it back instead of rebuilding. Best effort:
+    /// without the file the index is rebuilt from its vectors.
+    async fn save_structure(
+        &self,
+        bucket: &str,
+        location: &str,
+        index: &dyn VectorIndex,
+        rows: &[i64],
+        chunks: &[i32],
+    ) {
+        let Some(structure) = index.saved_structure() else {
+            return;
+        };
+        let mut bytes = Vec::with_capacity(12 + rows.len() * 12 + structure.len());
+        bytes.extend_from_slice(STRUCTURE_MAGIC);
+        bytes.extend_from_slice(&(rows.len() as u64).to_le_bytes());
+        for (row, chunk) in rows.iter().zip(chunks) {
+            bytes.extend_from_slice(&row.to_le_bytes());
+            bytes.extend_from_slice(&chunk.to_le_bytes());
+        }
+        bytes.extend_from_slice(&structure);
+        let path = format!("{location}{STRUCTURE_FILE}");
+        let saved = match self.engine.catalog().buckets().get(bucket) {
+            Ok(bucket) => bucket
+                .put(&path, bytes.into())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = saved {
+            tracing::warn!(%path, %error, "cannot save the index graph; a restart rebuilds it");
+        }
+    }
+
+    /// The index and its key → row map from the saved structure and `stored`
+    /// vectors: vectors the save lacks (appended later) are inserted. `None` (the
+    /// caller rebuilds) when there is no save or it does not fit the vectors.
+    async fn restore_structure(
+        &self,
+        entry: &IndexEntry,
+        stored: &Embedded,
+    ) -> Option<(Box<dyn VectorIndex>, Vec<i64>)> {
+        if entry.backend != "hnsw" {
+            return None;
+        }
+        let path = format!("{}{STRUCTURE_FILE}", entry.location);
+        let bucket = self.engine.catalog().buckets().get(&entry.bucket).ok()?;
+        let saved = match bucket.get_opt(&path).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::warn!(index = %entry.name, %error, "cannot read the saved graph; rebuilding");
+                return None;
+            }
+        };
+        let started = Instant::now();
+        let metric = Metric::parse(&entry.metric).ok()?;
+        let params = hnsw_params(&entry.parameters);
+        let dimension = entry.dimension as usize;
+        let positions: HashMap<(i64, i32), usize> = stored
+            .rows
+            .iter()
+            .zip(&stored.chunks)
+            .enumerate()
+            .map(|(position, (row, chunk))| ((*row, *chunk), position))
+            .collect();
+        let vectors = stored.vectors.clone();
+        let stored_rows = stored.rows.clone();
+        let name = entry.name.clone();
+        let restored = tokio::task::spawn_blocking(move || {
+            restore_graph(
+                &saved,
+                dimension,
+                metric,
+                params,
+                &positions,
+                &stored_rows,
+                vectors,
+            )
+        })
+        .await;
+        match restored {
+            Ok(Ok((index, rows))) => {
+                tracing::info!(index = %name, vectors = rows.len(),
+                    seconds = started.elapsed().as_secs_f64(), "vector index graph read back");
+                Some((index, rows))
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(index = %name, %error, "the saved graph does not fit; rebuilding");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(index = %name, %error, "reading the saved graph failed; rebuilding");
+                None
+            }
+        }
     }
 
     pub(super) async fn read_vectors(&self, entry: &IndexEntry) -> Result<Embedded, VectorError> {
@@ -1645,6 +1758,68 @@ fn hnsw_params(parameters: &serde_json::Value) -> HnswParams {
 }
 
 /// Vectors keyed by their position, from `first` on (moved, not copied).
+/// The saved graph of an HNSW index, in its folder beside the vectors' Delta table.
+const STRUCTURE_FILE: &str = "graph.bin";
+/// Start of [`STRUCTURE_FILE`]: format version 1 (keys, then the graph's topology).
+const STRUCTURE_MAGIC: &[u8; 4] = b"LHI1";
+
+/// Rebuilds the graph saved as `saved` over `vectors` (at `positions` by `(row,
+/// chunk)`); the vectors it lacks are inserted after. Returns the index and the row
+/// of each key.
+fn restore_graph(
+    saved: &[u8],
+    dimension: usize,
+    metric: Metric,
+    params: HnswParams,
+    positions: &HashMap<(i64, i32), usize>,
+    stored_rows: &[i64],
+    vectors: Vec<Vec<f32>>,
+) -> Result<(Box<dyn VectorIndex>, Vec<i64>), String> {
+    let rest = saved
+        .strip_prefix(STRUCTURE_MAGIC)
+        .ok_or("not a saved graph of this version")?;
+    let (count, rest) = rest.split_first_chunk::<8>().ok_or("truncated")?;
+    let count = usize::try_from(u64::from_le_bytes(*count)).map_err(|e| e.to_string())?;
+    if rest.len() < count.saturating_mul(12) {
+        return Err("truncated".into());
+    }
+    let (keys, structure) = rest.split_at(count * 12);
+    let mut rows = Vec::with_capacity(count);
+    let mut key_positions = Vec::with_capacity(count);
+    for key in keys.chunks_exact(12) {
+        let (row, chunk) = key.split_at(8);
+        let row = i64::from_le_bytes(row.try_into().map_err(|_| "truncated")?);
+        let chunk = i32::from_le_bytes(chunk.try_into().map_err(|_| "truncated")?);
+        let position = *positions.get(&(row, chunk)).ok_or_else(|| {
+            format!("row {row} chunk {chunk} is in the graph, not in the vectors")
+        })?;
+        rows.push(row);
+        key_positions.push(position);
+    }
+    let index = HnswIndex::restore(dimension, metric, params, structure, |key| {
+        let position = *key_positions.get(usize::try_from(key).ok()?)?;
+        vectors.get(position).cloned()
+    })
+    .map_err(|e| e.to_string())?;
+    if index.len() != count {
+        return Err("the graph and its keys disagree".into());
+    }
+    let mut used = vec![false; vectors.len()];
+    for &position in &key_positions {
+        used[position] = true;
+    }
+    // Vectors appended after the save (refreshes) get the next keys.
+    let mut appended = Vec::new();
+    for (position, vector) in vectors.into_iter().enumerate() {
+        if !used[position] {
+            appended.push((rows.len() as u64, vector));
+            rows.push(stored_rows[position]);
+        }
+    }
+    index.add(&appended).map_err(|e| e.to_string())?;
+    Ok((Box::new(index), rows))
+}
+
 fn keyed(first: usize, vectors: Vec<Vec<f32>>) -> Vec<(u64, Vec<f32>)> {
     (first as u64..).zip(vectors).collect()
 }
