@@ -196,6 +196,38 @@ mod tests {
     }
 
     #[test]
+    fn floats_survive_json_exactly() {
+        use crate::v1::VectorSearchRequest;
+        // Every finite f32 comes back bit for bit (tiny, huge, subnormal edges).
+        let tricky = f32::from_bits(0x03ff_ffff);
+        let request = VectorSearchRequest {
+            index: "i".into(),
+            vector: vec![
+                tricky,
+                0.1,
+                -1.5,
+                3.0e-7,
+                1.0e20,
+                f32::MIN_POSITIVE,
+                f32::MAX,
+                0.0,
+            ],
+            ..Default::default()
+        };
+        let json = encode_body(&request, Encoding::Json);
+        let (back, _) = decode_body::<VectorSearchRequest>(&json).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&back.vector),
+            bits(&request.vector),
+            "{}",
+            String::from_utf8_lossy(&json)
+        );
+        // Plain values keep their short form.
+        assert!(String::from_utf8_lossy(&json).contains("0.1,-1.5"));
+    }
+
+    #[test]
     fn non_finite_floats_survive_json() {
         use crate::v1::{VectorHit, VectorSearchResult};
         let result = VectorSearchResult {

@@ -356,10 +356,7 @@ impl VectorIndex for FlatIndex {
         for (_, vector) in items {
             check(self.dimension, vector)?;
         }
-        let mut data = self
-            .data
-            .write()
-            .map_err(|_| IndexError::Invalid("index lock poisoned".into()))?;
+        let mut data = self.data.write().map_err(poisoned)?;
         for (id, vector) in items {
             data.ids.push(*id);
             match self.metric {
@@ -382,10 +379,7 @@ impl VectorIndex for FlatIndex {
             Metric::Cosine => normalized(query),
             _ => query.to_vec(),
         };
-        let data = self
-            .data
-            .read()
-            .map_err(|_| IndexError::Invalid("index lock poisoned".into()))?;
+        let data = self.data.read().map_err(poisoned)?;
         let mut best = BinaryHeap::with_capacity(k + 1);
         if k == 0 {
             return Ok(Vec::new());

@@ -140,14 +140,20 @@ def test_kill_during_a_file_ingest_job(node):
     assert query(server, "SELECT count(*) FROM crash_file").column(0)[0].as_py() == 1_500_000
 
 
-def test_kill_during_an_index_build(node):
-    server = node["server"]
+def load_notes(server, table: str, count: int = 3000) -> None:
+    """`table(id, body)`: `count` short texts, minutes of embedding for an index build."""
     texts = [text for group in TOPICS.values() for text in group]
-    rows = [{"id": i, "body": f"{texts[i % len(texts)]} (note {i})"} for i in range(3000)]
+    rows = [{"id": i, "body": f"{texts[i % len(texts)]} (note {i})"} for i in range(count)]
     conn = connect(server)
     with conn.cursor() as cur:
-        cur.adbc_ingest("crash_docs", pa.Table.from_pylist(rows), mode="create")
+        cur.adbc_ingest(table, pa.Table.from_pylist(rows), mode="create")
     conn.commit()
+    conn.close()
+
+
+def test_kill_during_an_index_build(node):
+    server = node["server"]
+    load_notes(server, "crash_docs")
     started = action(server, "lakehouse.vector.index.create", {
         "name": "crash_idx", "table": "crash_docs", "textColumn": "body", "idColumn": "id", "detach": True})[0]
     wait_for(lambda: int(job(server, started["id"]).get("progress", {}).get("rows", 0)) > 0,

@@ -19,9 +19,8 @@ import pytest
 
 from conftest import Server
 from lakehouse_client import Client, JobFailed
-from test_crash import assert_no_orphans, job, wait_for
+from test_crash import assert_no_orphans, job, load_notes, wait_for
 from test_ingest import query
-from test_vector import TOPICS
 
 # ADBC cursors closed against a stopped server complain again when collected.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -96,13 +95,7 @@ def test_in_flight_queries_finish_and_new_calls_are_refused(node):
 def test_what_outlives_the_grace_period_is_stopped_cleanly(node):
     grace = 3
     server = node["server"] = Server(node["data"], "--shutdown-grace-secs", str(grace))
-    texts = [text for group in TOPICS.values() for text in group]
-    rows = [{"id": i, "body": f"{texts[i % len(texts)]} (note {i})"} for i in range(3000)]
-    conn = connect(server)
-    with conn.cursor() as cur:
-        cur.adbc_ingest("shutdown_docs", pa.Table.from_pylist(rows), mode="create")
-    conn.commit()
-    conn.close()
+    load_notes(server, "shutdown_docs")
 
     # An index build (minutes of embedding here), followed by a client as it runs.
     outcome = {}
