@@ -3,10 +3,11 @@
 //!
 //! A body that starts with `{` is JSON: as a protobuf key that byte would be
 //! field 15 with the long-dead "start group" wire type, used by no Lakehouse
-//! message. JSON may also start with white space, but so may protobuf: a first
-//! field 1 of 123 bytes encodes as `\n{`, and `\t`, `\r` and ` ` are keys too. A
-//! body led by white space is therefore JSON only when it is a JSON document as a
-//! whole, which a protobuf encoding of real requests is not.
+//! message. Anything else is read as protobuf first. JSON led by white space is
+//! accepted too, when it does not read as protobuf: white space is no sure sign
+//! (`\n{` is field 1 with 123 bytes, and the fuzzer built protobuf bodies that are
+//! white space and a whole JSON document), so protobuf, what our own clients send,
+//! wins every tie.
 
 use prost::Message;
 use serde::Serialize;
@@ -22,20 +23,15 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    /// The encoding `body` is in.
+    /// The encoding `body` is read in first: JSON when it starts with `{`, else
+    /// protobuf (a body led by white space that is not protobuf is then tried as
+    /// JSON, see [`decode_body`]).
     pub fn of(body: &[u8]) -> Self {
         match body.first() {
             Some(b'{') => Self::Json,
-            Some(b) if b.is_ascii_whitespace() && starts_json_object(body) => Self::Json,
             _ => Self::Protobuf,
         }
     }
-}
-
-/// Whether `body` is white space, then one JSON object, then white space.
-fn starts_json_object(body: &[u8]) -> bool {
-    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
 /// Why a body could not be decoded; the message names the field at fault.
@@ -62,8 +58,8 @@ where
     match Encoding::of(body) {
         Encoding::Protobuf => match M::decode(body) {
             Ok(message) => Ok((message, Encoding::Protobuf)),
-            // White space then `{` that is neither: most likely broken JSON, so
-            // say what is wrong with it as JSON.
+            // Not protobuf, white space then `{`: JSON led by white space (or broken
+            // JSON, and then the error says what is wrong with it as JSON).
             Err(_) if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') => {
                 decode_json(body)
             }
@@ -183,7 +179,21 @@ mod tests {
         assert_eq!(Encoding::of(&proto), Encoding::Protobuf);
         assert_eq!(decode_body::<IngestFileRequest>(&proto).unwrap().0, request);
         // JSON led by white space is still JSON, and says what is wrong with it.
-        assert_eq!(Encoding::of(b"\n {\"table\": \"t\"} \n"), Encoding::Json);
+        let (led, encoding) =
+            decode_body::<IngestFileRequest>(b"\n {\"table\": \"t\"} \n").unwrap();
+        assert_eq!((led.table.as_str(), encoding), ("t", Encoding::Json));
+        // A protobuf body that is also white space and a whole JSON document (built by
+        // the fuzzer) stays protobuf.
+        let sneaky = IngestFileRequest {
+            source_bucket: format!("\"a\":\"{}\"}}", "b".repeat(123 - 7)),
+            ..Default::default()
+        };
+        let proto = encode_body(&sneaky, Encoding::Protobuf);
+        assert!(serde_json::from_slice::<serde_json::Value>(&proto).is_ok());
+        assert_eq!(
+            decode_body::<IngestFileRequest>(&proto).unwrap(),
+            (sneaky, Encoding::Protobuf)
+        );
         let error = decode_body::<IngestFileRequest>(b"\n{\"table\": 1}")
             .unwrap_err()
             .to_string();
