@@ -223,3 +223,28 @@ def test_indexes_keep_their_embedder_across_a_restart(setup):
     with Client(setup["server"].uri, progress=False) as client:
         hits = client.search("toy_ollama_idx", TEXTS[8], k=1)
         assert hits.column("id")[0].as_py() == 8
+
+
+def test_an_embedder_that_now_serves_another_model_is_refused(setup):
+    with Client(setup["server"].uri, progress=False) as client:
+        if "toy_ollama_idx" not in client.indexes().column("name").to_pylist():
+            client.create_index("toy_ollama_idx", "toy_docs", text_column="body", id_column="id",
+                                embedder="toy_ollama")
+    config = setup["config"]
+    original = config.read_text()
+    setup["server"].stop()
+    try:
+        # Same name, another model: vectors from it would not be comparable.
+        config.write_text(original.replace('model = "toy-bow"\nretries = 1', 'model = "toy-bow-2"\nretries = 1'))
+        setup["server"] = Server(setup["data"], "--config", str(config))
+        with Client(setup["server"].uri, progress=False) as client:
+            with pytest.raises(Exception) as refused:
+                client.search("toy_ollama_idx", TEXTS[8], k=1)
+            message = str(refused.value)
+            assert "ollama:toy-bow" in message and "ollama:toy-bow-2" in message and "rebuild" in message, message
+            # Searching by vector needs no embedder and still answers.
+            assert client.search("toy_ollama_idx", vector=embed(TEXTS[8]), k=1).column("id")[0].as_py() == 8
+    finally:
+        setup["server"].stop()
+        config.write_text(original)
+        setup["server"] = Server(setup["data"], "--config", str(config))
