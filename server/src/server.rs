@@ -220,7 +220,12 @@ pub async fn serve(
     // Calls end by themselves within the grace period, or are stopped after it:
     // queries with UNAVAILABLE, jobs (whose followers are calls too) FAILED.
     tokio::select! {
-        result = &mut server => result?,
+        result = &mut server => {
+            result?;
+            // Every call has ended; detached jobs get what is left of the grace period.
+            let deadline = (*stop_rx.borrow()).unwrap_or_else(tokio::time::Instant::now);
+            jobs.stop(deadline, STOP_WAIT).await;
+        }
         () = deadline => {
             let stopped = queries.stop_all();
             let now = tokio::time::Instant::now();
@@ -232,9 +237,6 @@ pub async fn serve(
             }
         }
     }
-    // Every call has ended; detached jobs get what is left of the grace period.
-    let deadline = (*stop_rx.borrow()).unwrap_or_else(tokio::time::Instant::now);
-    jobs.stop(deadline, STOP_WAIT).await;
     // A refresh in progress stops here; the next start's first append resumes it.
     refresher.abort();
     let _ = ops_stop.send(());

@@ -131,6 +131,13 @@ retries = 0
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def ensure_ollama_index(client) -> None:
+    """The index the first test builds, built here when that test did not run."""
+    if "toy_ollama_idx" not in client.indexes().column("name").to_pylist():
+        client.create_index("toy_ollama_idx", "toy_docs", text_column="body", id_column="id",
+                            embedder="toy_ollama")
+
+
 def test_ollama_embedder_builds_searches_and_embeds_appends(setup):
     server, service = setup["server"], setup["service"]
     with Client(server.uri, progress=False) as client:
@@ -196,9 +203,7 @@ def test_unknown_embedder_and_a_service_that_is_down(setup):
     assert query(server, "SELECT count(*) FROM system.jobs").column(0)[0].as_py() == jobs_before
 
     with Client(server.uri, progress=False) as client:
-        if "toy_ollama_idx" not in client.indexes().column("name").to_pylist():
-            client.create_index("toy_ollama_idx", "toy_docs", text_column="body", id_column="id",
-                                embedder="toy_ollama")
+        ensure_ollama_index(client)
         service.stop()
         try:
             with pytest.raises(Exception) as down:
@@ -215,9 +220,7 @@ def test_unknown_embedder_and_a_service_that_is_down(setup):
 
 def test_indexes_keep_their_embedder_across_a_restart(setup):
     with Client(setup["server"].uri, progress=False) as client:
-        if "toy_ollama_idx" not in client.indexes().column("name").to_pylist():
-            client.create_index("toy_ollama_idx", "toy_docs", text_column="body", id_column="id",
-                                embedder="toy_ollama")
+        ensure_ollama_index(client)
     setup["server"].stop()
     setup["server"] = Server(setup["data"], "--config", str(setup["config"]))
     with Client(setup["server"].uri, progress=False) as client:
@@ -227,9 +230,7 @@ def test_indexes_keep_their_embedder_across_a_restart(setup):
 
 def test_an_embedder_that_now_serves_another_model_is_refused(setup):
     with Client(setup["server"].uri, progress=False) as client:
-        if "toy_ollama_idx" not in client.indexes().column("name").to_pylist():
-            client.create_index("toy_ollama_idx", "toy_docs", text_column="body", id_column="id",
-                                embedder="toy_ollama")
+        ensure_ollama_index(client)
     config = setup["config"]
     original = config.read_text()
     setup["server"].stop()

@@ -1139,9 +1139,14 @@ impl VectorIndexes {
             return Ok(loaded);
         }
         let stored = self.read_vectors(&entry).await?;
-        let (index, rows) = match self.restore_structure(&entry, &stored).await {
-            Some(restored) => restored,
-            None => {
+        let (index, rows) = match self.restore_structure(&entry, stored).await {
+            Ok(restored) => restored,
+            Err(stored) => {
+                // The vectors come back unless the restore crashed.
+                let stored = match stored {
+                    Some(stored) => stored,
+                    None => self.read_vectors(&entry).await?,
+                };
                 let index = build(
                     &entry.backend,
                     Metric::parse(&entry.metric)?,
@@ -1204,60 +1209,51 @@ impl VectorIndexes {
     async fn restore_structure(
         &self,
         entry: &IndexEntry,
-        stored: &Embedded,
-    ) -> Option<(Box<dyn VectorIndex>, Vec<i64>)> {
+        stored: Embedded,
+    ) -> Result<(Box<dyn VectorIndex>, Vec<i64>), Option<Embedded>> {
         if entry.backend != "hnsw" {
-            return None;
+            return Err(Some(stored));
         }
         let path = format!("{}{STRUCTURE_FILE}", entry.location);
-        let bucket = self.engine.catalog().buckets().get(&entry.bucket).ok()?;
-        let saved = match bucket.get_opt(&path).await {
+        let saved = match self.engine.catalog().buckets().get(&entry.bucket) {
+            Ok(bucket) => bucket.get_opt(&path).await,
+            Err(error) => Err(error),
+        };
+        let saved = match saved {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return None,
+            Ok(None) => return Err(Some(stored)),
             Err(error) => {
                 tracing::warn!(index = %entry.name, %error, "cannot read the saved graph; rebuilding");
-                return None;
+                return Err(Some(stored));
             }
         };
+        let Ok(metric) = Metric::parse(&entry.metric) else {
+            return Err(Some(stored));
+        };
         let started = Instant::now();
-        let metric = Metric::parse(&entry.metric).ok()?;
-        let params = hnsw_params(&entry.parameters);
-        let dimension = entry.dimension as usize;
-        let positions: HashMap<(i64, i32), usize> = stored
-            .rows
-            .iter()
-            .zip(&stored.chunks)
-            .enumerate()
-            .map(|(position, (row, chunk))| ((*row, *chunk), position))
-            .collect();
-        let vectors = stored.vectors.clone();
-        let stored_rows = stored.rows.clone();
-        let name = entry.name.clone();
+        let (params, dimension) = (hnsw_params(&entry.parameters), entry.dimension as usize);
+        // The vectors move into the blocking task and come back when the save does not fit.
         let restored = tokio::task::spawn_blocking(move || {
-            restore_graph(
-                &saved,
-                dimension,
-                metric,
-                params,
-                &positions,
-                &stored_rows,
-                vectors,
-            )
+            let restored = restore_graph(&saved, dimension, metric, params, &stored);
+            match restored {
+                Ok(restored) => Ok(restored),
+                Err(error) => Err((error, stored)),
+            }
         })
         .await;
         match restored {
             Ok(Ok((index, rows))) => {
-                tracing::info!(index = %name, vectors = rows.len(),
+                tracing::info!(index = %entry.name, vectors = rows.len(),
                     seconds = started.elapsed().as_secs_f64(), "vector index graph read back");
-                Some((index, rows))
+                Ok((index, rows))
             }
-            Ok(Err(error)) => {
-                tracing::warn!(index = %name, %error, "the saved graph does not fit; rebuilding");
-                None
+            Ok(Err((error, stored))) => {
+                tracing::warn!(index = %entry.name, %error, "the saved graph does not fit; rebuilding");
+                Err(Some(stored))
             }
             Err(error) => {
-                tracing::warn!(index = %name, %error, "reading the saved graph failed; rebuilding");
-                None
+                tracing::warn!(index = %entry.name, %error, "reading the saved graph failed; rebuilding");
+                Err(None)
             }
         }
     }
@@ -1771,10 +1767,15 @@ fn restore_graph(
     dimension: usize,
     metric: Metric,
     params: HnswParams,
-    positions: &HashMap<(i64, i32), usize>,
-    stored_rows: &[i64],
-    vectors: Vec<Vec<f32>>,
+    stored: &Embedded,
 ) -> Result<(Box<dyn VectorIndex>, Vec<i64>), String> {
+    let positions: HashMap<(i64, i32), usize> = stored
+        .rows
+        .iter()
+        .zip(&stored.chunks)
+        .enumerate()
+        .map(|(position, (row, chunk))| ((*row, *chunk), position))
+        .collect();
     let rest = saved
         .strip_prefix(STRUCTURE_MAGIC)
         .ok_or("not a saved graph of this version")?;
@@ -1798,22 +1799,22 @@ fn restore_graph(
     }
     let index = HnswIndex::restore(dimension, metric, params, structure, |key| {
         let position = *key_positions.get(usize::try_from(key).ok()?)?;
-        vectors.get(position).cloned()
+        stored.vectors.get(position).cloned()
     })
     .map_err(|e| e.to_string())?;
     if index.len() != count {
         return Err("the graph and its keys disagree".into());
     }
-    let mut used = vec![false; vectors.len()];
+    let mut used = vec![false; stored.vectors.len()];
     for &position in &key_positions {
         used[position] = true;
     }
     // Vectors appended after the save (refreshes) get the next keys.
     let mut appended = Vec::new();
-    for (position, vector) in vectors.into_iter().enumerate() {
+    for (position, vector) in stored.vectors.iter().enumerate() {
         if !used[position] {
-            appended.push((rows.len() as u64, vector));
-            rows.push(stored_rows[position]);
+            appended.push((rows.len() as u64, vector.clone()));
+            rows.push(stored.rows[position]);
         }
     }
     index.add(&appended).map_err(|e| e.to_string())?;
