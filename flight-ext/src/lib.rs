@@ -72,9 +72,11 @@ pub mod actions {
     pub const BUCKET_LIST: &str = "lakehouse.bucket.list";
     /// `BucketMoveIndexRequest` → stream of `Job`.
     pub const BUCKET_MOVE_INDEX: &str = "lakehouse.bucket.move_index";
+    /// `TableVacuumRequest` → `TableVacuumResult`.
+    pub const TABLE_VACUUM: &str = "lakehouse.table.vacuum";
 
     /// Every `lakehouse.*` action.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         INGEST_FILE,
         INGEST_POSTGRES,
         INGEST_MYSQL,
@@ -90,6 +92,7 @@ pub mod actions {
         BUCKET_REMOVE,
         BUCKET_LIST,
         BUCKET_MOVE_INDEX,
+        TABLE_VACUUM,
     ];
 }
 

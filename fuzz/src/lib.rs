@@ -18,7 +18,7 @@ use arrow_flight::{CancelFlightInfoRequest, FlightData};
 use futures::TryStreamExt;
 use lakehouse_flight_ext::actions::{
     BUCKET_ADD, BUCKET_LIST, BUCKET_MOVE_INDEX, BUCKET_REMOVE, INGEST_FILE, INGEST_MYSQL,
-    INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK, VECTOR_EVAL,
+    INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK, TABLE_VACUUM, VECTOR_EVAL,
     VECTOR_EVAL_SET_CREATE, VECTOR_INDEX_CREATE, VECTOR_SEARCH,
 };
 use lakehouse_flight_ext::session_actions::{
@@ -28,7 +28,7 @@ use lakehouse_flight_ext::v1::{
     BucketAddRequest, BucketListRequest, BucketMoveIndexRequest, BucketRemoveRequest,
     CloseSessionRequest, GetSessionOptionsRequest, IngestDatabaseRequest, IngestFileRequest,
     IngestUploadCommand, JobCancelRequest, JobListRequest, JobStatusRequest, PiiMarkRequest,
-    SetSessionOptionsRequest, VectorEvalRequest, VectorEvalSetCreateRequest,
+    SetSessionOptionsRequest, TableVacuumRequest, VectorEvalRequest, VectorEvalSetCreateRequest,
     VectorIndexCreateRequest, VectorSearchCommand, VectorSearchRequest,
 };
 use lakehouse_flight_ext::{
@@ -94,6 +94,7 @@ pub fn action_body(name: &str, body: &[u8]) {
         BUCKET_REMOVE => extension_body::<BucketRemoveRequest>(body),
         BUCKET_LIST => extension_body::<BucketListRequest>(body),
         BUCKET_MOVE_INDEX => extension_body::<BucketMoveIndexRequest>(body),
+        TABLE_VACUUM => extension_body::<TableVacuumRequest>(body),
         SET_SESSION_OPTIONS => {
             protobuf_body::<SetSessionOptionsRequest>(body);
         }

@@ -77,6 +77,8 @@ pub struct FileConfig {
     pub max_concurrent_queries: Option<usize>,
     pub query_timeout_secs: Option<u64>,
     pub lineage_endpoint: Option<String>,
+    pub otlp_endpoint: Option<String>,
+    pub otlp_service_name: Option<String>,
     pub max_running_jobs: Option<usize>,
     /// Named source databases for `lakehouse.ingest.postgres|mysql`.
     pub connections: Option<HashMap<String, ConnectionConfig>>,
@@ -221,6 +223,15 @@ pub struct ServeArgs {
     /// e.g. http://marquez:5000/api/v1/lineage [default: none; events are stored either way].
     #[arg(long, env = "LAKEHOUSE_LINEAGE_ENDPOINT")]
     pub lineage_endpoint: Option<String>,
+    /// OpenTelemetry collector the server's trace spans are sent to, OTLP/HTTP with JSON
+    /// bodies (e.g. http://otel-collector:4318; /v1/traces is added); also read from
+    /// OTEL_EXPORTER_OTLP_ENDPOINT [default: none, no export].
+    #[arg(long, env = "LAKEHOUSE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans; also read from OTEL_SERVICE_NAME
+    /// [default: lakehouse].
+    #[arg(long, env = "LAKEHOUSE_OTLP_SERVICE_NAME")]
+    pub otlp_service_name: Option<String>,
     /// Jobs (ingest...) working at once; more wait in phase "queued" [default: 4].
     #[arg(long, env = "LAKEHOUSE_MAX_RUNNING_JOBS")]
     pub max_running_jobs: Option<usize>,
@@ -280,6 +291,10 @@ pub struct Settings {
     /// Time calls and jobs get to finish after a shutdown signal.
     pub shutdown_grace: Duration,
     pub lineage_endpoint: Option<url::Url>,
+    /// Where trace spans are exported (OTLP/HTTP), when set.
+    pub otlp_endpoint: Option<url::Url>,
+    /// `service.name` of exported spans.
+    pub otlp_service_name: String,
     pub max_running_jobs: usize,
     /// Named source databases, checked at start (URL, scheme, no inline password).
     pub connections: HashMap<String, ConnectionConfig>,
@@ -421,6 +436,36 @@ impl Settings {
                 message: format!("{:?} is not a URL ({e})", crate::lineage::redact(&text)),
             })?),
         };
+        let otlp_endpoint = args
+            .otlp_endpoint
+            .or(file.otlp_endpoint)
+            .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+            .filter(|text| !text.trim().is_empty());
+        let otlp_endpoint = match otlp_endpoint {
+            None => None,
+            Some(text) => {
+                let url = url::Url::parse(&text).map_err(|e| ConfigError::Value {
+                    key: "otlp_endpoint",
+                    message: format!("{:?} is not a URL ({e})", crate::lineage::redact(&text)),
+                })?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(ConfigError::Value {
+                        key: "otlp_endpoint",
+                        message: format!(
+                            "{:?}: only OTLP over HTTP (http:// or https://) is supported",
+                            crate::lineage::redact(&text)
+                        ),
+                    });
+                }
+                Some(url)
+            }
+        };
+        let otlp_service_name = args
+            .otlp_service_name
+            .or(file.otlp_service_name)
+            .or_else(|| std::env::var("OTEL_SERVICE_NAME").ok())
+            .filter(|name| !name.trim().is_empty())
+            .unwrap_or_else(|| "lakehouse".into());
         let max_running_jobs = args.max_running_jobs.or(file.max_running_jobs).unwrap_or(4);
         if max_running_jobs == 0 {
             return Err(ConfigError::Value {
@@ -481,6 +526,8 @@ impl Settings {
                 .unwrap_or_else(crate::vector::embed::default_models_dir),
             connections,
             lineage_endpoint,
+            otlp_endpoint,
+            otlp_service_name,
             max_running_jobs,
             tls,
             max_message_size,

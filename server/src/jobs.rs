@@ -269,8 +269,12 @@ impl Jobs {
         let context = JobContext {
             handle: Arc::clone(&handle),
         };
-        // The job keeps the span of the call that started it (its request id).
-        let span = tracing::Span::current();
+        // The job's span is a child of the call that started it: its log lines carry
+        // the call's request id, and exported traces show the job inside the call.
+        let span = {
+            let job = handle.snapshot();
+            tracing::info_span!("job", job_id = %job.id, kind = %job.kind)
+        };
         self.active.send_modify(|n| *n += 1);
         tokio::spawn(async move {
             jobs.persist(&context.handle.snapshot()).await;

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use lakehouse::config::{ServeArgs, Settings};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Lakehouse: Arrow Flight SQL over Delta Lake tables in object storage.
 ///
@@ -103,16 +105,18 @@ fn serve(args: ServeArgs) -> ExitCode {
         EnvFilter::new("info")
     });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let traces = lakehouse::observe::otel::install(
+        settings.otlp_endpoint.clone(),
+        &settings.otlp_service_name,
+    );
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter).with(traces);
     if settings.log_json {
-        logs.json()
-            .with_current_span(true)
-            .with_span_list(false)
+        registry
+            .with(logs.json().with_current_span(true).with_span_list(true))
             .init();
     } else {
-        logs.with_ansi(ansi).init();
+        registry.with(logs.with_ansi(ansi)).init();
     }
     // Two rustls crypto backends are compiled in (delta-kernel requires aws-lc), so
     // rustls cannot choose one by itself: pick ring for every TLS client (S3 over HTTPS).

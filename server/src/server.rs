@@ -70,6 +70,7 @@ pub async fn serve(
     on_listening: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let traces = crate::observe::otel::start();
     let catalog = open_catalog(&settings).await?;
     let swept = catalog.sweep_orphans().await;
     if !swept.is_empty() {
@@ -78,6 +79,7 @@ pub async fn serve(
             "cleared what interrupted writes left behind"
         );
     }
+    let unclean = catalog.begin_run().await?;
     tracing::info!(
         data_dir = %settings.data_dir.display(),
         tables = catalog.snapshot().tables.len(),
@@ -90,6 +92,16 @@ pub async fn serve(
         }
     }
     let engine = Arc::new(QueryEngine::new(catalog, &settings)?);
+    let table_sweep = unclean.then(|| {
+        let catalog = Arc::clone(engine.catalog());
+        tokio::spawn(async move {
+            tracing::warn!(
+                "the last run did not stop cleanly: sweeping tables for files of writes that never committed"
+            );
+            let (files, bytes) = catalog.sweep_tables().await;
+            tracing::info!(files, bytes, "table sweep done");
+        })
+    });
     let auth = Authenticator::new(settings.users.clone(), settings.token_ttl);
     if auth.enabled() {
         tracing::info!(
@@ -120,6 +132,7 @@ pub async fn serve(
     }
     let refresher = vectors.follow(engine.catalog().events());
     let jobs = Arc::clone(engine.catalog().jobs());
+    let engine_catalog = Arc::clone(engine.catalog());
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ops = crate::observe::http::Ops {
         engine: Arc::clone(&engine),
@@ -239,11 +252,31 @@ pub async fn serve(
     }
     // A refresh in progress stops here; the next start's first append resumes it.
     refresher.abort();
+    // The start's sweep, unfinished, is left to the next start.
+    let swept = table_sweep.is_none_or(|sweep| {
+        let done = sweep.is_finished();
+        sweep.abort();
+        done
+    });
+    let ended = match swept {
+        true => engine_catalog.end_run(STOP_WAIT).await,
+        false => Ok(false),
+    };
+    match ended {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            "files of unfinished writes may be left in tables; the next start sweeps them"
+        ),
+        Err(error) => tracing::warn!(%error, "cannot note the clean stop"),
+    }
     let _ = ops_stop.send(());
     if let Some(task) = ops_task {
         let _ = task.await;
     }
     tracing::info!("stopped");
+    if let Some(traces) = traces {
+        traces.finish(STOP_WAIT).await;
+    }
     Ok(())
 }
 

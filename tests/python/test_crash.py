@@ -117,6 +117,50 @@ def test_kill_during_bulk_ingest(node):
     assert_no_orphans(node, server)
 
 
+def test_kill_during_an_append(node):
+    """The killed append's finished data files (and half-written ones) sit in a listed
+    table; the next start notices the unclean stop and deletes them."""
+    from test_vacuum import data_files, logged_files, staged, table_folder, unnamed
+
+    server = node["server"]
+    conn = connect(server)
+    with conn.cursor() as cur:
+        cur.adbc_ingest("crash_append", pa.table({"id": pa.array(range(1000), pa.int64())}), mode="create")
+    conn.commit()
+    folder = table_folder(server, "crash_append")
+    started = threading.Event()
+
+    def batches():
+        for i in range(100_000):
+            started.set()
+            yield pa.record_batch({"id": pa.array(range(i * 200_000, (i + 1) * 200_000), pa.int64())})
+
+    def append():
+        try:
+            c = connect(server)
+            with c.cursor() as cur:
+                schema = pa.schema([("id", pa.int64())])
+                cur.adbc_ingest("crash_append", pa.RecordBatchReader.from_batches(schema, batches()), mode="append")
+        except Exception:  # noqa: BLE001 - the server is killed under it
+            pass
+
+    thread = threading.Thread(target=append, daemon=True)
+    thread.start()
+    assert started.wait(30)
+    wait_for(lambda: unnamed(folder), timeout=120, what="a data file of the append")
+    server = crash_and_restart(node)
+    thread.join(30)
+    wait_for(lambda: any("table sweep done" in line for line in server.log), what="the sweep after the restart")
+    assert any("did not stop cleanly" in line for line in server.log)
+    assert not unnamed(folder) and not staged(folder), "the killed append's files are gone"
+    assert data_files(folder) <= logged_files(folder)
+    assert query(server, "SELECT count(*) FROM crash_append").column(0)[0].as_py() == 1000
+    # A clean stop then leaves nothing to sweep at the next start.
+    node["server"].stop()
+    node["server"] = server = Server(node["data"])
+    assert not any("did not stop cleanly" in line for line in server.log)
+
+
 def test_kill_during_a_file_ingest_job(node):
     server = node["server"]
     landing = node["data"] / "buckets" / "primary" / "landing"

@@ -90,10 +90,14 @@ def test_request_id_follows_the_call_into_its_job(ops):
     while time.time() < deadline and not ended:
         lines = [json.loads(line) for line in server.log if line.startswith("{")]
         ended = [entry for entry in lines if entry.get("fields", {}).get("message") == "job ended"
-                 and entry.get("span", {}).get("request_id") == "req-ops-42"]
+                 and any(span.get("request_id") == "req-ops-42" for span in entry.get("spans", []))]
         time.sleep(0.2)
     assert ended, "the job's log lines carry the request id of the call that started it"
-    assert ended[0]["level"] == "INFO" and ended[0]["span"]["method"] == "DoAction"
+    call, job = ended[0]["spans"]
+    assert ended[0]["level"] == "INFO" and call["name"] == "call" and call["method"] == "DoAction"
+    # The job's own span (the innermost) names it.
+    assert job["name"] == "job" and ended[0]["span"]["job_id"] == job["job_id"]
+    assert job["kind"] == "lakehouse.ingest.file"
 
     values = samples(get(base + "/metrics")[1])
     assert values['lakehouse_ingest_rows_total{kind="lakehouse.ingest.file"}'] >= 2

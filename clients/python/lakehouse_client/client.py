@@ -357,6 +357,17 @@ class Client:
         body = _drop_none({"index": index, "bucket": bucket, "detach": detach or None})
         return self._job("lakehouse.bucket.move_index", body, "vectorIndex", progress, f"move {index}")
 
+    # --- table maintenance -----------------------------------------------------------
+
+    def vacuum(self, table: str, *, retain_hours: float | None = None, dry_run: bool = False) -> dict:
+        """Deletes the table's data files that no version reads (``lakehouse.table.vacuum``):
+        those of writes that never committed, and those that commits older than
+        ``retain_hours`` (server default 168) removed. Versions that read the latter can
+        no longer be queried; the reply's ``oldestReadableVersion`` says which still can.
+        ``dry_run`` only reports. Returns the TableVacuumResult (counts, bytes, files)."""
+        return self._one("lakehouse.table.vacuum", _drop_none({"table": table, "retainHours": retain_hours,
+                                                                 "dryRun": dry_run or None}))
+
     # --- jobs and PII ----------------------------------------------------------------
 
     def jobs(self, *, running_only: bool = False, limit: int | None = None) -> list[dict]:

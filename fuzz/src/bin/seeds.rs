@@ -25,6 +25,7 @@ use lakehouse_flight_ext::v1::session_option_value::OptionValue;
 use lakehouse_flight_ext::v1::{
     BucketAddRequest, CsvOptions, IngestDatabaseRequest, IngestFileRequest, IngestUploadCommand,
     JobStatusRequest, SessionOptionValue, SetSessionOptionsRequest, StatementHandle,
+    TableVacuumRequest,
     VectorIndexCreateRequest, VectorSearchCommand, VectorSearchRequest,
 };
 use lakehouse_flight_ext::{
@@ -136,6 +137,16 @@ fn action_seeds(dir: &Path) -> Result<()> {
         lakehouse_flight_ext::actions::BUCKET_ADD,
         enc(&bucket, Encoding::Protobuf),
         enc(&bucket, Encoding::Json),
+    );
+    let vacuum = TableVacuumRequest {
+        table: "sales.orders".into(),
+        retain_hours: Some(0.5),
+        dry_run: true,
+    };
+    both(
+        lakehouse_flight_ext::actions::TABLE_VACUUM,
+        enc(&vacuum, Encoding::Protobuf),
+        enc(&vacuum, Encoding::Json),
     );
     let options = SetSessionOptionsRequest {
         session_options: BTreeMap::from([(

@@ -23,6 +23,7 @@ use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaResult, DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::StreamExt;
+use tracing::Instrument;
 use url::Url;
 
 use super::{CatalogError, Result, TableEntry, convert};
@@ -188,19 +189,27 @@ pub(super) async fn write(
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite),
     };
-    let table = write.await.map_err(|source| {
-        match failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(input) => CatalogError::Input {
-                table: entry.qualified_name(),
-                source: Box::new(input),
+    let span = tracing::info_span!("delta.write", table = %entry.qualified_name(), mode = ?mode,
+        rows = tracing::field::Empty, version = tracing::field::Empty);
+    let table = std::future::IntoFuture::into_future(write)
+        .instrument(span.clone())
+        .await
+        .map_err(
+            |source| match failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                Some(input) => CatalogError::Input {
+                    table: entry.qualified_name(),
+                    source: Box::new(input),
+                },
+                None => delta(source),
             },
-            None => delta(source),
-        }
-    })?;
-    Ok(Written {
+        )?;
+    let written = Written {
         rows: rows.load(Ordering::Relaxed),
         version: table.version().map_or(0, |v| v as i64),
-    })
+    };
+    span.record("rows", written.rows);
+    span.record("version", written.version);
+    Ok(written)
 }
 
 /// The Arrow schema and version of the table's latest version.

@@ -31,6 +31,10 @@ pub struct TableEntry {
     /// Incremental-ingest watermarks: "source | column" → the highest value ingested.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub watermarks: std::collections::BTreeMap<String, String>,
+    /// Versions below this one lost files to `lakehouse.table.vacuum` and can no
+    /// longer be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vacuumed_before: Option<i64>,
 }
 
 impl TableEntry {
@@ -46,6 +50,7 @@ impl TableEntry {
             pii: Vec::new(),
             pii_manual: Vec::new(),
             watermarks: Default::default(),
+            vacuumed_before: None,
         }
     }
 

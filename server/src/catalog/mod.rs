@@ -17,6 +17,7 @@
 mod convert;
 mod delta;
 mod document;
+mod vacuum;
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
@@ -33,6 +34,7 @@ use tokio::sync::Mutex;
 
 pub use delta::{Commit, WriteMode, Written};
 pub use document::{CatalogDocument, EvalSetEntry, IndexEntry, TableEntry};
+pub use vacuum::{REPORTED_PATHS, Swept};
 
 use crate::events::EventBus;
 use crate::jobs::Jobs;
@@ -49,6 +51,9 @@ pub const SYSTEM_SCHEMA: &str = "system";
 pub const INFORMATION_SCHEMA: &str = "information_schema";
 
 const CATALOG_OBJECT: &str = "_lakehouse/catalog.json";
+/// Present while a server runs; still there at start means the last run did not stop
+/// cleanly (or left files of an unfinished write), so every table gets swept.
+const RUNNING_OBJECT: &str = "_lakehouse/running.json";
 
 /// Errors of the catalog.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +108,26 @@ pub enum CatalogError {
         schema: String,
         /// How many tables it holds.
         tables: usize,
+    },
+    /// The version's files were deleted by a vacuum.
+    #[error(
+        "version {version} of table {table} was vacuumed (its files are deleted); versions {oldest} and later can be read"
+    )]
+    VersionVacuumed {
+        /// Qualified table name.
+        table: String,
+        /// Version asked for.
+        version: i64,
+        /// Oldest readable version.
+        oldest: i64,
+    },
+    /// A table's files could not be swept.
+    #[error("cannot vacuum {table}: {message}")]
+    Vacuum {
+        /// The table (qualified name, or bucket and folder).
+        table: String,
+        /// Why.
+        message: String,
     },
     /// No such version of the table.
     #[error("table {table} has no version {version} (versions 0 to {newest} exist)")]
@@ -192,6 +217,8 @@ pub struct Catalog {
     jobs: Arc<Jobs>,
     lineage: Arc<Lineage>,
     events: EventBus,
+    /// Writes share a table's gate; sweeps of its leftover files take it alone.
+    gates: Arc<vacuum::Gates>,
 }
 
 impl Catalog {
@@ -220,6 +247,7 @@ impl Catalog {
             jobs,
             lineage,
             events: EventBus::new(),
+            gates: Arc::default(),
         })
     }
 
@@ -276,6 +304,15 @@ impl Catalog {
 
     /// Opens the table as of `version` (time travel).
     pub async fn open_table_version(&self, entry: &TableEntry, version: u64) -> Result<DeltaTable> {
+        if let Some(oldest) = entry.vacuumed_before
+            && i64::try_from(version).is_ok_and(|v| v < oldest)
+        {
+            return Err(CatalogError::VersionVacuumed {
+                table: entry.qualified_name(),
+                version: version as i64,
+                oldest,
+            });
+        }
         let bucket = self.buckets.get(&entry.bucket)?;
         delta::open_version(&bucket, entry, version).await
     }
@@ -450,7 +487,10 @@ impl Catalog {
         session: Arc<SessionState>,
     ) -> Result<Written> {
         let bucket = self.buckets.get(&entry.bucket)?;
-        delta::write(&bucket, entry, mode, input, session).await
+        let guard = self.gates.write(Arc::clone(&bucket), &entry.location).await;
+        let written = delta::write(&bucket, entry, mode, input, session).await?;
+        guard.committed();
+        Ok(written)
     }
 
     /// Deletes the rows matching `predicate` (all without one) in one Delta commit;
@@ -462,7 +502,9 @@ impl Catalog {
         session: Arc<SessionState>,
     ) -> Result<u64> {
         let bucket = self.buckets.get(&entry.bucket)?;
+        let guard = self.gates.write(Arc::clone(&bucket), &entry.location).await;
         let (_, deleted) = delta::delete(&bucket, entry, predicate, session).await?;
+        guard.committed();
         Ok(deleted)
     }
 
@@ -476,7 +518,10 @@ impl Catalog {
         session: Arc<SessionState>,
     ) -> Result<u64> {
         let bucket = self.buckets.get(&entry.bucket)?;
-        delta::update(&bucket, entry, assignments, predicate, session).await
+        let guard = self.gates.write(Arc::clone(&bucket), &entry.location).await;
+        let updated = delta::update(&bucket, entry, assignments, predicate, session).await?;
+        guard.committed();
+        Ok(updated)
     }
 
     /// Records the detector's PII findings for `schema.table`: each replaces the
@@ -751,7 +796,151 @@ impl Catalog {
         session: Arc<SessionState>,
     ) -> Result<Written> {
         let bucket = self.buckets.get(&entry.bucket)?;
-        delta::write(&bucket, entry, mode, input, session).await
+        if mode == WriteMode::Create {
+            // A failed first write leaves a folder that is not listed yet: the caller
+            // removes it (or the start's folder sweep does).
+            return delta::write(&bucket, entry, mode, input, session).await;
+        }
+        let guard = self.gates.write(Arc::clone(&bucket), &entry.location).await;
+        let written = delta::write(&bucket, entry, mode, input, session).await?;
+        guard.committed();
+        Ok(written)
+    }
+
+    /// Deletes the files of `schema.table` that no version reads: those of writes that
+    /// never committed, and those that commits before `retain` ago removed (versions
+    /// that read them become unreadable, which the entry records). With `dry_run`,
+    /// only reports. Writes to the table wait meanwhile.
+    pub async fn vacuum_table(
+        &self,
+        schema: &str,
+        table: &str,
+        retain: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<(TableEntry, Swept)> {
+        let entry = self.table(schema, table)?;
+        let bucket = self.buckets.get(&entry.bucket)?;
+        let retain_ms = i64::try_from(retain.as_millis()).unwrap_or(i64::MAX);
+        let expire = vacuum::Expire {
+            removed_before_ms: chrono::Utc::now()
+                .timestamp_millis()
+                .saturating_sub(retain_ms),
+            dry_run,
+        };
+        let mut swept = {
+            let _alone = self.gates.exclusive(bucket.name(), &entry.location).await;
+            vacuum::sweep(&bucket, &entry.location, Some(expire))
+                .await
+                .map_err(|e| match e {
+                    CatalogError::Vacuum { message, .. } => CatalogError::Vacuum {
+                        table: entry.qualified_name(),
+                        message,
+                    },
+                    other => other,
+                })?
+        };
+        let before = entry.vacuumed_before.unwrap_or(0);
+        swept.oldest_readable = swept.oldest_readable.max(before);
+        if dry_run || swept.oldest_readable <= before {
+            return Ok((entry, swept));
+        }
+        let oldest = swept.oldest_readable;
+        let entry = self
+            .update_entry(schema, table, |entry| {
+                entry.vacuumed_before = Some(oldest);
+                Ok(())
+            })
+            .await?;
+        Ok((entry, swept))
+    }
+
+    /// Notes that a server runs on this catalog; `true` when the last run did not
+    /// stop cleanly (killed, or stopped with a write unfinished), so files of writes
+    /// that never committed may be left in tables: see [`Catalog::sweep_tables`].
+    pub async fn begin_run(&self) -> Result<bool> {
+        let primary = self.buckets.primary()?;
+        let unclean = primary.get_opt(RUNNING_OBJECT).await?.is_some();
+        let note = serde_json::json!({
+            "pid": std::process::id(),
+            "started_at": chrono::Utc::now().to_rfc3339(),
+        });
+        primary.put(RUNNING_OBJECT, note.to_string().into()).await?;
+        Ok(unclean)
+    }
+
+    /// Notes a clean stop, unless a write is still unfinished or a sweep failed (the
+    /// next start then sweeps every table). Waits up to `wait` for sweeps of writes
+    /// that just failed.
+    pub async fn end_run(&self, wait: std::time::Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.gates.quiet() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        if !self.gates.quiet() {
+            return Ok(false);
+        }
+        self.buckets.primary()?.delete(RUNNING_OBJECT).await?;
+        Ok(true)
+    }
+
+    /// Deletes what writes that never committed left in every Delta table the
+    /// catalog knows (tables, and the vectors of indexes and eval sets), one table at
+    /// a time while the server serves. Returns the files and bytes deleted.
+    pub async fn sweep_tables(&self) -> (usize, u64) {
+        let doc = self.snapshot();
+        let mut tables: Vec<(String, String)> = doc
+            .tables
+            .iter()
+            .map(|t| (t.bucket.clone(), t.location.clone()))
+            .collect();
+        let folders = doc
+            .indexes
+            .iter()
+            .map(|i| (i.bucket.clone(), i.location.clone()))
+            .chain(
+                doc.eval_sets
+                    .iter()
+                    .map(|e| (e.bucket.clone(), e.location.clone())),
+            );
+        for (bucket, folder) in folders {
+            let Ok(store) = self.buckets.get(&bucket) else {
+                continue;
+            };
+            for sub in store.folders(&folder).await.unwrap_or_default() {
+                let inner = format!("{folder}{sub}/");
+                let is_delta = store
+                    .folders(&inner)
+                    .await
+                    .is_ok_and(|f| f.iter().any(|n| n == "_delta_log"));
+                if is_delta {
+                    tables.push((bucket.clone(), inner));
+                }
+            }
+        }
+        let (mut files, mut bytes) = (0, 0);
+        for (bucket, location) in tables {
+            let Ok(store) = self.buckets.get(&bucket) else {
+                continue;
+            };
+            let _alone = self.gates.exclusive(&bucket, &location).await;
+            match vacuum::sweep(&store, &location, None).await {
+                Ok(swept) => {
+                    let found = swept.uncommitted.len() + swept.staged.len();
+                    if found > 0 {
+                        tracing::warn!(%bucket, table = %location, files = found, bytes = swept.bytes(),
+                            "deleted the files of a write that never committed");
+                    }
+                    files += found;
+                    bytes += swept.bytes();
+                }
+                Err(error) => {
+                    self.gates.mark_dirty();
+                    tracing::warn!(%bucket, table = %location, %error,
+                        "cannot sweep the files of unfinished writes");
+                }
+            }
+        }
+        (files, bytes)
     }
 
     /// Changes the entry of a listed table and persists the catalog.

@@ -19,16 +19,16 @@ use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
 use lakehouse_flight_ext::actions::{
     BUCKET_ADD, BUCKET_LIST, BUCKET_MOVE_INDEX, BUCKET_REMOVE, INGEST_FILE, INGEST_MYSQL,
-    INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, VECTOR_EVAL, VECTOR_EVAL_SET_CREATE,
-    VECTOR_INDEX_CREATE,
+    INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, TABLE_VACUUM, VECTOR_EVAL,
+    VECTOR_EVAL_SET_CREATE, VECTOR_INDEX_CREATE,
 };
 use lakehouse_flight_ext::v1::{
     BucketAddRequest, BucketInfo, BucketList, BucketListRequest, BucketMoveIndexRequest,
     BucketRemoveRequest, BucketRemoveResult, CsvOptions, FileFormat, IngestDatabaseRequest,
     IngestFileRequest, IngestMode, IngestUploadCommand, Job, JobCancelRequest, JobList,
-    JobListRequest, JobStatusRequest, VectorEvalRequest, VectorEvalResult,
-    VectorEvalSetCreateRequest, VectorIndexCreateRequest, VectorSearchCommand, VectorSearchRequest,
-    job,
+    JobListRequest, JobStatusRequest, TableVacuumRequest, TableVacuumResult, VectorEvalRequest,
+    VectorEvalResult, VectorEvalSetCreateRequest, VectorIndexCreateRequest, VectorSearchCommand,
+    VectorSearchRequest, job,
 };
 use lakehouse_flight_ext::{INGEST_UPLOAD_TYPE_URL, VECTOR_SEARCH_TYPE_URL};
 use prost::Message;
@@ -62,6 +62,13 @@ pub enum ClientCommand {
         connect: ConnectArgs,
         #[command(subcommand)]
         command: IndexCommand,
+    },
+    /// Table maintenance.
+    Table {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[command(subcommand)]
+        command: TableCommand,
     },
     /// Buckets: the places in object storage that hold tables and indexes.
     Bucket {
@@ -345,6 +352,25 @@ pub enum BucketCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum TableCommand {
+    /// Delete data files no version reads: those of writes that never committed, and
+    /// those that commits older than --retain-hours removed (older versions then can
+    /// no longer be read).
+    Vacuum {
+        /// "schema.table" or "table".
+        table: String,
+        /// Keep what commits of the last this-many hours removed (server default 168).
+        #[arg(long, value_name = "HOURS")]
+        retain_hours: Option<f64>,
+        /// Only report what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum JobCommand {
     /// Jobs, newest first.
     List {
@@ -385,6 +411,9 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
         }
         ClientCommand::Index { connect, command } => {
             index(&mut Client::connect(&connect).await?, command).await
+        }
+        ClientCommand::Table { connect, command } => {
+            table(&mut Client::connect(&connect).await?, command).await
         }
         ClientCommand::Bucket { connect, command } => {
             bucket(&mut Client::connect(&connect).await?, command).await
@@ -901,6 +930,47 @@ fn bucket_table(buckets: &[BucketInfo]) -> comfy_table::Table {
         ]);
     }
     table
+}
+
+async fn table(client: &mut Client, command: TableCommand) -> Result<(), CliError> {
+    let TableCommand::Vacuum {
+        table,
+        retain_hours,
+        dry_run,
+        json,
+    } = command;
+    let result: TableVacuumResult = client
+        .action(
+            TABLE_VACUUM,
+            &TableVacuumRequest {
+                table,
+                retain_hours,
+                dry_run,
+            },
+        )
+        .await?;
+    if json {
+        return print_json(&result);
+    }
+    let verb = if result.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    println!(
+        "{}: {verb} {} files ({} bytes): {} of writes that never committed, {} removed by old commits, {} unfinished uploads",
+        result.table,
+        result.uncommitted_files + result.expired_files + result.staged_files,
+        result.bytes,
+        result.uncommitted_files,
+        result.expired_files,
+        result.staged_files,
+    );
+    println!(
+        "versions {} to {} can be read",
+        result.oldest_readable_version, result.version
+    );
+    Ok(())
 }
 
 async fn bucket(client: &mut Client, command: BucketCommand) -> Result<(), CliError> {

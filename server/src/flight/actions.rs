@@ -7,7 +7,7 @@ use arrow_flight::{
 use futures::stream;
 use lakehouse_flight_ext::actions::{
     BUCKET_ADD, BUCKET_LIST, BUCKET_MOVE_INDEX, BUCKET_REMOVE, INGEST_FILE, INGEST_MYSQL,
-    INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK, VECTOR_EVAL,
+    INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK, TABLE_VACUUM, VECTOR_EVAL,
     VECTOR_EVAL_SET_CREATE, VECTOR_INDEX_CREATE, VECTOR_SEARCH,
 };
 use lakehouse_flight_ext::session_actions::{
@@ -25,7 +25,7 @@ use super::sessions::{SESSION_COOKIE, Sessions, options_of};
 use crate::ingest::database::System;
 
 /// (name, description) of every action beyond Flight SQL's own.
-const CUSTOM_ACTIONS: [(&str, &str); 19] = [
+const CUSTOM_ACTIONS: [(&str, &str); 20] = [
     (
         INGEST_FILE,
         "Ingest CSV, NDJSON, Parquet, Arrow IPC or PDF files (a path or glob in a bucket) into a table, as a job; streams Job progress, then the final Job with an IngestResult. Body: IngestFileRequest (protobuf or JSON).",
@@ -85,6 +85,10 @@ const CUSTOM_ACTIONS: [(&str, &str); 19] = [
     (
         BUCKET_MOVE_INDEX,
         "Move a vector index's files to another bucket, as a job: copy, check, switch the catalog in one change, delete the old files; searches go on meanwhile. Body: BucketMoveIndexRequest.",
+    ),
+    (
+        TABLE_VACUUM,
+        "Delete a table's data files that no version reads: those of writes that never committed, and those that commits older than retain_hours (default 168) removed; older versions then answer NOT_FOUND to time travel. dry_run reports only. Body: TableVacuumRequest.",
     ),
     (
         SET_SESSION_OPTIONS,
@@ -197,6 +201,7 @@ impl LakehouseService {
             BUCKET_REMOVE => self.bucket_remove(request).await,
             BUCKET_LIST => self.bucket_list(request),
             BUCKET_MOVE_INDEX => self.bucket_move_index(request).await,
+            TABLE_VACUUM => self.table_vacuum(request).await,
             other => {
                 let mut known: Vec<&str> = CUSTOM_ACTIONS.iter().map(|(name, _)| *name).collect();
                 known.extend([

@@ -16,7 +16,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use lakehouse_flight_ext::DecodedBatches;
 use lakehouse_flight_ext::v1::{
     IngestFileRequest, IngestUploadCommand, Job, JobCancelRequest, JobList, JobListRequest,
-    JobState, JobStatusRequest, PiiMarkRequest, PiiMarkResult, job,
+    JobState, JobStatusRequest, PiiMarkRequest, PiiMarkResult, TableVacuumRequest,
+    TableVacuumResult, job,
 };
 use lakehouse_flight_ext::{Encoding, decode_body, encode_body};
 use object_store::{ObjectStoreExt, WriteMultipart};
@@ -388,6 +389,54 @@ impl LakehouseService {
         let result = PiiMarkResult {
             table: entry.qualified_name(),
             columns: entry.effective_pii(),
+        };
+        Ok(one(&result, encoding))
+    }
+
+    /// `lakehouse.table.vacuum`.
+    pub(super) async fn table_vacuum(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<ActionStream>, Status> {
+        /// Delta Lake's default retention: a week of versions stays readable.
+        const DEFAULT_RETAIN_HOURS: f64 = 168.0;
+        let (body, encoding): (TableVacuumRequest, _) = decode(request.get_ref())?;
+        let (schema, table) = split_table(&body.table, "table").map_err(ingest_status)?;
+        let hours = body.retain_hours.unwrap_or(DEFAULT_RETAIN_HOURS);
+        if !hours.is_finite() || hours < 0.0 {
+            return Err(Status::invalid_argument(format!(
+                "retain_hours: {hours} is not a number of hours >= 0 (default {DEFAULT_RETAIN_HOURS})"
+            )));
+        }
+        let retain = std::time::Duration::try_from_secs_f64(hours * 3600.0)
+            .map_err(|_| Status::invalid_argument(format!("retain_hours: {hours} is too large")))?;
+        let (entry, swept) = self
+            .engine
+            .catalog()
+            .vacuum_table(&schema, &table, retain, body.dry_run)
+            .await
+            .map_err(|e| status::from_catalog(&e))?;
+        tracing::info!(table = %entry.qualified_name(), dry_run = body.dry_run,
+            uncommitted = swept.uncommitted.len(), expired = swept.expired.len(),
+            staged = swept.staged.len(), bytes = swept.bytes(),
+            oldest_readable = swept.oldest_readable, "vacuum");
+        let result = TableVacuumResult {
+            table: entry.qualified_name(),
+            version: swept.latest,
+            uncommitted_files: swept.uncommitted.len() as u64,
+            expired_files: swept.expired.len() as u64,
+            staged_files: swept.staged.len() as u64,
+            bytes: swept.bytes(),
+            oldest_readable_version: swept.oldest_readable,
+            dry_run: body.dry_run,
+            files: swept
+                .uncommitted
+                .iter()
+                .chain(&swept.expired)
+                .chain(&swept.staged)
+                .take(crate::catalog::REPORTED_PATHS)
+                .map(|(path, _)| path.clone())
+                .collect(),
         };
         Ok(one(&result, encoding))
     }

@@ -51,11 +51,17 @@ fn from_datafusion_ref(error: &DataFusionError) -> Status {
     }
 }
 
+/// The status a client gets for a catalog error.
+pub fn from_catalog(error: &CatalogError) -> Status {
+    from_catalog_ref(error, error.to_string())
+}
+
 fn from_catalog_ref(error: &CatalogError, message: String) -> Status {
     match error {
         CatalogError::TableNotFound { .. }
         | CatalogError::SchemaNotFound(_)
         | CatalogError::VersionNotFound { .. }
+        | CatalogError::VersionVacuumed { .. }
         | CatalogError::ColumnNotFound { .. } => Status::not_found(message),
         CatalogError::TableExists { .. } | CatalogError::SchemaExists(_) => {
             Status::already_exists(message)
@@ -63,7 +69,9 @@ fn from_catalog_ref(error: &CatalogError, message: String) -> Status {
         CatalogError::InvalidName { .. } | CatalogError::SchemaMismatch { .. } => {
             Status::invalid_argument(message)
         }
-        CatalogError::SchemaNotEmpty { .. } => Status::failed_precondition(message),
+        CatalogError::SchemaNotEmpty { .. } | CatalogError::Vacuum { .. } => {
+            Status::failed_precondition(message)
+        }
         CatalogError::Conflict { .. } => Status::aborted(message),
         CatalogError::Input { source, .. } => {
             let inner = from_datafusion_ref(source);

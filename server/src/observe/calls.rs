@@ -84,7 +84,18 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let id = request_id(&request);
         let method = method_of(request.uri().path());
-        let span = tracing::info_span!("call", request_id = %id, method = %method);
+        // A client's W3C trace context: the call's span joins its trace (see `otel`).
+        let traceparent = request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| super::otel::parse_traceparent(v).is_some());
+        let span = tracing::info_span!(
+            super::otel::CALL_SPAN,
+            request_id = %id,
+            method = %method,
+            traceparent
+        );
         let started = Instant::now();
         let future = self.inner.call(request).instrument(span);
         Box::pin(async move {

@@ -1,4 +1,4 @@
-//! Observability: metrics, request ids and the operations HTTP port.
+//! Observability: metrics, request ids, trace export and the operations HTTP port.
 //!
 //! Owns: the process-wide metrics registry, the tower layer that ids, traces and
 //! counts every gRPC call, and `/metrics`, `/healthz`, `/readyz`. May call: `query`,
@@ -8,6 +8,7 @@
 pub mod calls;
 pub mod http;
 pub mod metrics;
+pub mod otel;
 
 pub use calls::{CallLayer, REQUEST_ID};
 pub use metrics::metrics;

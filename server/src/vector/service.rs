@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
+use tracing::Instrument;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int32Array, Int64Array,
@@ -1364,7 +1365,13 @@ impl VectorIndexes {
     /// The best rows for `search`, best first, with their texts.
     pub async fn search(&self, search: &Search) -> Result<Vec<VectorHit>, VectorError> {
         let started = Instant::now();
-        let hits = self.search_unmetered(search).await?;
+        let span = tracing::info_span!("vector.search", index = %search.index,
+            mode = search.mode.name(), k = search.k, hits = tracing::field::Empty);
+        let hits = self
+            .search_unmetered(search)
+            .instrument(span.clone())
+            .await?;
+        span.record("hits", hits.len());
         crate::observe::metrics()
             .vector_search(search.mode.name(), started.elapsed().as_secs_f64());
         Ok(hits)
