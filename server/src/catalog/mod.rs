@@ -51,6 +51,10 @@ pub const SYSTEM_SCHEMA: &str = "system";
 pub const INFORMATION_SCHEMA: &str = "information_schema";
 
 const CATALOG_OBJECT: &str = "_lakehouse/catalog.json";
+/// How long `lakehouse.table.vacuum` waits for the table's writes in flight to end.
+const VACUUM_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long the sweep after an unclean stop waits for a table's writes to end.
+const SWEEP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
 /// Present while a server runs; still there at start means the last run did not stop
 /// cleanly (or left files of an unfinished write), so every table gets swept.
 const RUNNING_OBJECT: &str = "_lakehouse/running.json";
@@ -120,6 +124,14 @@ pub enum CatalogError {
         version: i64,
         /// Oldest readable version.
         oldest: i64,
+    },
+    /// The table's writes kept it busy.
+    #[error("{table} is being written (waited {waited:?} for the writes to end); try again")]
+    Busy {
+        /// Qualified table name.
+        table: String,
+        /// How long it waited.
+        waited: std::time::Duration,
     },
     /// A table's files could not be swept.
     #[error("cannot vacuum {table}: {message}")]
@@ -828,7 +840,14 @@ impl Catalog {
             dry_run,
         };
         let mut swept = {
-            let _alone = self.gates.exclusive(bucket.name(), &entry.location).await;
+            let _alone = self
+                .gates
+                .alone(bucket.name(), &entry.location, VACUUM_PATIENCE)
+                .await
+                .ok_or_else(|| CatalogError::Busy {
+                    table: entry.qualified_name(),
+                    waited: VACUUM_PATIENCE,
+                })?;
             vacuum::sweep(&bucket, &entry.location, Some(expire))
                 .await
                 .map_err(|e| match e {
@@ -922,7 +941,13 @@ impl Catalog {
             let Ok(store) = self.buckets.get(&bucket) else {
                 continue;
             };
-            let _alone = self.gates.exclusive(&bucket, &location).await;
+            // A write in flight now (the server serves meanwhile) gets time to end.
+            let Some(_alone) = self.gates.alone(&bucket, &location, SWEEP_PATIENCE).await else {
+                self.gates.mark_dirty();
+                tracing::warn!(%bucket, table = %location,
+                    "a write kept the table busy; the next start sweeps it");
+                continue;
+            };
             match vacuum::sweep(&store, &location, None).await {
                 Ok(swept) => {
                     let found = swept.uncommitted.len() + swept.staged.len();

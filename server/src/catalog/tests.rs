@@ -463,3 +463,66 @@ async fn an_unclean_stop_is_noticed_at_the_next_start() {
         active_files(&third, &entry).await
     );
 }
+
+#[tokio::test]
+async fn a_sweep_waits_for_writes_in_flight_without_holding_up_new_ones() {
+    let (settings, _dir) = settings("pending-sweep");
+    let catalog = Arc::new(open(&settings).await);
+    let entry = catalog
+        .create_table("public", "t", PRIMARY, batch().schema(), vec![batch()])
+        .await
+        .unwrap();
+    leave_uncommitted(&catalog, &entry, "part-00005-left-behind.snappy.parquet").await;
+    // A: a long write in flight (its rows keep coming until `more` is dropped).
+    let (more, rows_of_a) = futures::channel::mpsc::unbounded();
+    more.unbounded_send(Ok(batch())).unwrap();
+    let long: datafusion::execution::SendableRecordBatchStream =
+        Box::pin(RecordBatchStreamAdapter::new(batch().schema(), rows_of_a));
+    let a = tokio::spawn({
+        let catalog = Arc::clone(&catalog);
+        let entry = entry.clone();
+        async move {
+            catalog
+                .write(&entry, WriteMode::Append, long, session())
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // B fails meanwhile: its sweep must wait for A (A's files look uncommitted until
+    // A commits).
+    let failing: datafusion::execution::SendableRecordBatchStream =
+        Box::pin(RecordBatchStreamAdapter::new(
+            batch().schema(),
+            futures::stream::iter([Err(datafusion::error::DataFusionError::Execution(
+                "broken".into(),
+            ))]),
+        ));
+    catalog
+        .write(&entry, WriteMode::Append, failing, session())
+        .await
+        .unwrap_err();
+    // C is not held up by the pending sweep.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        catalog.write(&entry, WriteMode::Append, rows(vec![batch()]), session()),
+    )
+    .await
+    .expect("a new write goes ahead while a sweep waits")
+    .unwrap();
+    assert!(
+        data_files(&catalog, &entry)
+            .await
+            .contains(&"part-00005-left-behind.snappy.parquet".to_string()),
+        "no sweep while A is in flight"
+    );
+    assert!(!catalog.gates.quiet());
+    // A ends and commits; the sweep runs then and keeps every committed file.
+    drop(more);
+    a.await.unwrap().unwrap();
+    eventually("the pending sweep", async || {
+        data_files(&catalog, &entry).await == active_files(&catalog, &entry).await
+    })
+    .await;
+    assert_eq!(active_files(&catalog, &entry).await.len(), 3);
+    eventually("the gates to settle", async || catalog.gates.quiet()).await;
+}

@@ -24,6 +24,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arrow::array::{Array, AsArray, StructArray};
 use arrow::datatypes::{DataType, Int64Type};
@@ -39,14 +40,23 @@ use crate::storage::Bucket;
 /// At most this many paths are reported back (all are deleted).
 pub const REPORTED_PATHS: usize = 1000;
 
-/// Per-table gates: writes share a table's gate, a sweep takes it alone.
+/// Per-table gates: writes share a table's gate, a sweep takes it alone. A sweep
+/// never queues for the gate (a queued exclusive lock would hold up every new write
+/// behind a long one): it takes the gate only when it is free, and a sweep a write
+/// asked for while others were in flight is run by the last of them to finish.
 #[derive(Debug, Default)]
 pub(super) struct Gates {
     gates: Mutex<HashMap<String, Arc<RwLock<()>>>>,
-    /// Writes in flight plus the sweeps they asked for that have not finished.
+    /// Tables whose sweep waits for their writes in flight to finish.
+    pending: Mutex<HashSet<String>>,
+    /// Writes in flight plus sweeps running.
     busy: AtomicUsize,
     /// A sweep failed: what it should have deleted may still be there.
     dirty: AtomicBool,
+}
+
+fn key(bucket: &str, location: &str) -> String {
+    format!("{bucket}:{location}")
 }
 
 impl Gates {
@@ -56,7 +66,7 @@ impl Gates {
         gates.retain(|_, gate| Arc::strong_count(gate) > 1);
         Arc::clone(
             gates
-                .entry(format!("{bucket}:{location}"))
+                .entry(key(bucket, location))
                 .or_insert_with(|| Arc::new(RwLock::new(()))),
         )
     }
@@ -76,18 +86,81 @@ impl Gates {
         }
     }
 
-    /// Holds the table's gate alone: no write of this server is in flight on it.
-    pub(super) async fn exclusive(
+    /// The table's gate alone, as soon as no write of this server is in flight on it,
+    /// waiting at most `patience` (`None` then). New writes are not held up meanwhile.
+    pub(super) async fn alone(
         &self,
         bucket: &str,
         location: &str,
-    ) -> OwnedRwLockWriteGuard<()> {
-        self.gate(bucket, location).write_owned().await
+        patience: Duration,
+    ) -> Option<OwnedRwLockWriteGuard<()>> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            if let Ok(alone) = self.gate(bucket, location).try_write_owned() {
+                return Some(alone);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
-    /// No write in flight, no sweep pending and none failed: nothing is left behind.
+    /// A write to the table ended without committing (`failed`) or ended after one
+    /// did: sweep now if no other write is in flight, else leave it to the last one.
+    fn ended(self: &Arc<Self>, bucket: &Arc<Bucket>, location: &str, failed: bool) {
+        let key = key(bucket.name(), location);
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if failed {
+                pending.insert(key.clone());
+            }
+            if !pending.contains(&key) {
+                return;
+            }
+        }
+        let Ok(alone) = self.gate(bucket.name(), location).try_write_owned() else {
+            return; // another write is in flight; its end runs the sweep
+        };
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.mark_dirty();
+            return;
+        };
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        let gates = Arc::clone(self);
+        let bucket = Arc::clone(bucket);
+        let location = location.to_string();
+        runtime.spawn(async move {
+            let _alone = alone;
+            match sweep(&bucket, &location, None).await {
+                Ok(swept) if swept.uncommitted.is_empty() && swept.staged.is_empty() => {}
+                Ok(swept) => tracing::info!(bucket = %bucket.name(), table = %location,
+                    files = swept.uncommitted.len() + swept.staged.len(), bytes = swept.bytes(),
+                    "deleted the files of a write that did not commit"),
+                Err(error) => {
+                    gates.mark_dirty();
+                    tracing::warn!(bucket = %bucket.name(), table = %location, %error,
+                        "cannot delete the files of a write that did not commit; the next start or lakehouse.table.vacuum will");
+                }
+            }
+            gates.busy.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    /// No write in flight, no sweep waiting or running, none failed: nothing is left
+    /// behind.
     pub(super) fn quiet(&self) -> bool {
-        self.busy.load(Ordering::SeqCst) == 0 && !self.dirty.load(Ordering::SeqCst)
+        self.busy.load(Ordering::SeqCst) == 0
+            && !self.dirty.load(Ordering::SeqCst)
+            && self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
     }
 
     pub(super) fn mark_dirty(&self) {
@@ -106,7 +179,7 @@ pub(super) struct WriteGuard {
 }
 
 impl WriteGuard {
-    /// The write committed (or failed before it could put any file down): nothing to sweep.
+    /// The write committed: its files are named by the log.
     pub(super) fn committed(mut self) {
         self.committed = true;
     }
@@ -115,37 +188,9 @@ impl WriteGuard {
 impl Drop for WriteGuard {
     fn drop(&mut self) {
         drop(self.shared.take());
-        if self.committed {
-            self.gates.busy.fetch_sub(1, Ordering::SeqCst);
-            return;
-        }
-        let gates = Arc::clone(&self.gates);
-        let bucket = Arc::clone(&self.bucket);
-        let location = std::mem::take(&mut self.location);
-        let sweep = async move {
-            let _alone = gates.exclusive(bucket.name(), &location).await;
-            match sweep(&bucket, &location, None).await {
-                Ok(swept) if swept.uncommitted.is_empty() && swept.staged.is_empty() => {}
-                Ok(swept) => tracing::info!(bucket = %bucket.name(), table = %location,
-                    files = swept.uncommitted.len() + swept.staged.len(), bytes = swept.bytes(),
-                    "deleted the files of a write that did not commit"),
-                Err(error) => {
-                    gates.mark_dirty();
-                    tracing::warn!(bucket = %bucket.name(), table = %location, %error,
-                        "cannot delete the files of a write that did not commit; the next start or lakehouse.table.vacuum will");
-                }
-            }
-            gates.busy.fetch_sub(1, Ordering::SeqCst);
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(sweep);
-            }
-            Err(_) => {
-                self.gates.mark_dirty();
-                self.gates.busy.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
+        self.gates.busy.fetch_sub(1, Ordering::SeqCst);
+        self.gates
+            .ended(&self.bucket, &self.location, !self.committed);
     }
 }
 

@@ -73,6 +73,7 @@ fn from_catalog_ref(error: &CatalogError, message: String) -> Status {
             Status::failed_precondition(message)
         }
         CatalogError::Conflict { .. } => Status::aborted(message),
+        CatalogError::Busy { .. } => Status::unavailable(message),
         CatalogError::Input { source, .. } => {
             let inner = from_datafusion_ref(source);
             Status::new(inner.code(), message)
