@@ -11,6 +11,7 @@ from moto.server import ThreadedMotoServer
 
 import adbc_driver_flightsql.dbapi as flightsql
 from conftest import Server
+from test_ingest import action
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
 
@@ -113,6 +114,24 @@ def test_writes_to_an_s3_bucket(s3_endpoint, monkeypatch):
             assert cur.fetchone() == (540, 540)
             cur.execute('SELECT count(*) FROM "events@v0"')
             assert cur.fetchone() == (1000,)
+        # Vacuum on S3: an object no commit names (what a killed write leaves) and the
+        # file the DELETE rewrote go; the latest version stays whole.
+        prefix = "w/tables/public/events-"
+        data = [o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix=prefix)["Contents"]
+                if o["Key"].endswith(".parquet") and "/_delta_log/" not in o["Key"]]
+        stray = data[0].rsplit("/", 1)[0] + "/part-00077-left-by-a-crash.snappy.parquet"
+        s3.copy_object(Bucket="lake", Key=stray, CopySource={"Bucket": "lake", "Key": data[0]})
+        reply = action(server, "lakehouse.table.vacuum", {"table": "events", "retainHours": 0})[0]
+        assert int(reply["uncommittedFiles"]) == 1 and int(reply["expiredFiles"]) >= 1, reply
+        assert int(reply["oldestReadableVersion"]) >= 1
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix=prefix)["Contents"]}
+        assert stray not in keys
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*), count(DISTINCT id) FROM events")
+            assert cur.fetchone() == (540, 540)
+            with pytest.raises(flightsql.Error, match="vacuumed"):
+                cur.execute('SELECT count(*) FROM "events@v0"')
+        with conn.cursor() as cur:
             cur.execute("DROP TABLE events")
         conn.close()
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="w/tables/public/events-").get("Contents", [])]
