@@ -13,8 +13,10 @@
 #       end-to-end latency (wordnet; embeds once, 20-45 min for 100k rows, kept for later runs)
 #   (g) load: 32 concurrent ADBC clients for 60 s mixing queries, prepared statements, bulk
 #       ingest and vector searches; per-operation p50/p95/p99, errors, server peak RSS
+#   (h) vacuum: lakehouse.table.vacuum on a table of 300 commits then an overwrite (dry run,
+#       default retention, retention 0, a second run)
 # Data is generated once under $LAKEHOUSE_BENCH_DIR (default ~/.cache/lakehouse/bench).
-#   benches/run.sh [throughput|tpch|ingest|csv|db|glove|wordnet|load|all]
+#   benches/run.sh [throughput|tpch|ingest|csv|db|glove|wordnet|load|vacuum|all]
 #   (LAKEHOUSE_WORDNET_ROWS sets the WordNet corpus size, default 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -112,6 +114,16 @@ if [[ "$which" == all || "$which" == load ]]; then
   "$venv/bin/python" benches/load.py --uri "$uri" --pid "$server" \
     --clients "${LAKEHOUSE_LOAD_CLIENTS:-32}" --seconds "${LAKEHOUSE_LOAD_SECONDS:-60}" \
     --out benches/results/load.json
+  kill $server; wait $server || true
+  trap - EXIT
+fi
+
+if [[ "$which" == all || "$which" == vacuum ]]; then
+  echo "==> (h) vacuum: a table of 300 commits, then an overwrite"
+  rm -rf "$bench_dir/vacuum"
+  start_server "$bench_dir/vacuum-server.log" --data-dir "$bench_dir/vacuum"
+  mkdir -p benches/results
+  "$venv/bin/python" benches/vacuum.py --uri "$uri" --commits 300 | tee benches/results/vacuum.json
   kill $server; wait $server || true
   trap - EXIT
 fi
