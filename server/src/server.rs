@@ -258,9 +258,10 @@ pub async fn serve(
         sweep.abort();
         done
     });
-    let ended = match swept {
-        true => engine_catalog.end_run(STOP_WAIT).await,
-        false => Ok(false),
+    let ended = if swept {
+        engine_catalog.end_run(STOP_WAIT).await
+    } else {
+        Ok(false)
     };
     match ended {
         Ok(true) => {}

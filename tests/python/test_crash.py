@@ -77,6 +77,30 @@ def job(server, job_id: str) -> dict:
     return action(server, "lakehouse.job.status", {"jobId": job_id})[0]
 
 
+def ingest_until_killed(server, table: str, schema: pa.Schema, batches, mode: str) -> threading.Thread:
+    """Streams `batches` into `table` with ADBC on a thread until the server dies under
+    it; returns once the first batch has been taken."""
+    started = threading.Event()
+
+    def flagged():
+        for batch in batches:
+            started.set()
+            yield batch
+
+    def ingest():
+        try:
+            c = connect(server)
+            with c.cursor() as cur:
+                cur.adbc_ingest(table, pa.RecordBatchReader.from_batches(schema, flagged()), mode=mode)
+        except Exception:  # noqa: BLE001 - the server is killed under it
+            pass
+
+    thread = threading.Thread(target=ingest, daemon=True)
+    thread.start()
+    assert started.wait(30)
+    return thread
+
+
 def test_kill_during_bulk_ingest(node):
     server = node["server"]
     conn = connect(server)
@@ -84,26 +108,13 @@ def test_kill_during_bulk_ingest(node):
         cur.adbc_ingest("crash_acked", pa.table({"id": pa.array(range(1000), pa.int64())}), mode="create")
     conn.commit()
 
-    started = threading.Event()
-
     def batches():
         for i in range(100_000):
-            started.set()
             yield pa.record_batch({"id": pa.array(range(i * 50_000, (i + 1) * 50_000), pa.int64()),
                                    "label": pa.array([f"row {i}"] * 50_000)})
 
-    def ingest():
-        try:
-            c = connect(server)
-            with c.cursor() as cur:
-                schema = pa.schema([("id", pa.int64()), ("label", pa.string())])
-                cur.adbc_ingest("crash_bulk", pa.RecordBatchReader.from_batches(schema, batches()), mode="create")
-        except Exception:  # noqa: BLE001 - the server is killed under it
-            pass
-
-    thread = threading.Thread(target=ingest, daemon=True)
-    thread.start()
-    assert started.wait(30)
+    schema = pa.schema([("id", pa.int64()), ("label", pa.string())])
+    thread = ingest_until_killed(server, "crash_bulk", schema, batches(), "create")
     # Kill once the open Delta write has put a data file down (it flushes a file per
     # ~100 MiB of rows), so the crash leaves an uncommitted folder behind.
     tables = node["data"] / "buckets" / "primary" / "tables" / "public"
@@ -128,25 +139,9 @@ def test_kill_during_an_append(node):
         cur.adbc_ingest("crash_append", pa.table({"id": pa.array(range(1000), pa.int64())}), mode="create")
     conn.commit()
     folder = table_folder(server, "crash_append")
-    started = threading.Event()
-
-    def batches():
-        for i in range(100_000):
-            started.set()
-            yield pa.record_batch({"id": pa.array(range(i * 200_000, (i + 1) * 200_000), pa.int64())})
-
-    def append():
-        try:
-            c = connect(server)
-            with c.cursor() as cur:
-                schema = pa.schema([("id", pa.int64())])
-                cur.adbc_ingest("crash_append", pa.RecordBatchReader.from_batches(schema, batches()), mode="append")
-        except Exception:  # noqa: BLE001 - the server is killed under it
-            pass
-
-    thread = threading.Thread(target=append, daemon=True)
-    thread.start()
-    assert started.wait(30)
+    batches = (pa.record_batch({"id": pa.array(range(i * 200_000, (i + 1) * 200_000), pa.int64())})
+               for i in range(100_000))
+    thread = ingest_until_killed(server, "crash_append", pa.schema([("id", pa.int64())]), batches, "append")
     wait_for(lambda: unnamed(folder), timeout=120, what="a data file of the append")
     server = crash_and_restart(node)
     thread.join(30)

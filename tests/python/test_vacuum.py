@@ -5,17 +5,15 @@ which time travel to the versions that read them answers NOT_FOUND."""
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
-import adbc_driver_flightsql.dbapi as flightsql
 import adbc_driver_manager
 import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
 from lakehouse_client import Client
 
-from test_crash import wait_for
+from test_crash import connect, wait_for
 from test_ingest import action, query
 from test_lakehouse_cli import lh
 
@@ -26,13 +24,13 @@ def table_folder(server, name: str) -> Path:
     return Path(location.removeprefix("file://"))
 
 
-def logged_files(folder: Path) -> set[str]:
-    """Every data file the Delta log names (add or remove), read independently of the server."""
+def logged_files(folder: Path, kinds: tuple[str, ...] = ("add", "remove")) -> set[str]:
+    """The data files the Delta log's `kinds` actions name, read independently of the server."""
     named = set()
     for commit in (folder / "_delta_log").glob("*.json"):
         for line in commit.read_text().splitlines():
             entry = json.loads(line)
-            for kind in ("add", "remove"):
+            for kind in kinds:
                 if kind in entry:
                     named.add(entry[kind]["path"])
     return named
@@ -49,12 +47,6 @@ def unnamed(folder: Path) -> set[str]:
 def staged(folder: Path) -> list[Path]:
     """object_store's half-written uploads (`name#N`)."""
     return [p for p in folder.rglob("*#*") if p.name.rsplit("#", 1)[1].isdigit()]
-
-
-def connect(server):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return flightsql.connect(server.uri)
 
 
 def test_a_failed_append_leaves_no_files(server):
@@ -114,7 +106,7 @@ def test_vacuum_deletes_what_no_version_reads(server):
         assert int(done["expiredFiles"]) == 2, done
         assert int(done["oldestReadableVersion"]) == 2
         assert int(done["version"]) == 2
-    assert data_files(folder) == logged_files(folder) - removed_paths(folder)
+    assert data_files(folder) == logged_files(folder) - logged_files(folder, ("remove",))
     assert sorted(query(server, "SELECT id FROM vac_t").column(0).to_pylist()) == [10, 20]
     assert query(server, 'SELECT count(*) FROM "vac_t@v2"').column(0)[0].as_py() == 2
     with pytest.raises(adbc_driver_manager.Error) as err:
@@ -127,16 +119,6 @@ def test_vacuum_deletes_what_no_version_reads(server):
     assert reply["table"] == "public.vac_t" and "bytes" not in reply  # nothing left: zero is omitted
     out = lh(server, "table", "vacuum", "vac_t", "--dry-run").stdout
     assert "would delete 0 files" in out and "versions 2 to 2 can be read" in out
-
-
-def removed_paths(folder: Path) -> set[str]:
-    removed = set()
-    for commit in (folder / "_delta_log").glob("*.json"):
-        for line in commit.read_text().splitlines():
-            entry = json.loads(line)
-            if "remove" in entry:
-                removed.add(entry["remove"]["path"])
-    return removed
 
 
 def test_vacuum_refuses_bad_requests(server):

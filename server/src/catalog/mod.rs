@@ -498,11 +498,24 @@ impl Catalog {
         input: SendableRecordBatchStream,
         session: Arc<SessionState>,
     ) -> Result<Written> {
+        self.guarded(entry, async |bucket| {
+            delta::write(&bucket, entry, mode, input, session).await
+        })
+        .await
+    }
+
+    /// Runs `change` on the table's files holding its write gate; if it does not
+    /// commit (an error, or the call dropped), what it put down is swept.
+    async fn guarded<T>(
+        &self,
+        entry: &TableEntry,
+        change: impl AsyncFnOnce(Arc<crate::storage::Bucket>) -> Result<T>,
+    ) -> Result<T> {
         let bucket = self.buckets.get(&entry.bucket)?;
         let guard = self.gates.write(Arc::clone(&bucket), &entry.location).await;
-        let written = delta::write(&bucket, entry, mode, input, session).await?;
+        let done = change(bucket).await?;
         guard.committed();
-        Ok(written)
+        Ok(done)
     }
 
     /// Deletes the rows matching `predicate` (all without one) in one Delta commit;
@@ -513,11 +526,11 @@ impl Catalog {
         predicate: Option<Expr>,
         session: Arc<SessionState>,
     ) -> Result<u64> {
-        let bucket = self.buckets.get(&entry.bucket)?;
-        let guard = self.gates.write(Arc::clone(&bucket), &entry.location).await;
-        let (_, deleted) = delta::delete(&bucket, entry, predicate, session).await?;
-        guard.committed();
-        Ok(deleted)
+        self.guarded(entry, async |bucket| {
+            let (_, deleted) = delta::delete(&bucket, entry, predicate, session).await?;
+            Ok(deleted)
+        })
+        .await
     }
 
     /// Updates the rows matching `predicate` (all without one) in one Delta commit;
@@ -529,11 +542,10 @@ impl Catalog {
         predicate: Option<Expr>,
         session: Arc<SessionState>,
     ) -> Result<u64> {
-        let bucket = self.buckets.get(&entry.bucket)?;
-        let guard = self.gates.write(Arc::clone(&bucket), &entry.location).await;
-        let updated = delta::update(&bucket, entry, assignments, predicate, session).await?;
-        guard.committed();
-        Ok(updated)
+        self.guarded(entry, async |bucket| {
+            delta::update(&bucket, entry, assignments, predicate, session).await
+        })
+        .await
     }
 
     /// Records the detector's PII findings for `schema.table`: each replaces the
@@ -807,22 +819,20 @@ impl Catalog {
         input: SendableRecordBatchStream,
         session: Arc<SessionState>,
     ) -> Result<Written> {
-        let bucket = self.buckets.get(&entry.bucket)?;
         if mode == WriteMode::Create {
             // A failed first write leaves a folder that is not listed yet: the caller
             // removes it (or the start's folder sweep does).
+            let bucket = self.buckets.get(&entry.bucket)?;
             return delta::write(&bucket, entry, mode, input, session).await;
         }
-        let guard = self.gates.write(Arc::clone(&bucket), &entry.location).await;
-        let written = delta::write(&bucket, entry, mode, input, session).await?;
-        guard.committed();
-        Ok(written)
+        self.write(entry, mode, input, session).await
     }
 
     /// Deletes the files of `schema.table` that no version reads: those of writes that
     /// never committed, and those that commits before `retain` ago removed (versions
     /// that read them become unreadable, which the entry records). With `dry_run`,
-    /// only reports. Writes to the table wait meanwhile.
+    /// only reports. Starts once no write to the table is in flight; new writes wait
+    /// while it deletes.
     pub async fn vacuum_table(
         &self,
         schema: &str,
@@ -848,15 +858,13 @@ impl Catalog {
                     table: entry.qualified_name(),
                     waited: VACUUM_PATIENCE,
                 })?;
-            vacuum::sweep(&bucket, &entry.location, Some(expire))
-                .await
-                .map_err(|e| match e {
-                    CatalogError::Vacuum { message, .. } => CatalogError::Vacuum {
-                        table: entry.qualified_name(),
-                        message,
-                    },
-                    other => other,
-                })?
+            vacuum::sweep(
+                &bucket,
+                &entry.location,
+                &entry.qualified_name(),
+                Some(expire),
+            )
+            .await?
         };
         let before = entry.vacuumed_before.unwrap_or(0);
         swept.oldest_readable = swept.oldest_readable.max(before);
@@ -948,7 +956,7 @@ impl Catalog {
                     "a write kept the table busy; the next start sweeps it");
                 continue;
             };
-            match vacuum::sweep(&store, &location, None).await {
+            match vacuum::sweep(&store, &location, &format!("{bucket}:{location}"), None).await {
                 Ok(swept) => {
                     let found = swept.uncommitted.len() + swept.staged.len();
                     if found > 0 {

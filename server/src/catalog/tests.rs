@@ -190,6 +190,15 @@ fn rows(batches: Vec<RecordBatch>) -> datafusion::execution::SendableRecordBatch
     ))
 }
 
+/// `good` batches, then the error `message`: rows whose source breaks midway.
+fn failing_rows(good: usize, message: &str) -> datafusion::execution::SendableRecordBatchStream {
+    let error = datafusion::error::DataFusionError::Execution(message.into());
+    Box::pin(RecordBatchStreamAdapter::new(
+        batch().schema(),
+        futures::stream::iter((0..good).map(|_| Ok(batch())).chain([Err(error)])),
+    ))
+}
+
 fn session() -> Arc<SessionState> {
     Arc::new(SessionStateBuilder::new().with_default_features().build())
 }
@@ -267,16 +276,7 @@ async fn a_write_that_does_not_commit_has_its_files_swept() {
 
     // An append whose rows fail midway: an error, and the sweep that follows it
     // deletes what no commit names.
-    let failing: datafusion::execution::SendableRecordBatchStream =
-        Box::pin(RecordBatchStreamAdapter::new(
-            batch().schema(),
-            futures::stream::iter([
-                Ok(batch()),
-                Err(datafusion::error::DataFusionError::Execution(
-                    "upload broke".into(),
-                )),
-            ]),
-        ));
+    let failing = failing_rows(1, "upload broke");
     let error = catalog
         .write(&entry, WriteMode::Append, failing, session())
         .await
@@ -490,13 +490,7 @@ async fn a_sweep_waits_for_writes_in_flight_without_holding_up_new_ones() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     // B fails meanwhile: its sweep must wait for A (A's files look uncommitted until
     // A commits).
-    let failing: datafusion::execution::SendableRecordBatchStream =
-        Box::pin(RecordBatchStreamAdapter::new(
-            batch().schema(),
-            futures::stream::iter([Err(datafusion::error::DataFusionError::Execution(
-                "broken".into(),
-            ))]),
-        ));
+    let failing = failing_rows(0, "broken");
     catalog
         .write(&entry, WriteMode::Append, failing, session())
         .await

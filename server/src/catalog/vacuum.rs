@@ -136,7 +136,7 @@ impl Gates {
         let location = location.to_string();
         runtime.spawn(async move {
             let _alone = alone;
-            match sweep(&bucket, &location, None).await {
+            match sweep(&bucket, &location, &key, None).await {
                 Ok(swept) if swept.uncommitted.is_empty() && swept.staged.is_empty() => {}
                 Ok(swept) => tracing::info!(bucket = %bucket.name(), table = %location,
                     files = swept.uncommitted.len() + swept.staged.len(), bytes = swept.bytes(),
@@ -233,13 +233,15 @@ pub struct Expire {
 /// Finds (and unless `expire` says dry run, deletes) the files of the Delta table at
 /// `location` that no version reads; with `expire`, also those removed before its time.
 /// The caller holds the table's gate alone.
+/// `table` names it in errors.
 pub(super) async fn sweep(
     bucket: &Bucket,
     location: &str,
+    table: &str,
     expire: Option<Expire>,
 ) -> Result<Swept> {
     let failed = |message: String| CatalogError::Vacuum {
-        table: format!("{}:{location}", bucket.name()),
+        table: table.to_string(),
         message,
     };
     // The files first, then the log: a commit between the two only adds names.

@@ -44,13 +44,14 @@ const KIND_INTERNAL: u8 = 1;
 const KIND_SERVER: u8 = 2;
 
 static PENDING: OnceLock<Mutex<Option<Pending>>> = OnceLock::new();
+/// Spans dropped because the exporter fell behind.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// What `install` leaves for `start`: the queue's far end and where to send.
 struct Pending {
     spans: mpsc::Receiver<SpanData>,
     endpoint: url::Url,
     service: String,
-    dropped: &'static AtomicU64,
 }
 
 /// The tracing layer that records spans for export; `None` without an endpoint. The
@@ -58,18 +59,16 @@ struct Pending {
 pub fn install(endpoint: Option<url::Url>, service: &str) -> Option<OtlpLayer> {
     let endpoint = endpoint?;
     let (sender, spans) = mpsc::channel(QUEUE);
-    let dropped: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
     let pending = Pending {
         spans,
         endpoint,
         service: service.to_string(),
-        dropped,
     };
     *PENDING
         .get_or_init(|| Mutex::new(None))
         .lock()
         .unwrap_or_else(|p| p.into_inner()) = Some(pending);
-    Some(OtlpLayer { sender, dropped })
+    Some(OtlpLayer { sender })
 }
 
 /// Starts the exporter installed by [`install`] (none: `None`).
@@ -175,7 +174,7 @@ async fn export(mut pending: Pending, url: url::Url, mut stopped: oneshot::Recei
             }
         }
         batch.clear();
-        let dropped = pending.dropped.load(Ordering::Relaxed);
+        let dropped = DROPPED.load(Ordering::Relaxed);
         if dropped > reported_drops {
             tracing::warn!(
                 spans = dropped - reported_drops,
@@ -193,7 +192,6 @@ async fn export(mut pending: Pending, url: url::Url, mut stopped: oneshot::Recei
 #[derive(Debug)]
 pub struct OtlpLayer {
     sender: mpsc::Sender<SpanData>,
-    dropped: &'static AtomicU64,
 }
 
 /// An attribute value as OTLP types it.
@@ -459,7 +457,7 @@ where
         };
         data.end = SystemTime::now();
         if self.sender.try_send(data).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -500,8 +498,7 @@ mod tests {
     #[test]
     fn spans_nest_join_a_remote_parent_and_carry_warnings() {
         let (sender, mut spans) = mpsc::channel(16);
-        let dropped: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
-        let layer = OtlpLayer { sender, dropped };
+        let layer = OtlpLayer { sender };
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
             let call = tracing::info_span!(
@@ -542,7 +539,7 @@ mod tests {
         assert_eq!(json["parentSpanId"], hex(&call.span_id));
         // Without a traceparent a call starts a new trace.
         let (sender, mut spans) = mpsc::channel(16);
-        let subscriber = tracing_subscriber::registry().with(OtlpLayer { sender, dropped });
+        let subscriber = tracing_subscriber::registry().with(OtlpLayer { sender });
         tracing::subscriber::with_default(subscriber, || {
             drop(tracing::info_span!("call", method = "Handshake"));
         });
