@@ -13,10 +13,12 @@
 #       end-to-end latency (wordnet; embeds once, 20-45 min for 100k rows, kept for later runs)
 #   (g) load: 32 concurrent ADBC clients for 60 s mixing queries, prepared statements, bulk
 #       ingest and vector searches; per-operation p50/p95/p99, errors, server peak RSS
+#   (i) workers: our HNSW beside Faiss HNSW32, IVF and IVF-PQ built in the Faiss worker process,
+#       on WordNet glosses (LAKEHOUSE_WORKERS_ROWS, default 3000), measured through the server
 #   (h) vacuum: lakehouse.table.vacuum on a table of 300 commits then an overwrite (dry run,
 #       default retention, retention 0, a second run)
 # Data is generated once under $LAKEHOUSE_BENCH_DIR (default ~/.cache/lakehouse/bench).
-#   benches/run.sh [throughput|tpch|ingest|csv|db|glove|wordnet|load|vacuum|all]
+#   benches/run.sh [throughput|tpch|ingest|csv|db|glove|wordnet|load|vacuum|workers|all]
 #   (LAKEHOUSE_WORDNET_ROWS sets the WordNet corpus size, default 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,6 +103,15 @@ if [[ "$which" == all || "$which" == wordnet ]]; then
   "$venv/bin/python" benches/vector_bench.py wordnet --uri "$uri" --data-dir "$bench_dir/wordnet" \
     --rows "${LAKEHOUSE_WORDNET_ROWS:-100000}"
   echo "server peak RSS: $(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' /proc/$server/status)"
+  kill $server; wait $server || true
+  trap - EXIT
+fi
+
+if [[ "$which" == all || "$which" == workers ]]; then
+  echo "==> (i) Faiss worker: our HNSW vs Faiss HNSW32 / IVF / IVF-PQ through the server"
+  start_server "$bench_dir/workers-server.log" --data-dir "$bench_dir/workers"
+  "$venv/bin/python" benches/vector_bench.py workers --uri "$uri" \
+    --rows "${LAKEHOUSE_WORKERS_ROWS:-3000}" --queries 200
   kill $server; wait $server || true
   trap - EXIT
 fi

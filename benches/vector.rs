@@ -113,13 +113,32 @@ fn main() {
     for &ef in &efs {
         // One untimed pass, then the timed one.
         for q in queries.iter().take(100) {
-            hnsw.search(q, k, SearchParams { ef }, None).unwrap();
+            hnsw.search(
+                q,
+                k,
+                SearchParams {
+                    ef,
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
         }
         let started = Instant::now();
         let found: Vec<Vec<u64>> = queries
             .iter()
             .map(|q| {
-                let hits = hnsw.search(q, k, SearchParams { ef }, None).unwrap();
+                let hits = hnsw
+                    .search(
+                        q,
+                        k,
+                        SearchParams {
+                            ef,
+                            ..Default::default()
+                        },
+                        None,
+                    )
+                    .unwrap();
                 hits.iter().map(|h| h.id).collect()
             })
             .collect();

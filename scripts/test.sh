@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project, installing what they need first:
+#   0. Faiss for the Faiss worker (scripts/install-faiss.sh: Debian packages)
 #   1. lints (rustfmt, clippy with warnings as errors) unless LAKEHOUSE_SKIP_LINT=1
 #   2. Rust unit and end-to-end tests (the real binary, arrow-rs FlightSqlServiceClient)
 #   3. the Python suite (ADBC Flight SQL driver, pyarrow.flight, pandas, polars, moto for S3,
@@ -21,6 +22,10 @@ step() { printf '\n==> %s\n' "$*"; }
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 not found: install Python 3.10+" >&2; exit 1; }
+
+# The Faiss worker links Faiss (clippy builds it too).
+step "Faiss for the Faiss worker (Debian: libfaiss-dev, libopenblas-dev)"
+scripts/install-faiss.sh
 
 if [[ "${LAKEHOUSE_SKIP_LINT:-0}" != 1 ]]; then
   step "lint: cargo fmt --check, cargo clippy -D warnings"

@@ -102,3 +102,19 @@ pub const INGEST_UPLOAD_TYPE_URL: &str = "type.googleapis.com/lakehouse.v1.Inges
 /// Type URL of `VectorSearchCommand` when `Any`-wrapped in a GetFlightInfo descriptor
 /// (and in the ticket it returns).
 pub const VECTOR_SEARCH_TYPE_URL: &str = "type.googleapis.com/lakehouse.v1.VectorSearchCommand";
+
+/// Actions of the server's worker processes (internal: see `worker.proto`).
+pub mod worker_actions {
+    /// `WorkerHealth`, empty body.
+    pub const HEALTH: &str = "health";
+    /// `FaissLoad` → `FaissIndexStats`.
+    pub const FAISS_LOAD: &str = "faiss.load";
+    /// `FaissDrop` → empty.
+    pub const FAISS_DROP: &str = "faiss.drop";
+    /// `FaissSearch` → `FaissHits`.
+    pub const FAISS_SEARCH: &str = "faiss.search";
+    /// Environment variable carrying the bearer token a worker accepts.
+    pub const TOKEN_ENV: &str = "LAKEHOUSE_WORKER_TOKEN";
+    /// The line a worker prints on stdout once it listens: `LISTENING <addr>`.
+    pub const LISTENING: &str = "LISTENING";
+}

@@ -66,6 +66,13 @@ pub enum IndexError {
     /// Bad parameters or input (InvalidArgument).
     #[error("{0}")]
     Invalid(String),
+    /// The engine is out of reach for now: a worker process died or cannot start
+    /// (Unavailable; retrying may succeed).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The engine failed (Internal).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// One result: a row id and its distance to the query (lower is closer).
@@ -82,6 +89,8 @@ pub struct Hit {
 pub struct SearchParams {
     /// HNSW: candidates kept while searching (≥ k; 0 = the index's default).
     pub ef: usize,
+    /// IVF: inverted lists probed (0 = the index's default).
+    pub nprobe: usize,
 }
 
 /// An index over `(id, vector)` pairs.
@@ -709,7 +718,17 @@ mod tests {
                     .iter()
                     .map(|h| h.id)
                     .collect();
-                let got = hnsw.search(q, 10, SearchParams { ef }, None).unwrap();
+                let got = hnsw
+                    .search(
+                        q,
+                        10,
+                        SearchParams {
+                            ef,
+                            ..Default::default()
+                        },
+                        None,
+                    )
+                    .unwrap();
                 found += got.iter().filter(|h| truth.contains(&h.id)).count();
             }
             found as f64 / (queries.len() * 10) as f64
@@ -721,14 +740,30 @@ mod tests {
         // Filters return k hits when k match (here: ids divisible by 7).
         let keep = |id: u64| id.is_multiple_of(7);
         let hits = hnsw
-            .search(&queries[0], 10, SearchParams { ef: 200 }, Some(&keep))
+            .search(
+                &queries[0],
+                10,
+                SearchParams {
+                    ef: 200,
+                    ..Default::default()
+                },
+                Some(&keep),
+            )
             .unwrap();
         assert_eq!(hits.len(), 10);
         assert!(hits.iter().all(|h| h.id % 7 == 0));
         // Incremental adds are found.
         hnsw.add(&[(99_999, queries[1].clone())]).unwrap();
         let hits = hnsw
-            .search(&queries[1], 1, SearchParams { ef: 64 }, None)
+            .search(
+                &queries[1],
+                1,
+                SearchParams {
+                    ef: 64,
+                    ..Default::default()
+                },
+                None,
+            )
             .unwrap();
         assert_eq!(hits[0].id, 99_999);
         assert!(hits[0].distance < 1e-5);

@@ -83,6 +83,8 @@ pub struct FileConfig {
     /// Named source databases for `lakehouse.ingest.postgres|mysql`.
     pub connections: Option<HashMap<String, ConnectionConfig>>,
     pub models_dir: Option<PathBuf>,
+    pub faiss_worker: Option<PathBuf>,
+    pub worker_dir: Option<PathBuf>,
     /// Folders under which `lakehouse.bucket.add` may create local buckets.
     pub local_bucket_roots: Option<Vec<PathBuf>>,
     pub metrics_listen: Option<String>,
@@ -239,6 +241,14 @@ pub struct ServeArgs {
     /// [default: $LAKEHOUSE_MODELS, else ~/.cache/lakehouse/models].
     #[arg(long, env = "LAKEHOUSE_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
+    /// The Faiss worker binary [default: lakehouse-faiss-worker beside this binary,
+    /// else on PATH].
+    #[arg(long, env = "LAKEHOUSE_FAISS_WORKER")]
+    pub faiss_worker: Option<PathBuf>,
+    /// Local folder of the workers' index files (a cache: the index's home bucket
+    /// holds its copy) [default: <data-dir>/.workers].
+    #[arg(long, env = "LAKEHOUSE_WORKER_DIR")]
+    pub worker_dir: Option<PathBuf>,
     /// A folder under which `lakehouse.bucket.add` may create local buckets
     /// (repeatable; `;`-separated in the variable) [default: the data directory].
     #[arg(
@@ -300,6 +310,10 @@ pub struct Settings {
     pub connections: HashMap<String, ConnectionConfig>,
     /// Folder of the built-in embedding model.
     pub models_dir: PathBuf,
+    /// The Faiss worker binary.
+    pub faiss_worker: PathBuf,
+    /// Local folder of the workers' index files.
+    pub worker_dir: PathBuf,
     /// Folders local buckets may be added under at run time; empty means the data
     /// directory.
     pub local_bucket_roots: Vec<PathBuf>,
@@ -514,9 +528,23 @@ impl Settings {
                 .or(file.shutdown_grace_secs)
                 .unwrap_or(10),
         );
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("lakehouse-data"));
+        let worker_dir = args
+            .worker_dir
+            .or(file.worker_dir)
+            .unwrap_or_else(|| data_dir.join(".workers"));
+        let faiss_worker = args
+            .faiss_worker
+            .or(file.faiss_worker)
+            .unwrap_or_else(|| crate::workers::default_binary("lakehouse-faiss-worker"));
         Ok(Self {
             embedders,
             shutdown_grace,
+            worker_dir,
+            faiss_worker,
             metrics_listen,
             log_json,
             local_bucket_roots,
@@ -540,10 +568,7 @@ impl Settings {
                 .or(file.allow_anonymous)
                 .unwrap_or(false),
             listen,
-            data_dir: args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("lakehouse-data")),
+            data_dir,
             memory_limit,
             target_partitions,
             batch_size,

@@ -23,3 +23,4 @@ pub mod query;
 pub mod server;
 pub mod storage;
 pub mod vector;
+pub mod workers;

@@ -110,7 +110,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         &settings.otlp_service_name,
     );
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let registry = tracing_subscriber::registry().with(filter).with(traces);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(traces)
+        .with(lakehouse::observe::RequestIds);
     if settings.log_json {
         registry
             .with(logs.json().with_current_span(true).with_span_list(true))

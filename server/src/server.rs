@@ -117,12 +117,25 @@ pub async fn serve(
         return Err(ServeError::Anonymous(settings.listen));
     }
     let limits = Limits::new(settings.max_concurrent_queries, settings.query_timeout);
+    let workers = Arc::new(crate::workers::Workers::new(
+        settings.faiss_worker.clone(),
+        settings.worker_dir.clone(),
+    ));
+    // Index files of a previous run's workers: the buckets hold what is kept.
+    let stale = workers.dir().join("faiss");
+    if let Err(error) = tokio::fs::remove_dir_all(&stale).await
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %stale.display(), %error, "cannot clear old worker files");
+    }
+    engine.catalog().attach_workers(Arc::clone(&workers));
     let vectors = Arc::new(
         crate::vector::service::VectorIndexes::new(
             Arc::clone(&engine),
             settings.models_dir.clone(),
         )
-        .with_embedders(settings.embedders.clone()),
+        .with_embedders(settings.embedders.clone())
+        .with_workers(Arc::clone(&workers)),
     );
     for mode in [Mode::Vector, Mode::Text, Mode::Hybrid] {
         engine.register_table_function(
@@ -252,6 +265,7 @@ pub async fn serve(
     }
     // A refresh in progress stops here; the next start's first append resumes it.
     refresher.abort();
+    workers.stop(STOP_WAIT).await;
     // The start's sweep, unfinished, is left to the next start.
     let swept = table_sweep.is_none_or(|sweep| {
         let done = sweep.is_finished();

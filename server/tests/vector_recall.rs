@@ -70,7 +70,15 @@ fn recall(index: &dyn VectorIndex, truth: &[Vec<u64>], queries: &[Vec<f32>], ef:
     let mut total = 0.0;
     for (query, truth) in queries.iter().zip(truth) {
         let found: HashSet<u64> = index
-            .search(query, K, SearchParams { ef }, None)
+            .search(
+                query,
+                K,
+                SearchParams {
+                    ef,
+                    ..Default::default()
+                },
+                None,
+            )
             .unwrap()
             .iter()
             .map(|h| h.id)
@@ -113,7 +121,15 @@ fn hnsw_recall_on_glove() {
         let keep = |id: u64| id % 50 == 7;
         for query in queries.iter().take(20) {
             let hits = hnsw
-                .search(query, K, SearchParams { ef: 200 }, Some(&keep))
+                .search(
+                    query,
+                    K,
+                    SearchParams {
+                        ef: 200,
+                        ..Default::default()
+                    },
+                    Some(&keep),
+                )
                 .unwrap();
             assert_eq!(hits.len(), K);
             assert!(hits.iter().all(|h| keep(h.id)));

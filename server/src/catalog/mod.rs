@@ -231,6 +231,8 @@ pub struct Catalog {
     events: EventBus,
     /// Writes share a table's gate; sweeps of its leftover files take it alone.
     gates: Arc<vacuum::Gates>,
+    /// The server's worker processes, shown by `system.workers` (set once at start).
+    workers: std::sync::OnceLock<Arc<crate::workers::Workers>>,
 }
 
 impl Catalog {
@@ -260,12 +262,23 @@ impl Catalog {
             lineage,
             events: EventBus::new(),
             gates: Arc::default(),
+            workers: std::sync::OnceLock::new(),
         })
     }
 
     /// The server's jobs.
     pub fn jobs(&self) -> &Arc<Jobs> {
         &self.jobs
+    }
+
+    /// Records the server's worker processes, for `system.workers` (once).
+    pub fn attach_workers(&self, workers: Arc<crate::workers::Workers>) {
+        let _ = self.workers.set(workers);
+    }
+
+    /// The server's worker processes, when attached.
+    pub fn workers(&self) -> Option<&Arc<crate::workers::Workers>> {
+        self.workers.get()
     }
 
     /// The lineage store.

@@ -214,7 +214,7 @@ pub enum IndexCommand {
         text_column: String,
         #[arg(long)]
         id_column: String,
-        /// hnsw or flat.
+        /// hnsw, flat, or faiss (built by the Faiss worker from --factory).
         #[arg(long, default_value = "hnsw")]
         backend: String,
         /// cosine, l2 or dot.
@@ -235,6 +235,12 @@ pub enum IndexCommand {
         /// HNSW default candidates of a search.
         #[arg(long)]
         ef_search: Option<u32>,
+        /// Faiss index_factory string, e.g. IVF256,Flat or HNSW32 [default: IVF{n},Flat].
+        #[arg(long)]
+        factory: Option<String>,
+        /// Faiss IVF lists a search probes by default [default: 16].
+        #[arg(long)]
+        nprobe: Option<u32>,
         /// Tokens per chunk of long texts (at most 254).
         #[arg(long)]
         chunk_tokens: Option<u32>,
@@ -258,6 +264,9 @@ pub enum IndexCommand {
         /// HNSW candidates.
         #[arg(long)]
         ef: Option<u32>,
+        /// Faiss IVF lists probed.
+        #[arg(long)]
+        nprobe: Option<u32>,
         /// SQL predicate on the source table.
         #[arg(long)]
         filter: Option<String>,
@@ -754,6 +763,8 @@ async fn index(client: &mut Client, command: IndexCommand) -> Result<(), CliErro
             m,
             ef_construction,
             ef_search,
+            factory,
+            nprobe,
             chunk_tokens,
             chunk_overlap,
             embedder,
@@ -775,6 +786,8 @@ async fn index(client: &mut Client, command: IndexCommand) -> Result<(), CliErro
                 detach: job.detach,
                 chunk_tokens: chunk_tokens.unwrap_or_default(),
                 chunk_overlap,
+                factory: factory.unwrap_or_default(),
+                nprobe: nprobe.unwrap_or_default(),
             };
             start_job(client, VECTOR_INDEX_CREATE, request.encode_to_vec(), &job).await
         }
@@ -783,6 +796,7 @@ async fn index(client: &mut Client, command: IndexCommand) -> Result<(), CliErro
             query,
             k,
             ef,
+            nprobe,
             filter,
             mode,
             columns,
@@ -795,6 +809,7 @@ async fn index(client: &mut Client, command: IndexCommand) -> Result<(), CliErro
                     query,
                     k,
                     ef: ef.unwrap_or_default(),
+                    nprobe: nprobe.unwrap_or_default(),
                     filter: some(filter),
                     mode,
                     ..VectorSearchRequest::default()

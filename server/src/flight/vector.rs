@@ -19,6 +19,7 @@ use super::auth::Caller;
 use super::extension::{ActionStream, decode, job_reply, one};
 use super::service::{FlightDataStream, LakehouseService, flight_info};
 use crate::storage::PRIMARY;
+use crate::vector::faiss::FaissParams;
 use crate::vector::index::{HnswParams, Metric};
 use crate::vector::service::{Chunking, CreateIndex, Mode, Search, VectorError, VectorIndexes};
 
@@ -30,6 +31,7 @@ pub fn vector_status(error: VectorError) -> Status {
         VectorError::NotFound(_) => Status::not_found(message),
         VectorError::Exists(_) => Status::already_exists(message),
         VectorError::Unavailable(_) => Status::failed_precondition(message),
+        VectorError::WorkerDown(_) => Status::unavailable(message),
         VectorError::Cancelled => Status::cancelled(message),
         VectorError::Internal(_) => Status::internal(message),
     }
@@ -73,11 +75,32 @@ impl LakehouseService {
         let backend = match body.backend.trim().to_ascii_lowercase().as_str() {
             "" | "hnsw" => "hnsw".to_string(),
             "flat" => "flat".to_string(),
+            "faiss" => "faiss".to_string(),
             other => {
                 return Err(Status::invalid_argument(format!(
-                    "backend: {other:?} is not hnsw or flat"
+                    "backend: {other:?} is not hnsw, flat or faiss"
                 )));
             }
+        };
+        if backend != "faiss" && (!body.factory.is_empty() || body.nprobe != 0) {
+            return Err(Status::invalid_argument(
+                "factory and nprobe are Faiss parameters: set backend \"faiss\"",
+            ));
+        }
+        if body.factory.len() > 256 || body.factory.contains(char::is_control) {
+            return Err(Status::invalid_argument(
+                "factory: at most 256 printable characters, e.g. \"IVF256,Flat\"",
+            ));
+        }
+        if body.nprobe > 65_536 {
+            return Err(Status::invalid_argument(format!(
+                "nprobe: {} is above 65536",
+                body.nprobe
+            )));
+        }
+        let faiss = FaissParams {
+            factory: body.factory.trim().to_string(),
+            nprobe: body.nprobe as usize,
         };
         let metric = Metric::parse(&body.metric)
             .map_err(|e| Status::invalid_argument(format!("metric: {e}")))?;
@@ -119,6 +142,7 @@ impl LakehouseService {
             backend,
             metric,
             hnsw,
+            faiss,
             chunking,
             bucket,
             replace: body.replace,
@@ -278,6 +302,7 @@ fn search_of(body: VectorSearchRequest) -> Result<Search, Status> {
         mode: Mode::parse(&body.mode).map_err(vector_status)?,
         k: if body.k == 0 { 10 } else { body.k as usize },
         ef: body.ef as usize,
+        nprobe: body.nprobe as usize,
         index: body.index,
         query: body.query,
         vector: body.vector,

@@ -38,6 +38,12 @@ async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
         queries_running: ops.limits.running() as u64,
         indexes_loaded: ops.vectors.as_ref().map_or(0, |v| v.loaded_count() as u64),
         resident_bytes: resident_bytes(),
+        workers: ops
+            .engine
+            .catalog()
+            .workers()
+            .map(|w| w.states())
+            .unwrap_or_default(),
         ..Gauges::default()
     };
     for job in ops.engine.catalog().jobs().list() {

@@ -301,6 +301,33 @@ impl Metrics {
             "lakehouse_vector_indexes_loaded {}",
             gauges.indexes_loaded
         );
+        head(
+            &mut out,
+            "lakehouse_worker_up",
+            "gauge",
+            "1 while a worker process is running, by worker.",
+        );
+        for worker in &gauges.workers {
+            let up = u8::from(worker.state == "running");
+            let _ = writeln!(
+                out,
+                "lakehouse_worker_up{{worker=\"{}\"}} {up}",
+                worker.name
+            );
+        }
+        head(
+            &mut out,
+            "lakehouse_worker_restarts_total",
+            "counter",
+            "Worker processes that exited unexpectedly and were restarted, by worker.",
+        );
+        for worker in &gauges.workers {
+            let _ = writeln!(
+                out,
+                "lakehouse_worker_restarts_total{{worker=\"{}\"}} {}",
+                worker.name, worker.restarts
+            );
+        }
         if let Some(rss) = gauges.resident_bytes {
             head(
                 &mut out,
@@ -322,6 +349,7 @@ pub struct Gauges {
     pub queries_running: u64,
     pub indexes_loaded: u64,
     pub resident_bytes: Option<u64>,
+    pub workers: Vec<crate::workers::WorkerState>,
 }
 
 /// Resident memory from `/proc/self/statm` (Linux), `None` elsewhere.

@@ -6,9 +6,11 @@
 //! metric never blocks a call on I/O (atomics and short mutexes only).
 
 pub mod calls;
+pub mod context;
 pub mod http;
 pub mod metrics;
 pub mod otel;
 
 pub use calls::{CallLayer, REQUEST_ID};
+pub use context::{RequestIds, current_request_id};
 pub use metrics::metrics;

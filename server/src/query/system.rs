@@ -20,7 +20,7 @@ use super::provider::open_provider;
 use crate::catalog::{CATALOG_NAME, Catalog, TableEntry};
 
 /// Names of the system tables, sorted.
-pub const SYSTEM_TABLES: [&str; 9] = [
+pub const SYSTEM_TABLES: [&str; 10] = [
     "buckets",
     "columns",
     "jobs",
@@ -30,6 +30,7 @@ pub const SYSTEM_TABLES: [&str; 9] = [
     "tables",
     "vector_eval_sets",
     "vector_indexes",
+    "workers",
 ];
 
 /// Provider of the `system` schema.
@@ -59,6 +60,7 @@ impl SystemSchema {
             "lineage" => lineage(&self.catalog).await?,
             "vector_indexes" => vector_indexes(&self.catalog)?,
             "vector_eval_sets" => vector_eval_sets(&self.catalog)?,
+            "workers" => workers(&self.catalog)?,
             _ => return Ok(None),
         }))
     }
@@ -295,6 +297,43 @@ fn buckets(catalog: &Catalog) -> Result<RecordBatch> {
             tables,
             indexes,
             eval_sets,
+        ],
+    )
+}
+
+/// The server's worker processes: state, pid, restarts, last exit.
+fn workers(catalog: &Catalog) -> Result<RecordBatch> {
+    let states = catalog.workers().map(|w| w.states()).unwrap_or_default();
+    let text = |f: &dyn Fn(&crate::workers::WorkerState) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from(states.iter().map(f).collect::<Vec<_>>()))
+    };
+    batch(
+        vec![
+            utf8("name", false),
+            utf8("state", false),
+            Field::new("pid", DataType::UInt32, true),
+            Field::new("restarts", DataType::UInt64, false),
+            timestamp_field("started_at", true),
+            utf8("last_exit", true),
+            utf8("binary", false),
+        ],
+        vec![
+            text(&|w| Some(w.name.to_string())),
+            text(&|w| Some(w.state.to_string())),
+            Arc::new(arrow::array::UInt32Array::from(
+                states.iter().map(|w| w.pid).collect::<Vec<_>>(),
+            )),
+            Arc::new(arrow::array::UInt64Array::from(
+                states.iter().map(|w| w.restarts).collect::<Vec<_>>(),
+            )),
+            timestamps(
+                states
+                    .iter()
+                    .map(|w| w.started_at.map(|t| t.timestamp_micros()))
+                    .collect(),
+            ),
+            text(&|w| w.last_exit.clone()),
+            text(&|w| Some(w.binary.clone())),
         ],
     )
 }

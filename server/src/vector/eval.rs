@@ -26,7 +26,7 @@ use lakehouse_flight_ext::v1::{
     VectorEvalResult, VectorEvalRun, VectorEvalSetCreateRequest, VectorEvalSetInfo,
 };
 
-use super::index::{FlatIndex, Metric, VectorIndex};
+use super::index::{FlatIndex, Metric, SearchParams, VectorIndex};
 use super::service::{State, VectorError, VectorIndexes, internal, vectors_of};
 use crate::catalog::{EvalSetEntry, TableEntry, WriteMode};
 use crate::query::SessionDefaults;
@@ -255,7 +255,7 @@ impl VectorIndexes {
                 .iter()
                 .map(|q| {
                     state
-                        .nearest(q, depth, 0, None)
+                        .nearest(q, depth, SearchParams::default(), None)
                         .map(|hits| hits.into_iter().map(|h| h.0).collect())
                 })
                 .collect()
@@ -366,7 +366,12 @@ impl VectorIndexes {
                             .pop()
                             .ok_or_else(|| internal("the model returned no vector"))?;
                         // Milliseconds beside the embedding: searched in place.
-                        let found = loaded.state.nearest(&query, k, ef, None)?;
+                        let found = loaded.state.nearest(
+                            &query,
+                            k,
+                            SearchParams { ef, nprobe: 0 },
+                            None,
+                        )?;
                         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
                         let ids: Vec<i64> = found.iter().map(|f| f.0).collect();
                         recalls.push(recall(&ids, truth, k));
@@ -493,7 +498,7 @@ fn search_pass(
     let mut recalls = Vec::with_capacity(vectors.len());
     for (query, truth) in vectors.iter().zip(truth) {
         let started = Instant::now();
-        let found = state.nearest(query, k, ef, None)?;
+        let found = state.nearest(query, k, SearchParams { ef, nprobe: 0 }, None)?;
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
         let ids: Vec<i64> = found.iter().map(|f| f.0).collect();
         recalls.push(recall(&ids, truth, k));

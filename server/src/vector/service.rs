@@ -40,6 +40,7 @@ use tokio::sync::OnceCell;
 
 use super::bm25::{Bm25, fuse};
 use super::embed::{BUILTIN, CHUNK_OVERLAP, CHUNK_TOKENS, EmbedError, Embedder, MiniLm};
+use super::faiss::{FaissIndex, FaissParams};
 use super::http::HttpEmbedder;
 use super::index::{FlatIndex, HnswIndex, HnswParams, Metric, SearchParams, VectorIndex};
 use crate::catalog::{IndexEntry, TableEntry, WriteMode};
@@ -47,6 +48,7 @@ use crate::config::EmbedderConfig;
 use crate::events::{ChangeKind, EventBus};
 use crate::jobs::JobContext;
 use crate::query::{QueryEngine, SessionDefaults};
+use crate::workers::{Worker, Workers};
 
 /// Chunks embedded per call to the model (progress is reported after each).
 const EMBED_BATCH: usize = 256;
@@ -75,6 +77,10 @@ pub enum VectorError {
     /// The model is not installed or a service is down (FailedPrecondition).
     #[error("{0}")]
     Unavailable(String),
+    /// A worker process died during the call or cannot be reached now (Unavailable:
+    /// retrying may succeed).
+    #[error("{0}")]
+    WorkerDown(String),
     /// The job was cancelled (Cancelled).
     #[error("the job was cancelled; nothing was recorded")]
     Cancelled,
@@ -94,7 +100,12 @@ impl From<EmbedError> for VectorError {
 
 impl From<super::index::IndexError> for VectorError {
     fn from(error: super::index::IndexError) -> Self {
-        Self::Invalid(error.to_string())
+        use super::index::IndexError;
+        match error {
+            IndexError::Invalid(message) => Self::Invalid(message),
+            IndexError::Unavailable(message) => Self::WorkerDown(message),
+            IndexError::Failed(message) => Self::Internal(message),
+        }
     }
 }
 
@@ -149,6 +160,8 @@ pub struct Search {
     pub k: usize,
     /// HNSW candidates (0: the index's default).
     pub ef: usize,
+    /// IVF lists probed (0: the index's default).
+    pub nprobe: usize,
     /// SQL predicate on the source table ("" for none).
     pub filter: String,
     /// Ranking.
@@ -172,6 +185,8 @@ pub struct CreateIndex {
     pub metric: Metric,
     /// HNSW parameters (ignored by flat).
     pub hnsw: HnswParams,
+    /// Faiss parameters (backend `faiss`).
+    pub faiss: FaissParams,
     /// Chunking of long texts.
     pub chunking: Chunking,
     /// Home bucket.
@@ -267,7 +282,7 @@ impl State {
         &self,
         query: &[f32],
         k: usize,
-        ef: usize,
+        params: SearchParams,
         allowed: Option<&HashSet<i64>>,
     ) -> Result<Vec<(i64, f32)>, VectorError> {
         let rows = self.rows.read().map_err(internal)?;
@@ -282,7 +297,6 @@ impl State {
         let total = self.index.len() + self.fresh.len();
         let mut want = k.min(total).max(1);
         loop {
-            let params = SearchParams { ef };
             let mut hits = self.index.search(query, want, params, filter)?;
             hits.extend(self.fresh.search(query, want, params, filter)?);
             hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
@@ -310,6 +324,16 @@ impl State {
             .unwrap_or(0);
         (self.index.memory_bytes() + self.fresh.memory_bytes() + text) as u64
     }
+}
+
+/// What to build an index as.
+struct BuildSpec<'a> {
+    name: &'a str,
+    backend: &'a str,
+    metric: Metric,
+    hnsw: HnswParams,
+    faiss: &'a FaissParams,
+    dimension: usize,
 }
 
 /// An index in memory, with what the catalog said of it when loaded or refreshed.
@@ -354,6 +378,8 @@ pub struct VectorIndexes {
     loading: tokio::sync::Mutex<()>,
     /// Per index: one change (a refresh or a move) at a time.
     changing: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Worker processes (the Faiss backend), when the server runs them.
+    workers: Option<Arc<Workers>>,
 }
 
 impl std::fmt::Debug for VectorIndexes {
@@ -408,7 +434,46 @@ impl VectorIndexes {
             loaded: RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
             changing: std::sync::Mutex::new(HashMap::new()),
+            workers: None,
         }
+    }
+
+    /// Builds `faiss` indexes in `workers`' Faiss worker.
+    pub fn with_workers(mut self, workers: Arc<Workers>) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+
+    fn faiss_worker(&self) -> Result<(Arc<Worker>, PathBuf), VectorError> {
+        let workers = self
+            .workers
+            .as_ref()
+            .ok_or_else(|| VectorError::Unavailable("this server runs no Faiss worker".into()))?;
+        Ok((Arc::clone(workers.faiss()), workers.dir().join("faiss")))
+    }
+
+    /// Builds the index `spec` describes over `vectors` (keys 0, 1, …): in process, or
+    /// in the Faiss worker.
+    async fn build_index(
+        &self,
+        spec: BuildSpec<'_>,
+        vectors: Vec<Vec<f32>>,
+    ) -> Result<Box<dyn VectorIndex>, VectorError> {
+        let BuildSpec {
+            name,
+            backend,
+            metric,
+            hnsw,
+            faiss,
+            dimension,
+        } = spec;
+        if backend == "faiss" {
+            let (worker, dir) = self.faiss_worker()?;
+            let index =
+                FaissIndex::build(worker, &dir, name, metric, faiss, dimension, &vectors).await?;
+            return Ok(Box::new(index));
+        }
+        build(backend, metric, hnsw, dimension, keyed(0, vectors)).await
     }
 
     /// Builds indexes with the HTTP embedders `embedders` too (`[embedders.NAME]`).
@@ -906,14 +971,15 @@ impl VectorIndexes {
         let batch = vectors_batch(&all, dimension, model.model(), request.metric)?;
         let (count, rows) = (all.rows.len(), all.distinct_rows());
         job.phase("indexing");
-        let index = build(
-            &request.backend,
-            request.metric,
-            request.hnsw,
+        let spec = BuildSpec {
+            name: &request.name,
+            backend: &request.backend,
+            metric: request.metric,
+            hnsw: request.hnsw,
+            faiss: &request.faiss,
             dimension,
-            keyed(0, all.vectors),
-        )
-        .await?;
+        };
+        let index = self.build_index(spec, all.vectors).await?;
         job.phase("storing");
         let id = uuid::Uuid::new_v4().simple().to_string();
         let location = format!("indexes/{}-{}/", request.name, &id[..12]);
@@ -933,6 +999,18 @@ impl VectorIndexes {
                 "m": request.hnsw.m,
                 "ef_construction": request.hnsw.ef_construction,
                 "ef_search": request.hnsw.ef_search,
+            }),
+            "faiss" => serde_json::json!({
+                "factory": if request.faiss.factory.trim().is_empty() {
+                    super::faiss::default_factory(count)
+                } else {
+                    request.faiss.factory.trim().to_string()
+                },
+                "nprobe": if request.faiss.nprobe == 0 {
+                    super::faiss::DEFAULT_NPROBE
+                } else {
+                    request.faiss.nprobe
+                },
             }),
             _ => serde_json::json!({}),
         };
@@ -1148,14 +1226,16 @@ impl VectorIndexes {
                     Some(stored) => stored,
                     None => self.read_vectors(&entry).await?,
                 };
-                let index = build(
-                    &entry.backend,
-                    Metric::parse(&entry.metric)?,
-                    hnsw_params(&entry.parameters),
-                    entry.dimension as usize,
-                    keyed(0, stored.vectors),
-                )
-                .await?;
+                let faiss = faiss_params(&entry.parameters);
+                let spec = BuildSpec {
+                    name: &entry.name,
+                    backend: &entry.backend,
+                    metric: Metric::parse(&entry.metric)?,
+                    hnsw: hnsw_params(&entry.parameters),
+                    faiss: &faiss,
+                    dimension: entry.dimension as usize,
+                };
+                let index = self.build_index(spec, stored.vectors).await?;
                 (index, stored.rows)
             }
         };
@@ -1212,7 +1292,7 @@ impl VectorIndexes {
         entry: &IndexEntry,
         stored: Embedded,
     ) -> Result<(Box<dyn VectorIndex>, Vec<i64>), Option<Embedded>> {
-        if entry.backend != "hnsw" {
+        if entry.backend != "hnsw" && entry.backend != "faiss" {
             return Err(Some(stored));
         }
         let path = format!("{}{STRUCTURE_FILE}", entry.location);
@@ -1233,9 +1313,42 @@ impl VectorIndexes {
         };
         let started = Instant::now();
         let (params, dimension) = (hnsw_params(&entry.parameters), entry.dimension as usize);
+        let faiss = match entry.backend.as_str() {
+            "faiss" => match self.faiss_worker() {
+                Ok((worker, dir)) => Some((
+                    worker,
+                    dir,
+                    entry.name.clone(),
+                    faiss_params(&entry.parameters).nprobe,
+                )),
+                Err(_) => return Err(Some(stored)),
+            },
+            _ => None,
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let span = tracing::Span::current();
         // The vectors move into the blocking task and come back when the save does not fit.
         let restored = tokio::task::spawn_blocking(move || {
-            let restored = restore_graph(&saved, dimension, metric, params, &stored);
+            let _in_call = span.enter();
+            let restored = match faiss {
+                None => restore_graph(&saved, &stored, |structure, key_of| {
+                    HnswIndex::restore(dimension, metric, params, structure, |key| {
+                        stored.vectors.get(key_of(key)?).cloned()
+                    })
+                    .map(|index| Box::new(index) as Box<dyn VectorIndex>)
+                    .map_err(|e| e.to_string())
+                }),
+                Some((worker, dir, name, nprobe)) => {
+                    restore_graph(&saved, &stored, |structure, _| {
+                        runtime
+                            .block_on(FaissIndex::open(
+                                worker, &dir, &name, metric, nprobe, dimension, structure,
+                            ))
+                            .map(|index| Box::new(index) as Box<dyn VectorIndex>)
+                            .map_err(|e| e.to_string())
+                    })
+                }
+            };
             match restored {
                 Ok(restored) => Ok(restored),
                 Err(error) => Err((error, stored)),
@@ -1383,7 +1496,14 @@ impl VectorIndexes {
     }
 
     async fn search_unmetered(&self, search: &Search) -> Result<Vec<VectorHit>, VectorError> {
-        let Search { k, ef, mode, .. } = *search;
+        let Search {
+            k,
+            ef,
+            nprobe,
+            mode,
+            ..
+        } = *search;
+        let params = SearchParams { ef, nprobe };
         if k == 0 || k > MAX_K {
             return Err(VectorError::Invalid(format!(
                 "k: {k} is not in 1..={MAX_K}"
@@ -1411,7 +1531,7 @@ impl VectorIndexes {
         let found: Vec<Found> = match mode {
             Mode::Vector => {
                 let query = self.query_vector(entry, search).await?;
-                self.nearest(&loaded, query, k, ef, allowed)
+                self.nearest(&loaded, query, k, params, allowed)
                     .await?
                     .into_iter()
                     .map(|(id, distance)| Found {
@@ -1437,7 +1557,7 @@ impl VectorIndexes {
                     .text_hits(&loaded, &table, &search.query, depth, allowed.as_ref())
                     .await?;
                 let query = self.query_vector(entry, search).await?;
-                let nearest = self.nearest(&loaded, query, depth, ef, allowed).await?;
+                let nearest = self.nearest(&loaded, query, depth, params, allowed).await?;
                 let distances: HashMap<i64, f32> = nearest.iter().copied().collect();
                 let lists = [
                     nearest.iter().map(|h| h.0).collect(),
@@ -1481,13 +1601,16 @@ impl VectorIndexes {
         loaded: &Arc<Loaded>,
         query: Vec<f32>,
         k: usize,
-        ef: usize,
+        params: SearchParams,
         allowed: Option<HashSet<i64>>,
     ) -> Result<Vec<(i64, f32)>, VectorError> {
         let state = Arc::clone(&loaded.state);
-        tokio::task::spawn_blocking(move || state.nearest(&query, k, ef, allowed.as_ref()))
-            .await
-            .map_err(internal)?
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| state.nearest(&query, k, params, allowed.as_ref()))
+        })
+        .await
+        .map_err(internal)?
     }
 
     async fn text_hits(
@@ -1745,6 +1868,20 @@ fn list_values<'a>(
     .collect()
 }
 
+fn faiss_params(parameters: &serde_json::Value) -> FaissParams {
+    FaissParams {
+        factory: parameters
+            .get("factory")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        nprobe: parameters
+            .get("nprobe")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(0, |v| v as usize),
+    }
+}
+
 fn hnsw_params(parameters: &serde_json::Value) -> HnswParams {
     let get = |key: &str, default: usize| {
         parameters
@@ -1771,10 +1908,8 @@ const STRUCTURE_MAGIC: &[u8; 4] = b"LHI1";
 /// of each key.
 fn restore_graph(
     saved: &[u8],
-    dimension: usize,
-    metric: Metric,
-    params: HnswParams,
     stored: &Embedded,
+    index_of: impl FnOnce(&[u8], &dyn Fn(u64) -> Option<usize>) -> Result<Box<dyn VectorIndex>, String>,
 ) -> Result<(Box<dyn VectorIndex>, Vec<i64>), String> {
     let positions: HashMap<(i64, i32), usize> = stored
         .rows
@@ -1804,11 +1939,8 @@ fn restore_graph(
         rows.push(row);
         key_positions.push(position);
     }
-    let index = HnswIndex::restore(dimension, metric, params, structure, |key| {
-        let position = *key_positions.get(usize::try_from(key).ok()?)?;
-        stored.vectors.get(position).cloned()
-    })
-    .map_err(|e| e.to_string())?;
+    let key_of = |key: u64| key_positions.get(usize::try_from(key).ok()?).copied();
+    let index = index_of(structure, &key_of)?;
     if index.len() != count {
         return Err("the graph and its keys disagree".into());
     }
@@ -1825,7 +1957,7 @@ fn restore_graph(
         }
     }
     index.add(&appended).map_err(|e| e.to_string())?;
-    Ok((Box::new(index), rows))
+    Ok((index, rows))
 }
 
 fn keyed(first: usize, vectors: Vec<Vec<f32>>) -> Vec<(u64, Vec<f32>)> {
@@ -1946,14 +2078,27 @@ mod tests {
     fn a_row_comes_back_once_at_its_best_chunk() {
         let s = state();
         assert_eq!(
-            ids(&s.nearest(&[0.0, 0.0], 3, 0, None).unwrap()),
+            ids(&s
+                .nearest(&[0.0, 0.0], 3, SearchParams::default(), None)
+                .unwrap()),
             [10, 20, 30]
         );
-        assert_eq!(s.nearest(&[5.0, 5.0], 10, 0, None).unwrap().len(), 3);
-        assert_eq!(s.nearest(&[5.0, 5.0], 1, 0, None).unwrap(), vec![(10, 0.0)]);
+        assert_eq!(
+            s.nearest(&[5.0, 5.0], 10, SearchParams::default(), None)
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            s.nearest(&[5.0, 5.0], 1, SearchParams::default(), None)
+                .unwrap(),
+            vec![(10, 0.0)]
+        );
         let allowed = HashSet::from([30]);
         assert_eq!(
-            ids(&s.nearest(&[0.0, 0.0], 2, 0, Some(&allowed)).unwrap()),
+            ids(&s
+                .nearest(&[0.0, 0.0], 2, SearchParams::default(), Some(&allowed))
+                .unwrap()),
             [30]
         );
     }
@@ -1963,9 +2108,19 @@ mod tests {
         let s = state();
         s.rows.write().unwrap().push(40);
         s.fresh.add(&[(4, vec![-0.05, 0.0])]).unwrap();
-        assert_eq!(ids(&s.nearest(&[-0.1, 0.0], 2, 0, None).unwrap()), [40, 10]);
+        assert_eq!(
+            ids(&s
+                .nearest(&[-0.1, 0.0], 2, SearchParams::default(), None)
+                .unwrap()),
+            [40, 10]
+        );
         s.fresh.clear();
-        assert_eq!(ids(&s.nearest(&[-0.1, 0.0], 1, 0, None).unwrap()), [10]);
+        assert_eq!(
+            ids(&s
+                .nearest(&[-0.1, 0.0], 1, SearchParams::default(), None)
+                .unwrap()),
+            [10]
+        );
     }
 
     #[test]

@@ -102,6 +102,7 @@ impl TableFunctionImpl for SearchFunction {
                     .map(|e| self.count(e))
                     .transpose()?
                     .unwrap_or(0),
+                nprobe: 0,
                 filter: String::new(),
                 mode: self.mode,
             },

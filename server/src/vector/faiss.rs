@@ -1,0 +1,555 @@
+//! Faiss indexes, built and searched in the Faiss worker process (see `workers`).
+//!
+//! A [`FaissIndex`] is the server's handle on one index held by the worker: the
+//! index lives in the worker's memory and in a local file (written by the worker,
+//! whole or absent), which is also the saved structure the vector service copies
+//! into the index's home bucket. When the worker is restarted (a crash), the next
+//! call loads the file into the new worker first, so a crash costs only the calls
+//! that were in flight.
+//!
+//! Keys are positions (0, 1, …) in insertion order, as in every backend here; Faiss
+//! numbers vectors the same way, so no id map crosses the boundary. Filters cross
+//! as a bitmap of allowed keys, which Faiss applies during the search (IVF lists and
+//! HNSW graphs alike), so a filtered search still returns k hits when k pass.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use arrow::array::{FixedSizeListArray, Float32Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::{Action, FlightDescriptor};
+use futures::{StreamExt, TryStreamExt};
+use lakehouse_flight_ext::v1::{
+    FaissBuild, FaissDrop, FaissHits, FaissIndexStats, FaissLoad, FaissSearch,
+};
+use lakehouse_flight_ext::worker_actions::{FAISS_DROP, FAISS_LOAD, FAISS_SEARCH};
+use prost::Message;
+use tracing::Instrument;
+
+use super::index::{Hit, IndexError, Metric, SearchParams, VectorIndex, normalized};
+use crate::workers::{Live, Worker, WorkerError};
+
+/// Vectors per Arrow batch sent to the worker.
+const PUT_ROWS: usize = 4096;
+/// Lists an IVF search probes by default.
+pub const DEFAULT_NPROBE: usize = 16;
+/// Times a search that found fewer than k passing vectors is widened.
+const WIDEN_ROUNDS: usize = 8;
+/// Vectors an IVF index trains on at most (Faiss needs ~39–256 per list).
+const TRAIN_LIMIT: u64 = 200_000;
+
+/// What `lakehouse.vector.index.create` says of a Faiss index.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaissParams {
+    /// `index_factory` string ("" → [`default_factory`] for the vector count).
+    pub factory: String,
+    /// Lists a search probes unless it sets its own.
+    pub nprobe: usize,
+}
+
+/// `IVF{n},Flat` with n ≈ 4·√vectors but at least 39 vectors a list (Faiss's
+/// minimum for a sound k-means), between 1 and 65536.
+pub fn default_factory(vectors: usize) -> String {
+    let by_root = (4.0 * (vectors as f64).sqrt()) as usize;
+    let lists = by_root.min(vectors / 39).clamp(1, 65_536);
+    format!("IVF{lists},Flat")
+}
+
+fn unavailable(error: WorkerError) -> IndexError {
+    match error {
+        WorkerError::Status(status) => match status.code() {
+            tonic::Code::InvalidArgument => {
+                IndexError::Invalid(format!("Faiss: {}", status.message()))
+            }
+            tonic::Code::FailedPrecondition | tonic::Code::Unavailable => {
+                IndexError::Unavailable(status.message().to_string())
+            }
+            _ => IndexError::Failed(format!("Faiss worker: {}", status.message())),
+        },
+        other => IndexError::Unavailable(other.to_string()),
+    }
+}
+
+/// Runs `work` on the runtime and waits for it from this (blocking) thread. The
+/// `VectorIndex` trait is synchronous and its callers run it on blocking threads; the
+/// span goes along so the worker call carries the request id.
+fn wait<T: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, IndexError> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    runtime.spawn(
+        async move {
+            let _ = sender.send(work.await);
+        }
+        .instrument(tracing::Span::current()),
+    );
+    receiver.recv().map_err(|_| {
+        IndexError::Failed("the Faiss call was dropped (the server is stopping)".into())
+    })
+}
+
+/// A Faiss index held by the worker; dropping it drops the worker's copy and the
+/// local file.
+#[derive(Debug)]
+pub struct FaissIndex(Arc<Inner>);
+
+/// What calls in flight share of a [`FaissIndex`].
+struct Inner {
+    worker: Arc<Worker>,
+    runtime: tokio::runtime::Handle,
+    /// Its name inside the worker (unique per handle).
+    handle: String,
+    /// Its file: the worker writes it, a restarted worker reads it.
+    path: PathBuf,
+    dimension: usize,
+    metric: Metric,
+    nprobe: usize,
+    count: AtomicUsize,
+    file_bytes: AtomicU64,
+    /// The worker generation that holds it (0: none).
+    loaded_in: AtomicU64,
+    /// One build, load or append at a time.
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("handle", &self.handle)
+            .field("path", &self.path)
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn new(
+        worker: Arc<Worker>,
+        dir: &Path,
+        name: &str,
+        dimension: usize,
+        metric: Metric,
+        nprobe: usize,
+    ) -> Result<Self, IndexError> {
+        let handle = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| IndexError::Failed(format!("no runtime for the Faiss worker: {e}")))?;
+        Ok(Self {
+            worker,
+            runtime,
+            path: dir.join(format!("{handle}.faiss")),
+            handle,
+            dimension,
+            metric,
+            nprobe: if nprobe == 0 { DEFAULT_NPROBE } else { nprobe },
+            count: AtomicUsize::new(0),
+            file_bytes: AtomicU64::new(0),
+            loaded_in: AtomicU64::new(0),
+            changing: tokio::sync::Mutex::new(()),
+        })
+    }
+}
+
+impl FaissIndex {
+    /// Builds an index of `vectors` (keys 0, 1, …) in the worker with `factory`.
+    pub async fn build(
+        worker: Arc<Worker>,
+        dir: &Path,
+        name: &str,
+        metric: Metric,
+        params: &FaissParams,
+        dimension: usize,
+        vectors: &[Vec<f32>],
+    ) -> Result<Self, IndexError> {
+        let index = Inner::new(worker, dir, name, dimension, metric, params.nprobe)?;
+        let factory = if params.factory.trim().is_empty() {
+            default_factory(vectors.len())
+        } else {
+            params.factory.trim().to_string()
+        };
+        let index = Self(Arc::new(index));
+        let _changing = index.0.changing.lock().await;
+        index.0.put(&factory, false, vectors).await?;
+        drop(_changing);
+        Ok(index)
+    }
+
+    /// An index saved as `bytes` (a file written by the worker), loaded into it.
+    pub async fn open(
+        worker: Arc<Worker>,
+        dir: &Path,
+        name: &str,
+        metric: Metric,
+        nprobe: usize,
+        dimension: usize,
+        bytes: &[u8],
+    ) -> Result<Self, IndexError> {
+        let index = Self(Arc::new(Inner::new(
+            worker, dir, name, dimension, metric, nprobe,
+        )?));
+        let inner = &index.0;
+        if let Some(parent) = inner.path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| IndexError::Failed(format!("{}: {e}", parent.display())))?;
+        }
+        tokio::fs::write(&inner.path, bytes)
+            .await
+            .map_err(|e| IndexError::Failed(format!("{}: {e}", inner.path.display())))?;
+        let live = inner.worker.live().await.map_err(unavailable)?;
+        inner.load_into(&live).await?;
+        Ok(index)
+    }
+}
+
+impl Inner {
+    fn prepared(&self, vectors: &[Vec<f32>]) -> Result<Vec<f32>, IndexError> {
+        let mut flat = Vec::with_capacity(vectors.len() * self.dimension);
+        for vector in vectors {
+            if vector.len() != self.dimension {
+                return Err(IndexError::Invalid(format!(
+                    "vector has {} dimensions, the index {}",
+                    vector.len(),
+                    self.dimension
+                )));
+            }
+            match self.metric {
+                Metric::Cosine => flat.extend(normalized(vector)),
+                Metric::Dot | Metric::L2 => flat.extend_from_slice(vector),
+            }
+        }
+        Ok(flat)
+    }
+
+    /// Sends `vectors` to be built into a new index (`factory`) or appended.
+    async fn put(
+        &self,
+        factory: &str,
+        append: bool,
+        vectors: &[Vec<f32>],
+    ) -> Result<(), IndexError> {
+        let flat = Arc::new(self.prepared(vectors)?);
+        let spec = FaissBuild {
+            name: self.handle.clone(),
+            dimension: self.dimension as u32,
+            inner_product: self.metric != Metric::L2,
+            factory: factory.to_string(),
+            path: self.path.display().to_string(),
+            train_limit: TRAIN_LIMIT,
+            append,
+        };
+        let dimension = self.dimension;
+        let stats = self
+            .worker
+            .call(|live| async move {
+                let batches = vector_batches(flat, dimension);
+                let frames = FlightDataEncoderBuilder::new()
+                    .with_flight_descriptor(Some(FlightDescriptor::new_cmd(spec.encode_to_vec())))
+                    .build(batches)
+                    .map_err(|e| tonic::Status::internal(e.to_string()));
+                // The encoder cannot fail on the batches built here; an error ends the put.
+                let frames = frames
+                    .take_while(|r| futures::future::ready(r.is_ok()))
+                    .filter_map(|r| futures::future::ready(r.ok()));
+                let mut results = live
+                    .client()
+                    .do_put(live.request(frames))
+                    .await?
+                    .into_inner();
+                let result = results.message().await?.ok_or_else(|| {
+                    tonic::Status::internal("the worker answered the build with nothing")
+                })?;
+                let stats = FaissIndexStats::decode(result.app_metadata)
+                    .map_err(|e| tonic::Status::internal(e.to_string()))?;
+                Ok((stats, live.generation))
+            })
+            .await
+            .map_err(unavailable)?;
+        let (stats, generation) = stats;
+        self.count.store(stats.vectors as usize, Ordering::Relaxed);
+        self.file_bytes.store(stats.file_bytes, Ordering::Relaxed);
+        self.loaded_in.store(generation, Ordering::Relaxed);
+        tracing::info!(index = %self.handle, vectors = stats.vectors, factory, append,
+            train_seconds = stats.train_seconds, add_seconds = stats.add_seconds,
+            "Faiss index written by the worker");
+        Ok(())
+    }
+
+    /// Loads the file into the worker `live` (a restarted one).
+    async fn load_into(&self, live: &Live) -> Result<(), IndexError> {
+        let body = FaissLoad {
+            name: self.handle.clone(),
+            path: self.path.display().to_string(),
+        };
+        let generation = live.generation;
+        let stats = self
+            .worker
+            .call(|live| async move {
+                let action = Action::new(FAISS_LOAD, body.encode_to_vec());
+                let mut answers = live
+                    .client()
+                    .do_action(live.request(action))
+                    .await?
+                    .into_inner();
+                let answer = answers
+                    .message()
+                    .await?
+                    .ok_or_else(|| tonic::Status::internal("an empty load answer"))?;
+                FaissIndexStats::decode(answer.body)
+                    .map_err(|e| tonic::Status::internal(e.to_string()))
+            })
+            .await
+            .map_err(unavailable)?;
+        self.count.store(stats.vectors as usize, Ordering::Relaxed);
+        self.file_bytes.store(stats.file_bytes, Ordering::Relaxed);
+        self.loaded_in.store(generation, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The worker, holding this index.
+    async fn ready(&self) -> Result<Live, IndexError> {
+        let live = self.worker.live().await.map_err(unavailable)?;
+        if self.loaded_in.load(Ordering::Relaxed) != live.generation {
+            let _changing = self.changing.lock().await;
+            if self.loaded_in.load(Ordering::Relaxed) != live.generation {
+                tracing::info!(index = %self.handle, generation = live.generation,
+                    "giving the restarted Faiss worker its index back");
+                self.load_into(&live).await?;
+            }
+        }
+        Ok(live)
+    }
+
+    async fn search_async(&self, request: FaissSearch) -> Result<FaissHits, IndexError> {
+        for attempt in 0..2 {
+            self.ready().await?;
+            let body = request.encode_to_vec();
+            let answer = self
+                .worker
+                .call(|live| async move {
+                    let action = Action::new(FAISS_SEARCH, body);
+                    let mut answers = live
+                        .client()
+                        .do_action(live.request(action))
+                        .await?
+                        .into_inner();
+                    let answer = answers
+                        .message()
+                        .await?
+                        .ok_or_else(|| tonic::Status::internal("an empty search answer"))?;
+                    FaissHits::decode(answer.body)
+                        .map_err(|e| tonic::Status::internal(e.to_string()))
+                })
+                .await;
+            match answer {
+                // Restarted between `ready` and the search: load it again, once.
+                Err(WorkerError::Status(status))
+                    if status.code() == tonic::Code::NotFound && attempt == 0 =>
+                {
+                    self.loaded_in.store(0, Ordering::Relaxed);
+                }
+                other => return other.map_err(unavailable),
+            }
+        }
+        Err(IndexError::Unavailable(
+            "the Faiss worker keeps losing the index".into(),
+        ))
+    }
+}
+
+/// The vectors as Arrow batches of [`PUT_ROWS`], made as the put consumes them.
+fn vector_batches(
+    flat: Arc<Vec<f32>>,
+    dimension: usize,
+) -> impl futures::Stream<Item = Result<RecordBatch, arrow_flight::error::FlightError>> + Send + 'static
+{
+    let rows = flat.len() / dimension.max(1);
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "vector",
+        DataType::FixedSizeList(Arc::clone(&item), dimension as i32),
+        false,
+    )]));
+    futures::stream::iter((0..rows).step_by(PUT_ROWS)).map(move |start| {
+        let end = (start + PUT_ROWS).min(rows);
+        let values = Float32Array::from(flat[start * dimension..end * dimension].to_vec());
+        let list = FixedSizeListArray::try_new(
+            Arc::clone(&item),
+            dimension as i32,
+            Arc::new(values),
+            None,
+        )?;
+        Ok(RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(list)],
+        )?)
+    })
+}
+
+impl Drop for FaissIndex {
+    fn drop(&mut self) {
+        let inner = Arc::clone(&self.0);
+        // The worker's copy goes with the last handle; a worker that has died has
+        // no copy to drop.
+        let drop_call = async move {
+            if inner.loaded_in.load(Ordering::Relaxed) != 0 {
+                let body = FaissDrop {
+                    name: inner.handle.clone(),
+                }
+                .encode_to_vec();
+                let _ = inner
+                    .worker
+                    .call(|live| async move {
+                        let action = Action::new(FAISS_DROP, body);
+                        live.client()
+                            .do_action(live.request(action))
+                            .await
+                            .map(|_| ())
+                    })
+                    .await;
+            }
+            let _ = tokio::fs::remove_file(&inner.path).await;
+        };
+        self.0.runtime.spawn(drop_call);
+    }
+}
+
+impl VectorIndex for FaissIndex {
+    fn backend(&self) -> &'static str {
+        "faiss"
+    }
+
+    fn dimension(&self) -> usize {
+        self.0.dimension
+    }
+
+    fn metric(&self) -> Metric {
+        self.0.metric
+    }
+
+    fn len(&self) -> usize {
+        self.0.count.load(Ordering::Relaxed)
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.0.file_bytes.load(Ordering::Relaxed) as usize
+    }
+
+    fn add(&self, items: &[(u64, Vec<f32>)]) -> Result<(), IndexError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let first = self.len() as u64;
+        if items
+            .iter()
+            .enumerate()
+            .any(|(i, (key, _))| *key != first + i as u64)
+        {
+            return Err(IndexError::Invalid(format!(
+                "a Faiss index takes the next keys in order, from {first}"
+            )));
+        }
+        let vectors: Vec<Vec<f32>> = items.iter().map(|(_, v)| v.clone()).collect();
+        let this = Arc::clone(&self.0);
+        wait(&self.0.runtime, async move {
+            this.ready().await?;
+            let _changing = this.changing.lock().await;
+            this.put("", true, &vectors).await
+        })?
+    }
+
+    fn saved_structure(&self) -> Option<Vec<u8>> {
+        match std::fs::read(&self.0.path) {
+            Ok(bytes) => Some(bytes),
+            Err(error) => {
+                tracing::warn!(path = %self.0.path.display(), %error, "cannot read the Faiss index file");
+                None
+            }
+        }
+    }
+
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: SearchParams,
+        filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        let inner = &self.0;
+        if query.len() != inner.dimension {
+            return Err(IndexError::Invalid(format!(
+                "vector has {} dimensions, the index {}",
+                query.len(),
+                inner.dimension
+            )));
+        }
+        let count = self.len();
+        let mut passing = count;
+        let (allowed, allowed_bits) = match filter {
+            Some(keep) => {
+                let mut bitmap = vec![0u8; count.div_ceil(8)];
+                passing = 0;
+                for key in 0..count {
+                    if keep(key as u64) {
+                        bitmap[key / 8] |= 1 << (key % 8);
+                        passing += 1;
+                    }
+                }
+                (bitmap, count as u64)
+            }
+            None => (Vec::new(), 0),
+        };
+        let query = match inner.metric {
+            Metric::Cosine => normalized(query),
+            Metric::Dot | Metric::L2 => query.to_vec(),
+        };
+        let as_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        let mut request = FaissSearch {
+            name: inner.handle.clone(),
+            query,
+            k: as_u32(k),
+            nprobe: as_u32(if params.nprobe == 0 {
+                inner.nprobe
+            } else {
+                params.nprobe
+            }),
+            ef_search: as_u32(params.ef),
+            allowed,
+            allowed_bits,
+        };
+        // An IVF search sees only the lists it probes, an HNSW search only the
+        // candidates it keeps: when fewer than k of the passing vectors come back,
+        // probe and keep more (4x a round) until k do or the search is exhaustive.
+        let want = k.min(passing);
+        let mut rounds = 0;
+        let hits = loop {
+            let this = Arc::clone(inner);
+            let sent = request.clone();
+            let hits = wait(&inner.runtime, async move { this.search_async(sent).await })??;
+            rounds += 1;
+            if hits.keys.len() >= want || rounds > WIDEN_ROUNDS {
+                break hits;
+            }
+            request.nprobe = request.nprobe.max(1).saturating_mul(4);
+            request.ef_search = request.ef_search.max(as_u32(k).max(16)).saturating_mul(4);
+        };
+        let metric = inner.metric;
+        Ok(hits
+            .keys
+            .into_iter()
+            .zip(hits.distances)
+            .map(|(id, raw)| Hit {
+                id,
+                // Faiss gives inner products for IP indexes, squared L2 otherwise.
+                distance: match metric {
+                    Metric::Cosine => 1.0 - raw,
+                    Metric::Dot => -raw,
+                    Metric::L2 => raw,
+                },
+            })
+            .collect())
+    }
+}
