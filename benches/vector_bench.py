@@ -100,25 +100,36 @@ def glove(args) -> dict:
     return {"dataset": f"glove-{args.base}", "lakehouse": ours, "faiss": theirs}
 
 
-def wordnet(args) -> dict:
-    import adbc_driver_flightsql.dbapi as flightsql
-    import pyarrow as pa
+def actions(uri: str):
+    """A function running a lakehouse action with a JSON body, returning every reply."""
     import pyarrow.flight as fl
-    import pyarrow.parquet as pq
-
-    client = fl.FlightClient(args.uri)
+    client = fl.FlightClient(uri)
 
     def run(name, body):
         return [json.loads(r.body.to_pybytes()) for r in client.do_action(fl.Action(name, json.dumps(body).encode()))]
+    return run
+
+
+def sql_rows(uri: str, statement: str) -> list[dict]:
+    import adbc_driver_flightsql.dbapi as flightsql
+    conn = flightsql.connect(uri)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+            return cur.fetch_arrow_table().to_pylist()
+    finally:
+        conn.close()
+
+
+def wordnet(args) -> dict:
+    import adbc_driver_flightsql.dbapi as flightsql
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    run = actions(args.uri)
 
     def sql(statement):
-        conn = flightsql.connect(args.uri)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(statement)
-                return cur.fetch_arrow_table().to_pylist()
-        finally:
-            conn.close()
+        return sql_rows(args.uri, statement)
 
     existing = sql(f"SELECT rows, embed_seconds, build_seconds, bytes, location FROM system.vector_indexes "
                    f"WHERE name = 'wordnet_idx'")
@@ -183,21 +194,11 @@ def workers(args) -> dict:
     (protobuf over loopback gRPC), which is what a client of a Faiss index pays."""
     import adbc_driver_flightsql.dbapi as flightsql
     import pyarrow as pa
-    import pyarrow.flight as fl
 
-    client = fl.FlightClient(args.uri)
-
-    def run(name, body):
-        return [json.loads(r.body.to_pybytes()) for r in client.do_action(fl.Action(name, json.dumps(body).encode()))]
+    run = actions(args.uri)
 
     def sql(statement):
-        conn = flightsql.connect(args.uri)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(statement)
-                return cur.fetch_arrow_table().to_pylist()
-        finally:
-            conn.close()
+        return sql_rows(args.uri, statement)
 
     rows = args.rows
     indexes = {

@@ -57,6 +57,15 @@ class Server:
         return f"grpc://127.0.0.1:{self.port}"
 
     @property
+    def ops_url(self) -> str:
+        """The operations HTTP port's URL (a server started with --metrics-listen)."""
+        for line in self.log:
+            match = re.search(r"operations on http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                return f"http://127.0.0.1:{match.group(1)}"
+        raise AssertionError("no operations port in the log:\n" + "".join(self.log))
+
+    @property
     def tls_uri(self) -> str:
         # "localhost": the name the test certificate is issued for.
         return f"grpc+tls://localhost:{self.port}"

@@ -5,7 +5,6 @@ is restarted, and gets its indexes back. system.workers and /metrics show it, an
 worker never outlives the server, however the server stops."""
 
 import os
-import re
 import shutil
 import signal
 import tempfile
@@ -30,13 +29,7 @@ K = 10
 
 def start(data_dir: Path) -> tuple[Server, str]:
     server = Server(data_dir, "--metrics-listen", "127.0.0.1:0")
-    port = None
-    for line in server.log:
-        match = re.search(r"operations on http://127\.0\.0\.1:(\d+)", line)
-        if match:
-            port = int(match.group(1))
-    assert port, "".join(server.log)
-    return server, f"http://127.0.0.1:{port}"
+    return server, server.ops_url
 
 
 @pytest.fixture(scope="module")

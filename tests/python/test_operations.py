@@ -2,7 +2,6 @@
 of the call through the job it started."""
 
 import json
-import re
 import shutil
 import tempfile
 import time
@@ -20,13 +19,7 @@ from test_ingest import put_file, query
 def ops():
     data_dir = Path(tempfile.mkdtemp(prefix="lakehouse-ops-"))
     server = Server(data_dir, "--metrics-listen", "127.0.0.1:0", "--log-format", "json")
-    port = None
-    for line in server.log:
-        match = re.search(r"operations on http://127\.0\.0\.1:(\d+)", line)
-        if match:
-            port = int(match.group(1))
-    assert port, "".join(server.log)
-    yield server, f"http://127.0.0.1:{port}"
+    yield server, server.ops_url
     server.stop()
     shutil.rmtree(data_dir, ignore_errors=True)
 

@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arrow::array::{FixedSizeListArray, Float32Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
+use arrow_flight::FlightDescriptor;
 use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::{Action, FlightDescriptor};
 use futures::{StreamExt, TryStreamExt};
 use lakehouse_flight_ext::v1::{
     FaissBuild, FaissDrop, FaissHits, FaissIndexStats, FaissLoad, FaissSearch,
@@ -288,18 +288,8 @@ impl Inner {
         let stats = self
             .worker
             .call(|live| async move {
-                let action = Action::new(FAISS_LOAD, body.encode_to_vec());
-                let mut answers = live
-                    .client()
-                    .do_action(live.request(action))
-                    .await?
-                    .into_inner();
-                let answer = answers
-                    .message()
-                    .await?
-                    .ok_or_else(|| tonic::Status::internal("an empty load answer"))?;
-                FaissIndexStats::decode(answer.body)
-                    .map_err(|e| tonic::Status::internal(e.to_string()))
+                let answer = live.action(FAISS_LOAD, body.encode_to_vec()).await?;
+                FaissIndexStats::decode(answer).map_err(|e| tonic::Status::internal(e.to_string()))
             })
             .await
             .map_err(unavailable)?;
@@ -330,18 +320,8 @@ impl Inner {
             let answer = self
                 .worker
                 .call(|live| async move {
-                    let action = Action::new(FAISS_SEARCH, body);
-                    let mut answers = live
-                        .client()
-                        .do_action(live.request(action))
-                        .await?
-                        .into_inner();
-                    let answer = answers
-                        .message()
-                        .await?
-                        .ok_or_else(|| tonic::Status::internal("an empty search answer"))?;
-                    FaissHits::decode(answer.body)
-                        .map_err(|e| tonic::Status::internal(e.to_string()))
+                    let answer = live.action(FAISS_SEARCH, body).await?;
+                    FaissHits::decode(answer).map_err(|e| tonic::Status::internal(e.to_string()))
                 })
                 .await;
             match answer {
@@ -392,24 +372,17 @@ fn vector_batches(
 impl Drop for FaissIndex {
     fn drop(&mut self) {
         let inner = Arc::clone(&self.0);
-        // The worker's copy goes with the last handle; a worker that has died has
-        // no copy to drop.
+        // The worker's copy goes with the handle; a worker that has died since has
+        // no copy to drop (and is not started for this).
         let drop_call = async move {
-            if inner.loaded_in.load(Ordering::Relaxed) != 0 {
+            let generation = inner.loaded_in.load(Ordering::Relaxed);
+            if let Some(live) = inner.worker.running()
+                && live.generation == generation
+            {
                 let body = FaissDrop {
                     name: inner.handle.clone(),
-                }
-                .encode_to_vec();
-                let _ = inner
-                    .worker
-                    .call(|live| async move {
-                        let action = Action::new(FAISS_DROP, body);
-                        live.client()
-                            .do_action(live.request(action))
-                            .await
-                            .map(|_| ())
-                    })
-                    .await;
+                };
+                let _ = live.action(FAISS_DROP, body.encode_to_vec()).await;
             }
             let _ = tokio::fs::remove_file(&inner.path).await;
         };

@@ -90,6 +90,18 @@ impl Live {
         self.client.clone()
     }
 
+    /// Runs the worker action `name` with `body`; its first answer's body (empty when
+    /// it answers nothing).
+    pub async fn action(&self, name: &str, body: Vec<u8>) -> Result<bytes::Bytes, tonic::Status> {
+        let action = arrow_flight::Action::new(name, body);
+        let mut answers = self
+            .client()
+            .do_action(self.request(action))
+            .await?
+            .into_inner();
+        Ok(answers.message().await?.map(|a| a.body).unwrap_or_default())
+    }
+
     /// `message` as a request carrying the token and the current request id.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
@@ -195,6 +207,11 @@ impl Worker {
     /// Its name ("faiss").
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// The running worker, if one runs now (never starts one).
+    pub fn running(&self) -> Option<Live> {
+        self.current()
     }
 
     fn current(&self) -> Option<Live> {
@@ -468,20 +485,8 @@ impl Worker {
 }
 
 async fn health(live: &Live) -> Result<WorkerHealth, tonic::Status> {
-    let action = arrow_flight::Action {
-        r#type: HEALTH.into(),
-        body: Default::default(),
-    };
-    let mut stream = live
-        .client()
-        .do_action(live.request(action))
-        .await?
-        .into_inner();
-    let reply = stream
-        .message()
-        .await?
-        .ok_or_else(|| tonic::Status::internal("an empty health answer"))?;
-    WorkerHealth::decode(reply.body).map_err(|e| tonic::Status::internal(e.to_string()))
+    let answer = live.action(HEALTH, Vec::new()).await?;
+    WorkerHealth::decode(answer).map_err(|e| tonic::Status::internal(e.to_string()))
 }
 
 /// Copies a worker's log lines into the server's log, folding runs of one line

@@ -194,13 +194,24 @@ impl Index {
         i64::try_from(vectors.len() / d).map_err(|e| EngineError(e.to_string()))
     }
 
-    /// Trains on `vectors` (row-major, `dimension` values each).
-    pub fn train(&mut self, vectors: &[f32]) -> Result<(), EngineError> {
+    /// Runs `step` (train or add) over `vectors` (row-major, `dimension` values each).
+    fn with_rows(
+        &mut self,
+        vectors: &[f32],
+        step: unsafe extern "C" fn(
+            *mut std::ffi::c_void,
+            i64,
+            *const f32,
+            *mut std::ffi::c_char,
+            usize,
+        ) -> std::ffi::c_int,
+    ) -> Result<(), EngineError> {
         let n = self.rows(vectors)?;
         let mut err = [0u8; ERR_LEN];
-        // SAFETY: `vectors` holds n rows of d floats; error buffer of ERR_LEN.
+        // SAFETY: `vectors` holds n rows of d floats; error buffer of ERR_LEN; `step`
+        // is lh_faiss_train or lh_faiss_add, which take exactly these.
         let ok = unsafe {
-            ffi::lh_faiss_train(
+            step(
                 self.raw.as_ptr(),
                 n,
                 vectors.as_ptr(),
@@ -211,21 +222,14 @@ impl Index {
         if ok == 1 { Ok(()) } else { Err(message(&err)) }
     }
 
+    /// Trains on `vectors` (row-major, `dimension` values each).
+    pub fn train(&mut self, vectors: &[f32]) -> Result<(), EngineError> {
+        self.with_rows(vectors, ffi::lh_faiss_train)
+    }
+
     /// Appends `vectors`; they take the next keys (positions).
     pub fn add(&mut self, vectors: &[f32]) -> Result<(), EngineError> {
-        let n = self.rows(vectors)?;
-        let mut err = [0u8; ERR_LEN];
-        // SAFETY: as in `train`.
-        let ok = unsafe {
-            ffi::lh_faiss_add(
-                self.raw.as_ptr(),
-                n,
-                vectors.as_ptr(),
-                err.as_mut_ptr().cast(),
-                ERR_LEN,
-            )
-        };
-        if ok == 1 { Ok(()) } else { Err(message(&err)) }
+        self.with_rows(vectors, ffi::lh_faiss_add)
     }
 
     /// The `k` nearest keys to `query` with their distances, closest first, among
