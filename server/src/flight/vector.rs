@@ -101,6 +101,10 @@ impl LakehouseService {
         let faiss = FaissParams {
             factory: body.factory.trim().to_string(),
             nprobe: body.nprobe as usize,
+            ef_search: match body.ef_search {
+                0 => HnswParams::default().ef_search,
+                ef => ef as usize,
+            },
         };
         let metric = Metric::parse(&body.metric)
             .map_err(|e| Status::invalid_argument(format!("metric: {e}")))?;

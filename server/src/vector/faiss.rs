@@ -47,6 +47,8 @@ pub struct FaissParams {
     pub factory: String,
     /// Lists a search probes unless it sets its own.
     pub nprobe: usize,
+    /// HNSW candidates a search keeps unless it sets its own (0: Faiss's default).
+    pub ef_search: usize,
 }
 
 /// `IVF{n},Flat` with n ≈ 4·√vectors but at least 39 vectors a list (Faiss's
@@ -107,6 +109,7 @@ struct Inner {
     dimension: usize,
     metric: Metric,
     nprobe: usize,
+    ef_search: usize,
     count: AtomicUsize,
     file_bytes: AtomicU64,
     /// The worker generation that holds it (0: none).
@@ -132,7 +135,7 @@ impl Inner {
         name: &str,
         dimension: usize,
         metric: Metric,
-        nprobe: usize,
+        params: &FaissParams,
     ) -> Result<Self, IndexError> {
         let handle = format!("{name}-{}", uuid::Uuid::new_v4().simple());
         let runtime = tokio::runtime::Handle::try_current()
@@ -144,7 +147,12 @@ impl Inner {
             handle,
             dimension,
             metric,
-            nprobe: if nprobe == 0 { DEFAULT_NPROBE } else { nprobe },
+            nprobe: if params.nprobe == 0 {
+                DEFAULT_NPROBE
+            } else {
+                params.nprobe
+            },
+            ef_search: params.ef_search,
             count: AtomicUsize::new(0),
             file_bytes: AtomicU64::new(0),
             loaded_in: AtomicU64::new(0),
@@ -164,7 +172,7 @@ impl FaissIndex {
         dimension: usize,
         vectors: &[Vec<f32>],
     ) -> Result<Self, IndexError> {
-        let index = Inner::new(worker, dir, name, dimension, metric, params.nprobe)?;
+        let index = Inner::new(worker, dir, name, dimension, metric, params)?;
         let factory = if params.factory.trim().is_empty() {
             default_factory(vectors.len())
         } else {
@@ -183,12 +191,12 @@ impl FaissIndex {
         dir: &Path,
         name: &str,
         metric: Metric,
-        nprobe: usize,
+        params: &FaissParams,
         dimension: usize,
         bytes: &[u8],
     ) -> Result<Self, IndexError> {
         let index = Self(Arc::new(Inner::new(
-            worker, dir, name, dimension, metric, nprobe,
+            worker, dir, name, dimension, metric, params,
         )?));
         let inner = &index.0;
         if let Some(parent) = inner.path.parent() {
@@ -489,7 +497,11 @@ impl VectorIndex for FaissIndex {
             } else {
                 params.nprobe
             }),
-            ef_search: as_u32(params.ef),
+            ef_search: as_u32(if params.ef == 0 {
+                inner.ef_search
+            } else {
+                params.ef
+            }),
             allowed,
             allowed_bits,
         };

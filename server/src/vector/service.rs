@@ -1011,6 +1011,7 @@ impl VectorIndexes {
                 } else {
                     request.faiss.nprobe
                 },
+                "ef_search": request.faiss.ef_search,
             }),
             _ => serde_json::json!({}),
         };
@@ -1319,7 +1320,7 @@ impl VectorIndexes {
                     worker,
                     dir,
                     entry.name.clone(),
-                    faiss_params(&entry.parameters).nprobe,
+                    faiss_params(&entry.parameters),
                 )),
                 Err(_) => return Err(Some(stored)),
             },
@@ -1338,11 +1339,11 @@ impl VectorIndexes {
                     .map(|index| Box::new(index) as Box<dyn VectorIndex>)
                     .map_err(|e| e.to_string())
                 }),
-                Some((worker, dir, name, nprobe)) => {
+                Some((worker, dir, name, faiss)) => {
                     restore_graph(&saved, &stored, |structure, _| {
                         runtime
                             .block_on(FaissIndex::open(
-                                worker, &dir, &name, metric, nprobe, dimension, structure,
+                                worker, &dir, &name, metric, &faiss, dimension, structure,
                             ))
                             .map(|index| Box::new(index) as Box<dyn VectorIndex>)
                             .map_err(|e| e.to_string())
@@ -1877,6 +1878,10 @@ fn faiss_params(parameters: &serde_json::Value) -> FaissParams {
             .to_string(),
         nprobe: parameters
             .get("nprobe")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(0, |v| v as usize),
+        ef_search: parameters
+            .get("ef_search")
             .and_then(serde_json::Value::as_u64)
             .map_or(0, |v| v as usize),
     }

@@ -45,6 +45,8 @@ mod ffi {
         pub fn lh_faiss_ntotal(index: *const c_void) -> i64;
         pub fn lh_faiss_is_trained(index: *const c_void) -> c_int;
         pub fn lh_faiss_dimension(index: *const c_void) -> c_int;
+        pub fn lh_faiss_hnsw_ef(index: *const c_void) -> c_int;
+        pub fn lh_faiss_set_hnsw_ef(index: *mut c_void, ef: c_int);
         pub fn lh_faiss_train(
             index: *mut c_void,
             n: i64,
@@ -181,6 +183,20 @@ impl Index {
     pub fn dimension(&self) -> usize {
         // SAFETY: `raw` is a live index.
         usize::try_from(unsafe { ffi::lh_faiss_dimension(self.raw.as_ptr()) }).unwrap_or(0)
+    }
+
+    /// The HNSW candidates a search keeps (0: not an HNSW index).
+    pub fn hnsw_ef(&self) -> usize {
+        // SAFETY: `raw` is a live index.
+        usize::try_from(unsafe { ffi::lh_faiss_hnsw_ef(self.raw.as_ptr()) }).unwrap_or(0)
+    }
+
+    /// Sets the HNSW candidates of later searches (no-op for other indexes). Faiss
+    /// 1.7.3 ignores a per-search efSearch, hence `&mut self`.
+    pub fn set_hnsw_ef(&mut self, ef: usize) {
+        let ef = i32::try_from(ef.max(1)).unwrap_or(i32::MAX);
+        // SAFETY: `raw` is a live index, exclusively borrowed.
+        unsafe { ffi::lh_faiss_set_hnsw_ef(self.raw.as_ptr(), ef) }
     }
 
     fn rows(&self, vectors: &[f32]) -> Result<i64, EngineError> {
@@ -332,6 +348,10 @@ impl Index {
     pub fn dimension(&self) -> usize {
         0
     }
+    pub fn hnsw_ef(&self) -> usize {
+        0
+    }
+    pub fn set_hnsw_ef(&mut self, _: usize) {}
     pub fn train(&mut self, _: &[f32]) -> Result<(), EngineError> {
         Err(missing())
     }
@@ -410,6 +430,25 @@ mod tests {
             assert_eq!(back.search(query, 5, 16, 64, None)?, hits, "{factory}");
             let _ = std::fs::remove_dir_all(&dir);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn hnsw_candidates_can_be_changed_between_searches() -> Result<(), EngineError> {
+        let (n, d) = (3000, 32);
+        let data = points(n, d);
+        let mut index = Index::new(d, "HNSW8", false)?;
+        index.add(&data)?;
+        assert_eq!(index.hnsw_ef(), 16, "Faiss's default");
+        let query = points(1, d);
+        let exact = Index::new(d, "Flat", false).and_then(|mut flat| {
+            flat.add(&data)?;
+            flat.search(&query, 10, 0, 0, None)
+        })?;
+        index.set_hnsw_ef(512);
+        assert_eq!(index.hnsw_ef(), 512);
+        assert_eq!(index.search(&query, 10, 0, 0, None)?, exact);
+        assert_eq!(Index::new(d, "Flat", false)?.hnsw_ef(), 0);
         Ok(())
     }
 

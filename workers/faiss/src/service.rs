@@ -180,22 +180,40 @@ impl FaissService {
 
     fn search(&self, search: &FaissSearch) -> Result<FaissHits, Status> {
         let held = self.get(&search.name)?;
-        let index = held.index.read().map_err(internal)?;
         let allowed = (!search.allowed.is_empty() || search.allowed_bits > 0).then(|| {
             (
                 search.allowed.as_ref(),
                 usize::try_from(search.allowed_bits).unwrap_or(usize::MAX),
             )
         });
-        let hits = index
-            .search(
-                &search.query,
-                search.k as usize,
-                search.nprobe as usize,
-                search.ef_search as usize,
-                allowed,
-            )
-            .map_err(engine_status)?;
+        let run = |index: &Index| {
+            index
+                .search(
+                    &search.query,
+                    search.k as usize,
+                    search.nprobe as usize,
+                    search.ef_search as usize,
+                    allowed,
+                )
+                .map_err(engine_status)
+        };
+        let ef = search.ef_search as usize;
+        let hits = {
+            let index = held.index.read().map_err(internal)?;
+            let current = index.hnsw_ef();
+            (ef == 0 || current == 0 || current == ef)
+                .then(|| run(&index))
+                .transpose()?
+        };
+        let hits = match hits {
+            Some(hits) => hits,
+            // An HNSW search with other candidates: set them alone, then search.
+            None => {
+                let mut index = held.index.write().map_err(internal)?;
+                index.set_hnsw_ef(ef);
+                run(&index)?
+            }
+        };
         let (keys, distances) = hits.into_iter().unzip();
         Ok(FaissHits { keys, distances })
     }

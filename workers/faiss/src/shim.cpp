@@ -116,6 +116,28 @@ int lh_faiss_dimension(const void* index) {
     return static_cast<const faiss::Index*>(index)->d;
 }
 
+// The HNSW efSearch of the index (through a pre-transform), 0 when it is not HNSW.
+// Faiss 1.7.3 ignores SearchParametersHNSW::efSearch, so the worker sets this
+// member, under its write lock, for a search that asks for another value.
+static faiss::IndexHNSW* hnsw_of(const void* index) {
+    auto idx = static_cast<faiss::Index*>(const_cast<void*>(index));
+    if (auto pre = dynamic_cast<faiss::IndexPreTransform*>(idx)) {
+        idx = pre->index;
+    }
+    return dynamic_cast<faiss::IndexHNSW*>(idx);
+}
+
+int lh_faiss_hnsw_ef(const void* index) {
+    auto hnsw = hnsw_of(index);
+    return hnsw != nullptr ? hnsw->hnsw.efSearch : 0;
+}
+
+void lh_faiss_set_hnsw_ef(void* index, int ef) {
+    if (auto hnsw = hnsw_of(index)) {
+        hnsw->hnsw.efSearch = ef;
+    }
+}
+
 int lh_faiss_train(
         void* index,
         int64_t n,
