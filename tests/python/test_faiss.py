@@ -4,6 +4,8 @@ vectors. A worker killed during a search or a build fails only that call (UNAVAI
 is restarted, and gets its indexes back. system.workers and /metrics show it, and the
 worker never outlives the server, however the server stops."""
 
+import csv
+import io
 import os
 import shutil
 import signal
@@ -17,10 +19,13 @@ import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
 
+import lakehouse_client as lh
+
 from conftest import Server
 from corpora import gcide_definitions, wordnet_glosses
 from test_crash import job, wait_for
 from test_ingest import action, query
+from test_lakehouse_cli import lh as lh_cli
 from test_vector import create, load_docs, search, write
 
 DOCS = 300
@@ -194,12 +199,14 @@ def test_a_worker_killed_mid_build_fails_the_job_and_records_nothing(node):
     names = query(server, "SELECT name FROM system.vector_indexes").column(0).to_pylist()
     assert "t_crash" not in names
     wait_for(lambda: worker(server)["state"] == "running", timeout=60, what="the restarted worker")
-    # The same build succeeds on the restarted worker.
-    info = create(server, name="t_crash", table="topics", textColumn="body", idColumn="id",
-                  backend="faiss", factory="Flat")
-    assert int(info["vectors"]) == 30
-    hits = search(server, index="t_crash", query="a kitten chasing yarn", k=3)
-    assert len(hits) == 3
+    # The same build succeeds on the restarted worker, here from our CLI.
+    out = lh_cli(server, "index", "create", "t_crash", "-t", "topics", "--text-column", "body",
+                 "--id-column", "id", "--backend", "faiss", "--factory", "IVF2,Flat", "--nprobe", "1").stdout
+    assert "30 vectors for 30 rows, faiss in bucket primary" in out, out
+    hits = lh_cli(server, "index", "search", "t_crash", "a kitten chasing yarn", "-k", "3", "--nprobe", "2",
+                  "--columns", "topic", "--format", "csv").stdout
+    rows = list(csv.DictReader(io.StringIO(hits)))
+    assert len(rows) == 3 and rows[0]["topic"] == "animals", rows
 
 
 def test_the_worker_goes_with_the_server():
@@ -216,11 +223,14 @@ def test_the_worker_goes_with_the_server():
         assert not alive(pid)
         assert any("worker stopped" in line for line in server.log), "".join(server.log[-20:])
 
-        # A restart reads the saved index back into a new worker: same answers.
+        # A restart reads the saved index back into a new worker: same answers, here
+        # through the Python client's DoGet search stream.
         server, _ = start(data_dir)
         assert worker(server)["state"] == "not started"
-        after = search(server, index="life", query="interest rates and inflation", k=5)
-        assert ids(after) == ids(before)
+        with lh.connect(server.uri, progress=False) as client:
+            after = client.search("life", "interest rates and inflation", k=5, ef=128, columns=["topic"])
+        assert after.column("id").to_pylist() == ids(before)
+        assert set(after.column("topic").to_pylist()) == {"finance"}
         pid = worker(server)["pid"]
 
         # Killed with SIGKILL, the server cannot stop it: its closed stdin does.

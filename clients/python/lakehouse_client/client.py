@@ -279,31 +279,35 @@ class Client:
     # --- vector search ---------------------------------------------------------------
 
     def create_index(self, name: str, table: str, *, text_column: str, id_column: str,
-                     backend: Literal["hnsw", "flat"] = "hnsw", metric: str = "cosine",
+                     backend: Literal["hnsw", "flat", "faiss"] = "hnsw", metric: str = "cosine",
                      m: int | None = None, ef_construction: int | None = None, ef_search: int | None = None,
-                     chunk_tokens: int | None = None, chunk_overlap: int | None = None,
+                     factory: str | None = None, nprobe: int | None = None, chunk_tokens: int | None = None, chunk_overlap: int | None = None,
                      bucket: str | None = None, replace: bool = False, detach: bool = False,
                      embedder: str | None = None, progress: bool | None = None) -> dict:
         """Embeds ``table.text_column`` and builds a vector index
         (``lakehouse.vector.index.create``); returns the VectorIndexInfo. ``embedder`` is
         ``"builtin"`` (the server's built-in model, the default) or the name of an HTTP
-        embedding service the server configures under ``[embedders.NAME]``."""
+        embedding service the server configures under ``[embedders.NAME]``. ``backend="faiss"``
+        builds a Faiss index in the server's Faiss worker from ``factory`` (an index_factory
+        string such as ``"IVF256,Flat"`` or ``"HNSW32"``; default ``IVF{n},Flat``), with
+        ``nprobe`` lists probed per search by default."""
         body = _drop_none({"name": name, "table": table, "textColumn": text_column, "idColumn": id_column,
                            "backend": backend, "metric": metric, "m": m, "efConstruction": ef_construction,
-                           "efSearch": ef_search, "chunkTokens": chunk_tokens, "chunkOverlap": chunk_overlap,
+                           "efSearch": ef_search, "factory": factory, "nprobe": nprobe, "chunkTokens": chunk_tokens, "chunkOverlap": chunk_overlap,
                            "bucket": bucket, "replace": replace or None, "detach": detach or None,
                            "embedder": embedder})
         return self._job("lakehouse.vector.index.create", body, "vectorIndex", progress, f"index {name}")
 
     def search(self, index: str, query: str | None = None, *, vector: Sequence[float] | None = None,
                k: int = 10, ef: int | None = None, filter: str | None = None, mode: SearchMode = "vector",
-               columns: Sequence[str] = ()) -> pa.Table:
+               columns: Sequence[str] = (), nprobe: int | None = None) -> pa.Table:
         """The ``k`` best rows as a pyarrow Table — ``id, score, distance, text, rank`` and the
         requested ``columns`` of the source table — streamed by DoGet of a
         ``VectorSearchCommand``. ``mode``: "vector", "text" (BM25) or "hybrid";
-        ``filter``: a SQL predicate on the source table. ``.to_pandas()`` for a DataFrame."""
+        ``filter``: a SQL predicate on the source table; ``ef`` (HNSW) and ``nprobe`` (Faiss
+        IVF) trade speed for recall. ``.to_pandas()`` for a DataFrame."""
         search = _drop_none({"index": index, "query": query, "vector": list(vector) if vector is not None else None,
-                             "k": k, "ef": ef, "filter": filter, "mode": mode})
+                             "k": k, "ef": ef, "nprobe": nprobe, "filter": filter, "mode": mode})
         descriptor = fl.FlightDescriptor.for_command(
             _any_command("VectorSearchCommand", {"search": search, "columns": list(columns)}))
         info = self._flight.get_flight_info(descriptor, options=self._options)
