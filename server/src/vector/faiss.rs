@@ -29,7 +29,7 @@ use prost::Message;
 use tracing::Instrument;
 
 use super::index::{Hit, IndexError, Metric, SearchParams, VectorIndex, normalized};
-use crate::workers::{Live, Worker, WorkerError};
+use crate::workers::{Worker, WorkerError};
 
 /// Vectors per Arrow batch sent to the worker.
 const PUT_ROWS: usize = 4096;
@@ -51,6 +51,55 @@ pub struct FaissParams {
     pub ef_search: usize,
 }
 
+impl FaissParams {
+    /// With the defaults filled in for an index of `vectors`: the factory
+    /// ([`default_factory`]) and nprobe ([`DEFAULT_NPROBE`]).
+    pub fn resolved(&self, vectors: usize) -> Self {
+        let factory = self.factory.trim();
+        Self {
+            factory: if factory.is_empty() {
+                default_factory(vectors)
+            } else {
+                factory.to_string()
+            },
+            nprobe: if self.nprobe == 0 {
+                DEFAULT_NPROBE
+            } else {
+                self.nprobe
+            },
+            ef_search: self.ef_search,
+        }
+    }
+
+    /// As recorded in the catalog entry's `parameters`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "factory": self.factory,
+            "nprobe": self.nprobe,
+            "ef_search": self.ef_search,
+        })
+    }
+
+    /// Read back from an entry's `parameters` (absent keys: 0 / "").
+    pub fn from_json(parameters: &serde_json::Value) -> Self {
+        let number = |key: &str| {
+            parameters
+                .get(key)
+                .and_then(serde_json::Value::as_u64)
+                .map_or(0, |v| v as usize)
+        };
+        Self {
+            factory: parameters
+                .get("factory")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            nprobe: number("nprobe"),
+            ef_search: number("ef_search"),
+        }
+    }
+}
+
 /// `IVF{n},Flat` with n ≈ 4·√vectors but at least 39 vectors a list (Faiss's
 /// minimum for a sound k-means), between 1 and 65536.
 pub fn default_factory(vectors: usize) -> String {
@@ -59,7 +108,8 @@ pub fn default_factory(vectors: usize) -> String {
     format!("IVF{lists},Flat")
 }
 
-fn unavailable(error: WorkerError) -> IndexError {
+/// A worker call's failure as an index error (Faiss's refusals stay INVALID_ARGUMENT).
+fn index_error(error: WorkerError) -> IndexError {
     match error {
         WorkerError::Status(status) => match status.code() {
             tonic::Code::InvalidArgument => {
@@ -147,11 +197,7 @@ impl Inner {
             handle,
             dimension,
             metric,
-            nprobe: if params.nprobe == 0 {
-                DEFAULT_NPROBE
-            } else {
-                params.nprobe
-            },
+            nprobe: params.nprobe.max(1),
             ef_search: params.ef_search,
             count: AtomicUsize::new(0),
             file_bytes: AtomicU64::new(0),
@@ -162,7 +208,8 @@ impl Inner {
 }
 
 impl FaissIndex {
-    /// Builds an index of `vectors` (keys 0, 1, …) in the worker with `factory`.
+    /// Builds an index of `vectors` (keys 0, 1, …) in the worker from `params`
+    /// (resolved: see [`FaissParams::resolved`]).
     pub async fn build(
         worker: Arc<Worker>,
         dir: &Path,
@@ -172,17 +219,10 @@ impl FaissIndex {
         dimension: usize,
         vectors: &[Vec<f32>],
     ) -> Result<Self, IndexError> {
-        let index = Inner::new(worker, dir, name, dimension, metric, params)?;
-        let factory = if params.factory.trim().is_empty() {
-            default_factory(vectors.len())
-        } else {
-            params.factory.trim().to_string()
-        };
-        let index = Self(Arc::new(index));
-        let _changing = index.0.changing.lock().await;
-        index.0.put(&factory, false, vectors).await?;
-        drop(_changing);
-        Ok(index)
+        let inner = Inner::new(worker, dir, name, dimension, metric, params)?;
+        let flat = inner.prepared(vectors.iter().map(Vec::as_slice))?;
+        inner.put(&params.factory, false, flat).await?;
+        Ok(Self(Arc::new(inner)))
     }
 
     /// An index saved as `bytes` (a file written by the worker), loaded into it.
@@ -207,14 +247,18 @@ impl FaissIndex {
         tokio::fs::write(&inner.path, bytes)
             .await
             .map_err(|e| IndexError::Failed(format!("{}: {e}", inner.path.display())))?;
-        let live = inner.worker.live().await.map_err(unavailable)?;
-        inner.load_into(&live).await?;
+        inner.load().await?;
         Ok(index)
     }
 }
 
 impl Inner {
-    fn prepared(&self, vectors: &[Vec<f32>]) -> Result<Vec<f32>, IndexError> {
+    /// `vectors` as one row-major array, as Faiss takes them: dimensions checked,
+    /// normalised for cosine.
+    fn prepared<'a>(
+        &self,
+        vectors: impl ExactSizeIterator<Item = &'a [f32]>,
+    ) -> Result<Vec<f32>, IndexError> {
         let mut flat = Vec::with_capacity(vectors.len() * self.dimension);
         for vector in vectors {
             if vector.len() != self.dimension {
@@ -232,14 +276,10 @@ impl Inner {
         Ok(flat)
     }
 
-    /// Sends `vectors` to be built into a new index (`factory`) or appended.
-    async fn put(
-        &self,
-        factory: &str,
-        append: bool,
-        vectors: &[Vec<f32>],
-    ) -> Result<(), IndexError> {
-        let flat = Arc::new(self.prepared(vectors)?);
+    /// Sends `flat` ([`Inner::prepared`] vectors) to be built into a new index
+    /// (`factory`) or appended.
+    async fn put(&self, factory: &str, append: bool, flat: Vec<f32>) -> Result<(), IndexError> {
+        let flat = Arc::new(flat);
         let spec = FaissBuild {
             name: self.handle.clone(),
             dimension: self.dimension as u32,
@@ -275,50 +315,55 @@ impl Inner {
                 Ok((stats, live.generation))
             })
             .await
-            .map_err(unavailable)?;
+            .map_err(index_error)?;
         let (stats, generation) = stats;
-        self.count.store(stats.vectors as usize, Ordering::Relaxed);
-        self.file_bytes.store(stats.file_bytes, Ordering::Relaxed);
-        self.loaded_in.store(generation, Ordering::Relaxed);
+        self.adopt(&stats, generation);
         tracing::info!(index = %self.handle, vectors = stats.vectors, factory, append,
             train_seconds = stats.train_seconds, add_seconds = stats.add_seconds,
             "Faiss index written by the worker");
         Ok(())
     }
 
-    /// Loads the file into the worker `live` (a restarted one).
-    async fn load_into(&self, live: &Live) -> Result<(), IndexError> {
+    /// What the worker says it holds now, in the worker of `generation`.
+    fn adopt(&self, stats: &FaissIndexStats, generation: u64) {
+        self.count.store(stats.vectors as usize, Ordering::Relaxed);
+        self.file_bytes.store(stats.file_bytes, Ordering::Relaxed);
+        self.loaded_in.store(generation, Ordering::Relaxed);
+    }
+
+    /// Loads the file into the running worker (started if need be).
+    async fn load(&self) -> Result<(), IndexError> {
         let body = FaissLoad {
             name: self.handle.clone(),
             path: self.path.display().to_string(),
         };
-        let generation = live.generation;
-        let stats = self
+        let (stats, generation) = self
             .worker
             .call(|live| async move {
                 let answer = live.action(FAISS_LOAD, body.encode_to_vec()).await?;
-                FaissIndexStats::decode(answer).map_err(|e| tonic::Status::internal(e.to_string()))
+                let stats = FaissIndexStats::decode(answer)
+                    .map_err(|e| tonic::Status::internal(e.to_string()))?;
+                Ok((stats, live.generation))
             })
             .await
-            .map_err(unavailable)?;
-        self.count.store(stats.vectors as usize, Ordering::Relaxed);
-        self.file_bytes.store(stats.file_bytes, Ordering::Relaxed);
-        self.loaded_in.store(generation, Ordering::Relaxed);
+            .map_err(index_error)?;
+        self.adopt(&stats, generation);
         Ok(())
     }
 
-    /// The worker, holding this index.
-    async fn ready(&self) -> Result<Live, IndexError> {
-        let live = self.worker.live().await.map_err(unavailable)?;
-        if self.loaded_in.load(Ordering::Relaxed) != live.generation {
+    /// Makes sure the running worker holds this index: a restarted one is given it
+    /// back from the file.
+    async fn ready(&self) -> Result<(), IndexError> {
+        let generation = self.worker.live().await.map_err(index_error)?.generation;
+        if self.loaded_in.load(Ordering::Relaxed) != generation {
             let _changing = self.changing.lock().await;
-            if self.loaded_in.load(Ordering::Relaxed) != live.generation {
-                tracing::info!(index = %self.handle, generation = live.generation,
+            if self.loaded_in.load(Ordering::Relaxed) != generation {
+                tracing::info!(index = %self.handle, generation,
                     "giving the restarted Faiss worker its index back");
-                self.load_into(&live).await?;
+                self.load().await?;
             }
         }
-        Ok(live)
+        Ok(())
     }
 
     async fn search_async(&self, request: FaissSearch) -> Result<FaissHits, IndexError> {
@@ -339,7 +384,7 @@ impl Inner {
                 {
                     self.loaded_in.store(0, Ordering::Relaxed);
                 }
-                other => return other.map_err(unavailable),
+                other => return other.map_err(index_error),
             }
         }
         Err(IndexError::Unavailable(
@@ -433,12 +478,12 @@ impl VectorIndex for FaissIndex {
                 "a Faiss index takes the next keys in order, from {first}"
             )));
         }
-        let vectors: Vec<Vec<f32>> = items.iter().map(|(_, v)| v.clone()).collect();
+        let flat = self.0.prepared(items.iter().map(|(_, v)| v.as_slice()))?;
         let this = Arc::clone(&self.0);
         wait(&self.0.runtime, async move {
             this.ready().await?;
             let _changing = this.changing.lock().await;
-            this.put("", true, &vectors).await
+            this.put("", true, flat).await
         })?
     }
 
@@ -460,13 +505,7 @@ impl VectorIndex for FaissIndex {
         filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> Result<Vec<Hit>, IndexError> {
         let inner = &self.0;
-        if query.len() != inner.dimension {
-            return Err(IndexError::Invalid(format!(
-                "vector has {} dimensions, the index {}",
-                query.len(),
-                inner.dimension
-            )));
-        }
+        let query = inner.prepared(std::iter::once(query))?;
         let count = self.len();
         let mut passing = count;
         let (allowed, allowed_bits) = match filter {
@@ -482,10 +521,6 @@ impl VectorIndex for FaissIndex {
                 (bitmap, count as u64)
             }
             None => (Vec::new(), 0),
-        };
-        let query = match inner.metric {
-            Metric::Cosine => normalized(query),
-            Metric::Dot | Metric::L2 => query.to_vec(),
         };
         let as_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         let mut request = FaissSearch {

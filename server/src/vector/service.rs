@@ -971,12 +971,13 @@ impl VectorIndexes {
         let batch = vectors_batch(&all, dimension, model.model(), request.metric)?;
         let (count, rows) = (all.rows.len(), all.distinct_rows());
         job.phase("indexing");
+        let faiss = request.faiss.resolved(all.vectors.len());
         let spec = BuildSpec {
             name: &request.name,
             backend: &request.backend,
             metric: request.metric,
             hnsw: request.hnsw,
-            faiss: &request.faiss,
+            faiss: &faiss,
             dimension,
         };
         let index = self.build_index(spec, all.vectors).await?;
@@ -1000,19 +1001,7 @@ impl VectorIndexes {
                 "ef_construction": request.hnsw.ef_construction,
                 "ef_search": request.hnsw.ef_search,
             }),
-            "faiss" => serde_json::json!({
-                "factory": if request.faiss.factory.trim().is_empty() {
-                    super::faiss::default_factory(count)
-                } else {
-                    request.faiss.factory.trim().to_string()
-                },
-                "nprobe": if request.faiss.nprobe == 0 {
-                    super::faiss::DEFAULT_NPROBE
-                } else {
-                    request.faiss.nprobe
-                },
-                "ef_search": request.faiss.ef_search,
-            }),
+            "faiss" => faiss.to_json(),
             _ => serde_json::json!({}),
         };
         parameters["chunk_tokens"] = request.chunking.tokens.into();
@@ -1227,7 +1216,7 @@ impl VectorIndexes {
                     Some(stored) => stored,
                     None => self.read_vectors(&entry).await?,
                 };
-                let faiss = faiss_params(&entry.parameters);
+                let faiss = FaissParams::from_json(&entry.parameters);
                 let spec = BuildSpec {
                     name: &entry.name,
                     backend: &entry.backend,
@@ -1320,7 +1309,7 @@ impl VectorIndexes {
                     worker,
                     dir,
                     entry.name.clone(),
-                    faiss_params(&entry.parameters),
+                    FaissParams::from_json(&entry.parameters),
                 )),
                 Err(_) => return Err(Some(stored)),
             },
@@ -1867,24 +1856,6 @@ fn list_values<'a>(
         Ok(values.values().to_vec())
     })
     .collect()
-}
-
-fn faiss_params(parameters: &serde_json::Value) -> FaissParams {
-    FaissParams {
-        factory: parameters
-            .get("factory")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        nprobe: parameters
-            .get("nprobe")
-            .and_then(serde_json::Value::as_u64)
-            .map_or(0, |v| v as usize),
-        ef_search: parameters
-            .get("ef_search")
-            .and_then(serde_json::Value::as_u64)
-            .map_or(0, |v| v as usize),
-    }
 }
 
 fn hnsw_params(parameters: &serde_json::Value) -> HnswParams {

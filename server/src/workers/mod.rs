@@ -77,7 +77,8 @@ pub fn default_binary(name: &str) -> PathBuf {
 #[derive(Clone, Debug)]
 pub struct Live {
     client: FlightServiceClient<Channel>,
-    token: Arc<str>,
+    /// `Bearer <token>`, made once per start.
+    authorization: tonic::metadata::AsciiMetadataValue,
     /// Bumped at each start: state given to an earlier generation is gone.
     pub generation: u64,
     /// The process id.
@@ -105,9 +106,9 @@ impl Live {
     /// `message` as a request carrying the token and the current request id.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        if let Ok(value) = format!("Bearer {}", self.token).parse() {
-            request.metadata_mut().insert("authorization", value);
-        }
+        request
+            .metadata_mut()
+            .insert("authorization", self.authorization.clone());
         if let Some(id) = crate::observe::current_request_id()
             && let Ok(value) = id.parse()
         {
@@ -204,17 +205,8 @@ impl Worker {
         })
     }
 
-    /// Its name ("faiss").
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     /// The running worker, if one runs now (never starts one).
     pub fn running(&self) -> Option<Live> {
-        self.current()
-    }
-
-    fn current(&self) -> Option<Live> {
         self.live.read().ok().and_then(|l| l.clone())
     }
 
@@ -223,11 +215,11 @@ impl Worker {
     pub fn live(self: &Arc<Self>) -> BoxFuture<'static, Result<Live, WorkerError>> {
         let this = Arc::clone(self);
         async move {
-            if let Some(live) = this.current() {
+            if let Some(live) = this.running() {
                 return Ok(live);
             }
             let _starting = this.starting.lock().await;
-            if let Some(live) = this.current() {
+            if let Some(live) = this.running() {
                 return Ok(live);
             }
             if this.stopping.load(Ordering::Relaxed) {
@@ -283,15 +275,14 @@ impl Worker {
 
     async fn start(self: &Arc<Self>) -> Result<Live, WorkerError> {
         let unavailable = |what: String| WorkerError::Unavailable(what);
-        let token: Arc<str> = format!(
+        let token = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
-        )
-        .into();
+        );
         let mut child = tokio::process::Command::new(&self.binary)
             .args(["--listen", "127.0.0.1:0"])
-            .env(TOKEN_ENV, token.as_ref())
+            .env(TOKEN_ENV, &token)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -299,10 +290,10 @@ impl Worker {
             .spawn()
             .map_err(|e| {
                 unavailable(format!(
-                    "cannot start the {} worker {}: {e}; build it with `cargo build --workspace` \
-                     or set faiss_worker to its path",
-                    self.name,
-                    self.binary.display()
+                    "cannot start the {name} worker {}: {e}; build it with `cargo build --workspace` \
+                     or set {name}_worker to its path",
+                    self.binary.display(),
+                    name = self.name,
                 ))
             })?;
         let pid = child.id().unwrap_or_default();
@@ -351,9 +342,12 @@ impl Worker {
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let authorization = format!("Bearer {token}")
+            .parse()
+            .map_err(|e| unavailable(format!("the worker token: {e}")))?;
         let live = Live {
             client,
-            token,
+            authorization,
             generation,
             pid,
         };
@@ -460,7 +454,7 @@ impl Worker {
 
     /// What it is doing now.
     pub fn state(&self) -> WorkerState {
-        let live = self.current();
+        let live = self.running();
         let state = if self.stopping.load(Ordering::Relaxed) && live.is_none() {
             "stopped"
         } else if live.is_some() {

@@ -34,8 +34,8 @@ struct Held {
     path: PathBuf,
 }
 
-/// Indexes by name.
-#[derive(Default)]
+/// Indexes by name (clones share them).
+#[derive(Default, Clone)]
 pub struct FaissService {
     held: Arc<RwLock<HashMap<String, Arc<Held>>>>,
 }
@@ -229,12 +229,6 @@ impl FaissService {
             indexes: self.held.read().map(|h| h.len() as u32).unwrap_or(0),
         }
     }
-
-    fn clone_handle(&self) -> Self {
-        Self {
-            held: Arc::clone(&self.held),
-        }
-    }
 }
 
 /// Runs blocking Faiss work off the runtime's threads.
@@ -264,7 +258,7 @@ impl FlightService for FaissService {
     ) -> Result<Response<Self::DoPutStream>, Status> {
         let span = span_of(&request, "DoPut");
         let mut input = request.into_inner();
-        let this = self.clone_handle();
+        let this = self.clone();
         async move {
             let first = input
                 .message()
@@ -329,7 +323,7 @@ impl FlightService for FaissService {
     ) -> Result<Response<Self::DoActionStream>, Status> {
         let span = span_of(&request, "DoAction");
         let action = request.into_inner();
-        let this = self.clone_handle();
+        let this = self.clone();
         async move {
             let body = action.body;
             let reply: Vec<u8> = match action.r#type.as_str() {
