@@ -152,6 +152,7 @@ mod tests {
             default_schema: "public".into(),
             parameters: vec![1, 2, 3],
             affected_rows: Some(7),
+            default_profile: "docs".into(),
         };
         let bytes = encode_handle(&handle).unwrap();
         assert_eq!(decode_handle(&bytes).unwrap(), handle);

@@ -74,9 +74,17 @@ pub mod actions {
     pub const BUCKET_MOVE_INDEX: &str = "lakehouse.bucket.move_index";
     /// `TableVacuumRequest` → `TableVacuumResult`.
     pub const TABLE_VACUUM: &str = "lakehouse.table.vacuum";
+    /// `ProfileCreateRequest` → `Profile`.
+    pub const PROFILE_CREATE: &str = "lakehouse.profile.create";
+    /// `ProfileListRequest` → `ProfileList`.
+    pub const PROFILE_LIST: &str = "lakehouse.profile.list";
+    /// `ProfileActivateRequest` → stream of `Job`.
+    pub const PROFILE_ACTIVATE: &str = "lakehouse.profile.activate";
+    /// `ProfileDropRequest` → `Profile`.
+    pub const PROFILE_DROP: &str = "lakehouse.profile.drop";
 
     /// Every `lakehouse.*` action.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 20] = [
         INGEST_FILE,
         INGEST_POSTGRES,
         INGEST_MYSQL,
@@ -93,6 +101,10 @@ pub mod actions {
         BUCKET_LIST,
         BUCKET_MOVE_INDEX,
         TABLE_VACUUM,
+        PROFILE_CREATE,
+        PROFILE_LIST,
+        PROFILE_ACTIVATE,
+        PROFILE_DROP,
     ];
 }
 

@@ -18,8 +18,9 @@ use arrow_flight::{CancelFlightInfoRequest, FlightData};
 use futures::TryStreamExt;
 use lakehouse_flight_ext::actions::{
     BUCKET_ADD, BUCKET_LIST, BUCKET_MOVE_INDEX, BUCKET_REMOVE, INGEST_FILE, INGEST_MYSQL,
-    INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK, TABLE_VACUUM, VECTOR_EVAL,
-    VECTOR_EVAL_SET_CREATE, VECTOR_INDEX_CREATE, VECTOR_SEARCH,
+    INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK, PROFILE_ACTIVATE, PROFILE_CREATE,
+    PROFILE_DROP, PROFILE_LIST, TABLE_VACUUM, VECTOR_EVAL, VECTOR_EVAL_SET_CREATE,
+    VECTOR_INDEX_CREATE, VECTOR_SEARCH,
 };
 use lakehouse_flight_ext::session_actions::{
     CANCEL_FLIGHT_INFO, CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS,
@@ -28,6 +29,7 @@ use lakehouse_flight_ext::v1::{
     BucketAddRequest, BucketListRequest, BucketMoveIndexRequest, BucketRemoveRequest,
     CloseSessionRequest, GetSessionOptionsRequest, IngestDatabaseRequest, IngestFileRequest,
     IngestUploadCommand, JobCancelRequest, JobListRequest, JobStatusRequest, PiiMarkRequest,
+    ProfileActivateRequest, ProfileCreateRequest, ProfileDropRequest, ProfileListRequest,
     SetSessionOptionsRequest, TableVacuumRequest, VectorEvalRequest, VectorEvalSetCreateRequest,
     VectorIndexCreateRequest, VectorSearchCommand, VectorSearchRequest,
 };
@@ -95,6 +97,10 @@ pub fn action_body(name: &str, body: &[u8]) {
         BUCKET_LIST => extension_body::<BucketListRequest>(body),
         BUCKET_MOVE_INDEX => extension_body::<BucketMoveIndexRequest>(body),
         TABLE_VACUUM => extension_body::<TableVacuumRequest>(body),
+        PROFILE_CREATE => extension_body::<ProfileCreateRequest>(body),
+        PROFILE_LIST => extension_body::<ProfileListRequest>(body),
+        PROFILE_ACTIVATE => extension_body::<ProfileActivateRequest>(body),
+        PROFILE_DROP => extension_body::<ProfileDropRequest>(body),
         SET_SESSION_OPTIONS => {
             protobuf_body::<SetSessionOptionsRequest>(body);
         }

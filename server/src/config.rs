@@ -92,6 +92,24 @@ pub struct FileConfig {
     pub shutdown_grace_secs: Option<u64>,
     /// Named HTTP embedding services indexes may be built with.
     pub embedders: Option<HashMap<String, EmbedderConfig>>,
+    /// Named LLMs model profiles may load into the GPU slot.
+    pub llms: Option<HashMap<String, LlmConfig>>,
+}
+
+/// `[llms.NAME]`: an LLM a model profile names; activating the profile loads it into
+/// the GPU slot (Ollama) or checks nothing (an OpenAI-compatible service manages its
+/// own models).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    /// `ollama` or `openai`.
+    pub protocol: String,
+    /// Base URL, e.g. `http://127.0.0.1:11434`.
+    pub url: String,
+    /// The model name the service knows, e.g. `llama3.2`.
+    pub model: String,
+    /// Seconds to wait for the model to load [default: 300].
+    pub timeout_secs: Option<u64>,
 }
 
 /// `[embedders.NAME]`: an HTTP embedding service (Ollama or OpenAI-compatible) a
@@ -118,6 +136,43 @@ pub struct EmbedderConfig {
     pub retries: Option<u32>,
     /// OpenAI protocol: ask for base64-encoded vectors [default: false].
     pub base64: Option<bool>,
+}
+
+/// Checks the name, protocol, URL and model of `[<section>.NAME]` (an HTTP model service).
+fn check_service(
+    section: &'static str,
+    name: &str,
+    protocol: &str,
+    url: &str,
+    model: &str,
+) -> Result<(), ConfigError> {
+    let invalid = |message: String| ConfigError::Value {
+        key: section,
+        message: format!("{} {name:?}: {message}", section.trim_end_matches('s')),
+    };
+    if name == crate::vector::embed::BUILTIN || crate::catalog::validate_name(name).is_err() {
+        return Err(invalid(format!(
+            "the name must be letters, digits and '_', and not {:?}",
+            crate::vector::embed::BUILTIN
+        )));
+    }
+    if !matches!(protocol, "ollama" | "openai") {
+        return Err(invalid(format!(
+            "protocol {protocol:?} is not ollama or openai"
+        )));
+    }
+    let parsed =
+        url::Url::parse(url).map_err(|e| invalid(format!("url {url:?} is not a URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(format!(
+            "url scheme {:?} is not http or https",
+            parsed.scheme()
+        )));
+    }
+    if model.trim().is_empty() {
+        return Err(invalid("model is empty".into()));
+    }
+    Ok(())
 }
 
 /// `[connections.NAME]`: a source database callers name instead of giving a DSN,
@@ -323,6 +378,8 @@ pub struct Settings {
     pub log_json: bool,
     /// Named HTTP embedding services, checked at start (protocol, URL).
     pub embedders: HashMap<String, EmbedderConfig>,
+    /// Named LLMs, checked at start (protocol, URL).
+    pub llms: HashMap<String, LlmConfig>,
 }
 
 /// TLS files (PEM).
@@ -495,6 +552,10 @@ impl Settings {
         for (name, embedder) in &embedders {
             check_embedder(name, embedder)?;
         }
+        let llms = file.llms.unwrap_or_default();
+        for (name, llm) in &llms {
+            check_service("llms", name, &llm.protocol, &llm.url, &llm.model)?;
+        }
         let local_bucket_roots = if args.local_bucket_roots.is_empty() {
             file.local_bucket_roots.unwrap_or_default()
         } else {
@@ -542,6 +603,7 @@ impl Settings {
             .unwrap_or_else(|| crate::workers::default_binary("lakehouse-faiss-worker"));
         Ok(Self {
             embedders,
+            llms,
             shutdown_grace,
             worker_dir,
             faiss_worker,
@@ -624,33 +686,17 @@ fn check_connection(name: &str, connection: &ConnectionConfig) -> Result<(), Con
 }
 
 fn check_embedder(name: &str, embedder: &EmbedderConfig) -> Result<(), ConfigError> {
+    check_service(
+        "embedders",
+        name,
+        &embedder.protocol,
+        &embedder.url,
+        &embedder.model,
+    )?;
     let invalid = |message: String| ConfigError::Value {
         key: "embedders",
         message: format!("embedder {name:?}: {message}"),
     };
-    if name == crate::vector::embed::BUILTIN || crate::catalog::validate_name(name).is_err() {
-        return Err(invalid(format!(
-            "the name must be letters, digits and '_', and not {:?}",
-            crate::vector::embed::BUILTIN
-        )));
-    }
-    if !matches!(embedder.protocol.as_str(), "ollama" | "openai") {
-        return Err(invalid(format!(
-            "protocol {:?} is not ollama or openai",
-            embedder.protocol
-        )));
-    }
-    let url = url::Url::parse(&embedder.url)
-        .map_err(|e| invalid(format!("url {:?} is not a URL ({e})", embedder.url)))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(format!(
-            "url scheme {:?} is not http or https",
-            url.scheme()
-        )));
-    }
-    if embedder.model.trim().is_empty() {
-        return Err(invalid("model is empty".into()));
-    }
     if embedder.api_key_env.is_some() && embedder.api_key_file.is_some() {
         return Err(invalid("set api_key_env or api_key_file, not both".into()));
     }

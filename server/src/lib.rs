@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod lineage;
 pub mod observe;
 pub mod pii;
+pub mod profiles;
 pub mod query;
 pub mod server;
 pub mod storage;

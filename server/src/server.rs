@@ -143,6 +143,17 @@ pub async fn serve(
             Arc::new(SearchFunction::new(Arc::clone(&vectors), mode)),
         );
     }
+    let profiles = Arc::new(crate::profiles::Profiles::new(
+        Arc::clone(engine.catalog()),
+        Arc::clone(&vectors),
+        settings.embedders.clone(),
+        settings.llms.clone(),
+    ));
+    if let Some(name) = profiles.recorded_active() {
+        // The slot is not persisted; its profile is, and gets its models back.
+        tracing::info!(profile = %name, "activating the profile that held the GPU slot");
+        crate::flight::spawn_activation(&profiles, engine.catalog().jobs(), name, String::new());
+    }
     let refresher = vectors.follow(engine.catalog().events());
     let jobs = Arc::clone(engine.catalog().jobs());
     let engine_catalog = Arc::clone(engine.catalog());
@@ -157,7 +168,8 @@ pub async fn serve(
         .with_connections(crate::ingest::database::Connections::new(
             settings.connections.clone(),
         ))
-        .with_vectors(vectors);
+        .with_vectors(vectors)
+        .with_profiles(profiles);
     let tls = settings.tls.as_ref().map(tls_config).transpose()?;
     let listener = TcpListener::bind(settings.listen)
         .await

@@ -66,21 +66,29 @@ def _pem(certs: str | bytes | Path | None) -> bytes | None:
     return certs.encode() if isinstance(certs, str) else certs
 
 
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field."""
+    length, prefix = len(payload), bytearray()
+    while True:
+        byte = length & 0x7F
+        length >>= 7
+        prefix.append(byte | (0x80 if length else 0))
+        if not length:
+            break
+    return bytes([number << 3 | 2]) + bytes(prefix) + payload
+
+
 def _any_command(message: str, body: Mapping[str, Any]) -> bytes:
     """A protobuf ``Any`` holding ``lakehouse.v1.<message>`` as JSON (the server accepts both)."""
-
-    def field(number: int, payload: bytes) -> bytes:
-        length, prefix = len(payload), bytearray()
-        while True:
-            byte = length & 0x7F
-            length >>= 7
-            prefix.append(byte | (0x80 if length else 0))
-            if not length:
-                break
-        return bytes([number << 3 | 2]) + bytes(prefix) + payload
-
     type_url = f"type.googleapis.com/lakehouse.v1.{message}".encode()
-    return field(1, type_url) + field(2, json.dumps(body).encode())
+    return _field(1, type_url) + _field(2, json.dumps(body).encode())
+
+
+def _set_string_option(name: str, value: str) -> bytes:
+    """A Flight ``SetSessionOptionsRequest`` setting one string option."""
+    option_value = _field(1, value.encode())  # SessionOptionValue.string_value
+    entry = _field(1, name.encode()) + _field(2, option_value)
+    return _field(1, entry)
 
 
 def _drop_none(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,6 +151,7 @@ class Client:
             self._db_kwargs["adbc.flight.sql.client_option.tls_root_certs"] = certs.decode()
         self._options = fl.FlightCallOptions(headers=headers)
         self._adbc = None
+        self._profile: str | None = None
 
     # --- SQL -------------------------------------------------------------------------
 
@@ -154,6 +163,8 @@ class Client:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self._adbc = flightsql.connect(self.uri, db_kwargs=dict(self._db_kwargs), autocommit=True)
+            if self._profile is not None:
+                self._bind_adbc(self._profile)
         return self._adbc
 
     def sql(self, query: str, parameters: Sequence[Any] | None = None) -> pa.Table:
@@ -279,23 +290,26 @@ class Client:
     # --- vector search ---------------------------------------------------------------
 
     def create_index(self, name: str, table: str, *, text_column: str, id_column: str,
-                     backend: Literal["hnsw", "flat", "faiss"] = "hnsw", metric: str = "cosine",
+                     backend: Literal["hnsw", "flat", "faiss"] | None = None, metric: str = "cosine",
                      m: int | None = None, ef_construction: int | None = None, ef_search: int | None = None,
                      factory: str | None = None, nprobe: int | None = None, chunk_tokens: int | None = None, chunk_overlap: int | None = None,
                      bucket: str | None = None, replace: bool = False, detach: bool = False,
-                     embedder: str | None = None, progress: bool | None = None) -> dict:
+                     embedder: str | None = None, profile: str | None = None,
+                     progress: bool | None = None) -> dict:
         """Embeds ``table.text_column`` and builds a vector index
         (``lakehouse.vector.index.create``); returns the VectorIndexInfo. ``embedder`` is
         ``"builtin"`` (the server's built-in model, the default) or the name of an HTTP
         embedding service the server configures under ``[embedders.NAME]``. ``backend="faiss"``
         builds a Faiss index in the server's Faiss worker from ``factory`` (an index_factory
         string such as ``"IVF256,Flat"`` or ``"HNSW32"``; default ``IVF{n},Flat``), with
-        ``nprobe`` lists probed per search by default."""
+        ``nprobe`` lists probed per search by default. ``profile`` puts the index in a model
+        profile, whose embedder, backend and bucket it then uses unless given (a client bound
+        with ``use_profile`` puts its indexes in that profile)."""
         body = _drop_none({"name": name, "table": table, "textColumn": text_column, "idColumn": id_column,
                            "backend": backend, "metric": metric, "m": m, "efConstruction": ef_construction,
                            "efSearch": ef_search, "factory": factory, "nprobe": nprobe, "chunkTokens": chunk_tokens, "chunkOverlap": chunk_overlap,
                            "bucket": bucket, "replace": replace or None, "detach": detach or None,
-                           "embedder": embedder})
+                           "embedder": embedder, "profile": profile})
         return self._job("lakehouse.vector.index.create", body, "vectorIndex", progress, f"index {name}")
 
     def search(self, index: str, query: str | None = None, *, vector: Sequence[float] | None = None,
@@ -360,6 +374,55 @@ class Client:
         files) as a job; searches keep working meanwhile. Returns the moved VectorIndexInfo."""
         body = _drop_none({"index": index, "bucket": bucket, "detach": detach or None})
         return self._job("lakehouse.bucket.move_index", body, "vectorIndex", progress, f"move {index}")
+
+    # --- model profiles and the GPU slot ----------------------------------------------
+
+    def create_profile(self, name: str, *, embedder: str | None = None, llm: str | None = None,
+                       bucket: str | None = None, backend: Literal["hnsw", "flat", "faiss"] | None = None,
+                       replace: bool = False) -> dict:
+        """Creates a model profile (``lakehouse.profile.create``): the embedder (``"builtin"``,
+        the default, or an ``[embedders.NAME]`` of the server), an optional LLM (an
+        ``[llms.NAME]``), and the home bucket and vector backend of its indexes."""
+        return self._one("lakehouse.profile.create", _drop_none({
+            "name": name, "embedder": embedder, "llm": llm, "bucket": bucket, "backend": backend,
+            "replace": replace or None}))
+
+    def profiles(self) -> dict:
+        """``{"profiles": [...], "slot": {...}}``: every profile, and the GPU slot (state,
+        profile, models with their memory, the GPUs NVML reports or why none is)."""
+        return self._one("lakehouse.profile.list", {})
+
+    def activate_profile(self, name: str, *, detach: bool = False, progress: bool | None = None) -> dict:
+        """Gives the GPU slot to profile ``name`` (a job): the previous profile's models are
+        unloaded, this one's preloaded and pinned, shared ones kept. Returns the
+        ProfileActivation (``unloaded``, ``loaded``, ``kept``, ``slot``)."""
+        body = _drop_none({"name": name, "detach": detach or None})
+        label = f"activate {name}" if name else "release the GPU slot"
+        return self._job("lakehouse.profile.activate", body, "profileActivation", progress, label)
+
+    def release_gpu_slot(self, *, progress: bool | None = None) -> dict:
+        """Unloads every model of the active profile; the slot is then empty."""
+        return self.activate_profile("", progress=progress)
+
+    def drop_profile(self, name: str) -> dict:
+        """Drops a profile that neither holds the GPU slot nor owns indexes."""
+        return self._one("lakehouse.profile.drop", {"name": name})
+
+    def use_profile(self, name: str | None) -> None:
+        """Binds this client's sessions (actions, searches and SQL) to profile ``name``:
+        only its vector indexes can be used, and new indexes belong to it. ``None``
+        unbinds."""
+        value = name or ""
+        action = fl.Action("SetSessionOptions", _set_string_option("profile", value))
+        for result in self._flight.do_action(action, options=self._options):
+            if result.body.size:  # a SetSessionOptionsResult with errors
+                raise LakehouseError(f"profile {value!r} does not exist (see client.profiles())")
+        self._profile = value
+        if self._adbc is not None:
+            self._bind_adbc(value)
+
+    def _bind_adbc(self, profile: str) -> None:
+        self._adbc.adbc_connection.set_options(**{"adbc.flight.sql.session.option.profile": profile})
 
     # --- table maintenance -----------------------------------------------------------
 

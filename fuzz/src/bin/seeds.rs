@@ -282,6 +282,7 @@ fn sample_handle() -> Result<Vec<u8>> {
         default_schema: "public".into(),
         parameters: encode_parameters(&batches[..1])?,
         affected_rows: None,
+        default_profile: String::new(),
     };
     Ok(encode_handle(&handle)?)
 }

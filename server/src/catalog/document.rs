@@ -88,6 +88,32 @@ pub struct CatalogDocument {
     /// Eval sets of vector indexes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub eval_sets: Vec<EvalSetEntry>,
+    /// Model profiles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<ProfileEntry>,
+    /// The profile that held the GPU slot when last activated; the server activates
+    /// it again when it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_profile: Option<String>,
+}
+
+/// A model profile: the embedder, optional LLM, home bucket and vector backend that
+/// belong together (see `profiles`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileEntry {
+    /// Profile name (unique).
+    pub name: String,
+    /// `builtin` or a configured embedder (`[embedders.NAME]`).
+    pub embedder: String,
+    /// A configured LLM (`[llms.NAME]`); empty for none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub llm: String,
+    /// Home bucket of its indexes.
+    pub bucket: String,
+    /// Vector backend of its indexes.
+    pub backend: String,
+    /// RFC 3339.
+    pub created_at: String,
 }
 
 /// Queries with their ground truth (the exact nearest rows over an index's vectors at
@@ -163,6 +189,9 @@ pub struct IndexEntry {
     pub embed_seconds: f64,
     /// RFC 3339.
     pub built_at: String,
+    /// The model profile it belongs to; empty for none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub profile: String,
 }
 
 impl CatalogDocument {
@@ -174,7 +203,14 @@ impl CatalogDocument {
             tables: Vec::new(),
             indexes: Vec::new(),
             eval_sets: Vec::new(),
+            profiles: Vec::new(),
+            active_profile: None,
         }
+    }
+
+    /// Finds a profile.
+    pub fn profile(&self, name: &str) -> Option<&ProfileEntry> {
+        self.profiles.iter().find(|p| p.name == name)
     }
 
     /// Finds a table.

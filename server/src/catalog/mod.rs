@@ -33,7 +33,7 @@ use lakehouse_flight_ext::v1::ColumnPii;
 use tokio::sync::Mutex;
 
 pub use delta::{Commit, WriteMode, Written};
-pub use document::{CatalogDocument, EvalSetEntry, IndexEntry, TableEntry};
+pub use document::{CatalogDocument, EvalSetEntry, IndexEntry, ProfileEntry, TableEntry};
 pub use vacuum::{REPORTED_PATHS, Swept};
 
 use crate::events::EventBus;
@@ -233,6 +233,8 @@ pub struct Catalog {
     gates: Arc<vacuum::Gates>,
     /// The server's worker processes, shown by `system.workers` (set once at start).
     workers: std::sync::OnceLock<Arc<crate::workers::Workers>>,
+    /// The GPU slot, shown by `system.gpu_slot` (set once at start).
+    slot: std::sync::OnceLock<Arc<crate::profiles::Slot>>,
 }
 
 impl Catalog {
@@ -263,6 +265,7 @@ impl Catalog {
             events: EventBus::new(),
             gates: Arc::default(),
             workers: std::sync::OnceLock::new(),
+            slot: std::sync::OnceLock::new(),
         })
     }
 
@@ -279,6 +282,16 @@ impl Catalog {
     /// The server's worker processes, when attached.
     pub fn workers(&self) -> Option<&Arc<crate::workers::Workers>> {
         self.workers.get()
+    }
+
+    /// Records the GPU slot, for `system.gpu_slot` and `system.profiles` (once).
+    pub fn attach_slot(&self, slot: Arc<crate::profiles::Slot>) {
+        let _ = self.slot.set(slot);
+    }
+
+    /// The GPU slot, when attached.
+    pub fn slot(&self) -> Option<&Arc<crate::profiles::Slot>> {
+        self.slot.get()
     }
 
     /// The lineage store.
@@ -675,6 +688,19 @@ impl Catalog {
         let updated = entry.clone();
         self.publish(next).await?;
         Ok(Some(updated))
+    }
+
+    /// Applies `change` to the document and publishes the result, in turn with every
+    /// other catalog write; when `change` refuses, nothing is written.
+    pub async fn change<T, E: From<CatalogError>>(
+        &self,
+        change: impl FnOnce(&mut CatalogDocument) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let _writer = self.writer.lock().await;
+        let mut next = (*self.snapshot()).clone();
+        let outcome = change(&mut next)?;
+        self.publish(next).await?;
+        Ok(outcome)
     }
 
     /// The eval set `name`.

@@ -1,5 +1,5 @@
-//! The client side of the `lakehouse` command: `sql`, `ingest`, `index`, `bucket`
-//! and `job` talk Flight SQL (and the `lakehouse.*` actions) to a server.
+//! The client side of the `lakehouse` command: `sql`, `ingest`, `index`, `bucket`,
+//! `profile` and `job` talk Flight SQL (and the `lakehouse.*` actions) to a server.
 //!
 //! Owns: argument parsing of the client subcommands, output formats, progress bars.
 //! May call: `lakehouse_flight_ext` (the protocol) and, for shared names, `jobs`;
@@ -7,6 +7,7 @@
 
 pub mod client;
 mod output;
+mod profile;
 mod progress;
 pub mod sql;
 
@@ -76,6 +77,13 @@ pub enum ClientCommand {
         connect: ConnectArgs,
         #[command(subcommand)]
         command: BucketCommand,
+    },
+    /// Model profiles and the GPU slot.
+    Profile {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[command(subcommand)]
+        command: profile::ProfileCommand,
     },
     /// Jobs: long work running on the server.
     Job {
@@ -214,9 +222,10 @@ pub enum IndexCommand {
         text_column: String,
         #[arg(long)]
         id_column: String,
-        /// hnsw, flat, or faiss (built by the Faiss worker from --factory).
-        #[arg(long, default_value = "hnsw")]
-        backend: String,
+        /// hnsw, flat, or faiss (built by the Faiss worker from --factory) [default: the
+        /// profile's, else hnsw].
+        #[arg(long)]
+        backend: Option<String>,
         /// cosine, l2 or dot.
         #[arg(long, default_value = "cosine")]
         metric: String,
@@ -247,9 +256,14 @@ pub enum IndexCommand {
         /// Tokens neighbouring chunks share.
         #[arg(long)]
         chunk_overlap: Option<u32>,
-        /// What embeds the texts: builtin, or an [embedders.NAME] the server configures.
-        #[arg(long, default_value = "builtin")]
-        embedder: String,
+        /// What embeds the texts: builtin, or an [embedders.NAME] the server configures
+        /// [default: the profile's, else builtin].
+        #[arg(long)]
+        embedder: Option<String>,
+        /// The model profile the index belongs to (its embedder, backend and bucket are
+        /// the defaults).
+        #[arg(long)]
+        profile: Option<String>,
         #[command(flatten)]
         job: JobFlags,
     },
@@ -427,6 +441,9 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Bucket { connect, command } => {
             bucket(&mut Client::connect(&connect).await?, command).await
         }
+        ClientCommand::Profile { connect, command } => {
+            profile::run(&mut Client::connect(&connect).await?, command).await
+        }
         ClientCommand::Job { connect, command } => {
             jobs(&mut Client::connect(&connect).await?, command).await
         }
@@ -536,6 +553,7 @@ fn report_job(job: &Job, json: bool) -> Result<(), CliError> {
             "eval set {} for index {}: {} queries, {} true neighbours each",
             e.name, e.index, e.queries, e.depth
         ),
+        Some(job::Result::ProfileActivation(a)) => profile::print_activation(a),
         None => println!("job {} finished: {}", job.id, job.description),
     }
     Ok(())
@@ -768,15 +786,17 @@ async fn index(client: &mut Client, command: IndexCommand) -> Result<(), CliErro
             chunk_tokens,
             chunk_overlap,
             embedder,
+            profile,
             job,
         } => {
             let request = VectorIndexCreateRequest {
-                embedder,
+                embedder: embedder.unwrap_or_default(),
+                profile: profile.unwrap_or_default(),
                 name,
                 table,
                 text_column,
                 id_column,
-                backend,
+                backend: backend.unwrap_or_default(),
                 metric,
                 m: m.unwrap_or_default(),
                 ef_construction: ef_construction.unwrap_or_default(),

@@ -7,8 +7,9 @@ use arrow_flight::{
 use futures::stream;
 use lakehouse_flight_ext::actions::{
     BUCKET_ADD, BUCKET_LIST, BUCKET_MOVE_INDEX, BUCKET_REMOVE, INGEST_FILE, INGEST_MYSQL,
-    INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK, TABLE_VACUUM, VECTOR_EVAL,
-    VECTOR_EVAL_SET_CREATE, VECTOR_INDEX_CREATE, VECTOR_SEARCH,
+    INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK, PROFILE_ACTIVATE, PROFILE_CREATE,
+    PROFILE_DROP, PROFILE_LIST, TABLE_VACUUM, VECTOR_EVAL, VECTOR_EVAL_SET_CREATE,
+    VECTOR_INDEX_CREATE, VECTOR_SEARCH,
 };
 use lakehouse_flight_ext::session_actions::{
     CANCEL_FLIGHT_INFO, CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS,
@@ -25,7 +26,7 @@ use super::sessions::{SESSION_COOKIE, Sessions, options_of};
 use crate::ingest::database::System;
 
 /// (name, description) of every action beyond Flight SQL's own.
-const CUSTOM_ACTIONS: [(&str, &str); 20] = [
+const CUSTOM_ACTIONS: [(&str, &str); 24] = [
     (
         INGEST_FILE,
         "Ingest CSV, NDJSON, Parquet, Arrow IPC or PDF files (a path or glob in a bucket) into a table, as a job; streams Job progress, then the final Job with an IngestResult. Body: IngestFileRequest (protobuf or JSON).",
@@ -91,12 +92,28 @@ const CUSTOM_ACTIONS: [(&str, &str); 20] = [
         "Delete a table's data files that no version reads: those of writes that never committed, and those that commits older than retain_hours (default 168) removed; older versions then answer NOT_FOUND to time travel. dry_run reports only. Body: TableVacuumRequest.",
     ),
     (
+        PROFILE_CREATE,
+        "Create (or with replace, change) a model profile: an embedder (builtin or [embedders.NAME]), an optional LLM ([llms.NAME]), a home bucket and a vector backend for its indexes. Body: ProfileCreateRequest.",
+    ),
+    (
+        PROFILE_LIST,
+        "Profiles, and the GPU slot: its state, the models it holds (with Ollama's memory figures) and the GPUs NVML reports (also the SQL tables system.profiles and system.gpu_slot). Body: ProfileListRequest.",
+    ),
+    (
+        PROFILE_ACTIVATE,
+        "Give the single GPU slot to a profile, as a job: the previous profile's models are unloaded (Ollama keep_alive 0), the new ones preloaded and pinned, shared ones kept; an empty name releases the slot. Remembered across restarts. Body: ProfileActivateRequest.",
+    ),
+    (
+        PROFILE_DROP,
+        "Drop a profile; refused (FAILED_PRECONDITION) while it holds the GPU slot or owns indexes. Body: ProfileDropRequest.",
+    ),
+    (
         SET_SESSION_OPTIONS,
-        "Set session options: catalog (must be 'lakehouse') and schema. Body: SetSessionOptionsRequest.",
+        "Set session options: catalog (must be 'lakehouse'), schema, and profile (bind the session to a model profile: only its vector indexes are usable, others are PERMISSION_DENIED; an empty value unbinds). Body: SetSessionOptionsRequest.",
     ),
     (
         GET_SESSION_OPTIONS,
-        "Get the session's catalog and schema. Body: GetSessionOptionsRequest.",
+        "Get the session's catalog, schema and profile. Body: GetSessionOptionsRequest.",
     ),
     (
         CLOSE_SESSION,
@@ -202,6 +219,10 @@ impl LakehouseService {
             BUCKET_LIST => self.bucket_list(request),
             BUCKET_MOVE_INDEX => self.bucket_move_index(request).await,
             TABLE_VACUUM => self.table_vacuum(request).await,
+            PROFILE_CREATE => self.profile_create(request).await,
+            PROFILE_LIST => self.profile_list(request),
+            PROFILE_ACTIVATE => self.profile_activate(request).await,
+            PROFILE_DROP => self.profile_drop(request).await,
             other => {
                 let mut known: Vec<&str> = CUSTOM_ACTIONS.iter().map(|(name, _)| *name).collect();
                 known.extend([

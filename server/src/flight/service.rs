@@ -62,6 +62,8 @@ pub struct LakehouseService {
     pub(super) connections: Connections,
     /// Vector indexes (absent in services built without them).
     pub(super) vectors: Option<Arc<VectorIndexes>>,
+    /// Model profiles and the GPU slot (absent in services built without them).
+    pub(super) profiles: Option<Arc<crate::profiles::Profiles>>,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
 }
@@ -82,6 +84,7 @@ impl LakehouseService {
             running: Arc::default(),
             connections: Connections::default(),
             vectors: None,
+            profiles: None,
             auth,
             limits,
         })
@@ -104,6 +107,12 @@ impl LakehouseService {
         self
     }
 
+    /// Serves the profile actions over `profiles`.
+    pub fn with_profiles(mut self, profiles: Arc<crate::profiles::Profiles>) -> Self {
+        self.profiles = Some(profiles);
+        self
+    }
+
     /// The session defaults of the caller.
     pub(super) fn defaults<T>(&self, request: &Request<T>) -> SessionDefaults {
         self.sessions.defaults(request)
@@ -119,6 +128,7 @@ impl LakehouseService {
             default_schema: defaults.schema,
             parameters: Vec::new(),
             affected_rows: None,
+            default_profile: defaults.profile.unwrap_or_default(),
         }
     }
 
@@ -380,6 +390,7 @@ pub(super) fn defaults_of(handle: &StatementHandle) -> SessionDefaults {
     SessionDefaults {
         catalog: handle.default_catalog.clone(),
         schema: handle.default_schema.clone(),
+        profile: (!handle.default_profile.is_empty()).then(|| handle.default_profile.clone()),
     }
 }
 
@@ -738,7 +749,10 @@ impl FlightSqlService for LakehouseService {
     ) -> Result<Response<FlightInfo>, Status> {
         let any = command.into_any();
         if super::vector::is_vector_search(&any) {
-            return self.vector_search_info(any, request.into_inner()).await;
+            let profile = self.defaults(&request).profile;
+            return self
+                .vector_search_info(any, request.into_inner(), profile)
+                .await;
         }
         Err(Status::invalid_argument(format!(
             "GetFlightInfo command of type {} is not known; Lakehouse accepts the Flight SQL commands and {}",

@@ -173,7 +173,15 @@ fn apply(
         }
         ("catalog", None) => defaults.catalog = SessionDefaults::default().catalog,
         ("schema", None) => defaults.schema = SessionDefaults::default().schema,
-        ("catalog" | "schema", _) => return Err(ErrorValue::InvalidValue),
+        // Binding to a profile: its indexes only, anything else is PermissionDenied.
+        ("profile", Some(OptionValue::StringValue(p))) if p.is_empty() => defaults.profile = None,
+        ("profile", Some(OptionValue::StringValue(p)))
+            if catalog.snapshot().profile(&p).is_some() =>
+        {
+            defaults.profile = Some(p)
+        }
+        ("profile", None) => defaults.profile = None,
+        ("catalog" | "schema" | "profile", _) => return Err(ErrorValue::InvalidValue),
         _ => return Err(ErrorValue::InvalidName),
     }
     Ok(())
@@ -197,8 +205,12 @@ pub fn options_of(defaults: &SessionDefaults) -> BTreeMap<String, SessionOptionV
     let string = |s: &str| SessionOptionValue {
         option_value: Some(OptionValue::StringValue(s.to_string())),
     };
-    BTreeMap::from([
+    let mut options = BTreeMap::from([
         ("catalog".to_string(), string(&defaults.catalog)),
         ("schema".to_string(), string(&defaults.schema)),
-    ])
+    ]);
+    if let Some(profile) = &defaults.profile {
+        options.insert("profile".to_string(), string(profile));
+    }
+    options
 }

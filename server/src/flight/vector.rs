@@ -32,6 +32,7 @@ pub fn vector_status(error: VectorError) -> Status {
         VectorError::Exists(_) => Status::already_exists(message),
         VectorError::Unavailable(_) => Status::failed_precondition(message),
         VectorError::WorkerDown(_) => Status::unavailable(message),
+        VectorError::Forbidden(_) => Status::permission_denied(message),
         VectorError::Cancelled => Status::cancelled(message),
         VectorError::Internal(_) => Status::internal(message),
     }
@@ -50,8 +51,13 @@ impl LakehouseService {
         request: Request<Action>,
     ) -> Result<Response<ActionStream>, Status> {
         let user = Caller::of(&request);
-        let (body, encoding): (VectorIndexCreateRequest, _) = decode(request.get_ref())?;
+        let (mut body, encoding): (VectorIndexCreateRequest, _) = decode(request.get_ref())?;
         let vectors = Arc::clone(self.vectors()?);
+        let bound = self.defaults(&request).profile;
+        vectors
+            .check_profile(&body.name, bound.as_deref())
+            .map_err(vector_status)?;
+        let profile = self.index_profile(&mut body, bound)?;
         for (field, value) in [
             ("name", &body.name),
             ("table", &body.table),
@@ -150,6 +156,7 @@ impl LakehouseService {
             chunking,
             bucket,
             replace: body.replace,
+            profile,
         };
         let description = format!(
             "build {} index {} over {}.{}",
@@ -180,8 +187,11 @@ impl LakehouseService {
     ) -> Result<Response<ActionStream>, Status> {
         let (body, encoding): (VectorSearchRequest, _) = decode(request.get_ref())?;
         let started = std::time::Instant::now();
-        let hits = self
-            .vectors()?
+        let vectors = self.vectors()?;
+        vectors
+            .check_profile(&body.index, self.defaults(&request).profile.as_deref())
+            .map_err(vector_status)?;
+        let hits = vectors
             .search(&search_of(body)?)
             .await
             .map_err(vector_status)?;
@@ -201,6 +211,9 @@ impl LakehouseService {
         let user = Caller::of(&request);
         let (body, encoding): (VectorEvalSetCreateRequest, _) = decode(request.get_ref())?;
         let vectors = Arc::clone(self.vectors()?);
+        vectors
+            .check_profile(&body.index, self.defaults(&request).profile.as_deref())
+            .map_err(vector_status)?;
         let create = vectors
             .validate_eval_set(&body)
             .await
@@ -233,8 +246,11 @@ impl LakehouseService {
     ) -> Result<Response<ActionStream>, Status> {
         let (body, encoding): (VectorEvalRequest, _) = decode(request.get_ref())?;
         let efs: Vec<usize> = body.ef.iter().map(|&ef| ef as usize).collect();
-        let result = self
-            .vectors()?
+        let vectors = self.vectors()?;
+        vectors
+            .check_profile(&body.index, self.defaults(&request).profile.as_deref())
+            .map_err(vector_status)?;
+        let result = vectors
             .eval(
                 &body.index,
                 &body.eval_set,
@@ -253,11 +269,15 @@ impl LakehouseService {
         &self,
         any: Any,
         descriptor: FlightDescriptor,
+        profile: Option<String>,
     ) -> Result<Response<FlightInfo>, Status> {
         let command = command_of(&any)?;
         let search = search_of(command.search.unwrap_or_default())?;
-        let schema = self
-            .vectors()?
+        let vectors = self.vectors()?;
+        vectors
+            .check_profile(&search.index, profile.as_deref())
+            .map_err(vector_status)?;
+        let schema = vectors
             .hits_schema_for(&search.index, &command.columns)
             .await
             .map_err(vector_status)?;
@@ -268,13 +288,16 @@ impl LakehouseService {
     /// DoGet of a `VectorSearchCommand` ticket: runs the search, streams the hits.
     pub(super) async fn vector_search_get(
         &self,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
         any: Any,
     ) -> Result<Response<FlightDataStream>, Status> {
         let command = command_of(&any)?;
         let search = search_of(command.search.unwrap_or_default())?;
-        let batch = self
-            .vectors()?
+        let vectors = self.vectors()?;
+        vectors
+            .check_profile(&search.index, self.defaults(&request).profile.as_deref())
+            .map_err(vector_status)?;
+        let batch = vectors
             .hits_batch(&search, &command.columns)
             .await
             .map_err(vector_status)?;
@@ -283,6 +306,52 @@ impl LakehouseService {
             .build(futures::stream::iter([Ok(batch)]))
             .map_err(Status::from);
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+impl LakehouseService {
+    /// The profile a new index belongs to: the session's, else the request's (which
+    /// must then agree). The profile's embedder is the index's; its backend and bucket
+    /// fill in what the request leaves empty.
+    fn index_profile(
+        &self,
+        body: &mut VectorIndexCreateRequest,
+        bound: Option<String>,
+    ) -> Result<String, Status> {
+        let requested = body.profile.trim().to_string();
+        let name = match bound {
+            Some(bound) if !requested.is_empty() && requested != bound => {
+                return Err(Status::permission_denied(format!(
+                    "profile: this session is bound to profile {bound}; an index of profile {requested} needs a session bound to it (or none)"
+                )));
+            }
+            Some(bound) => bound,
+            None if requested.is_empty() => return Ok(String::new()),
+            None => requested,
+        };
+        let snapshot = self.engine.catalog().snapshot();
+        let profile = snapshot.profile(&name).ok_or_else(|| {
+            Status::not_found(format!(
+                "profile {name:?} does not exist (see lakehouse.profile.list)"
+            ))
+        })?;
+        match body.embedder.trim() {
+            "" => body.embedder = profile.embedder.clone(),
+            given if given == profile.embedder => {}
+            given => {
+                return Err(Status::invalid_argument(format!(
+                    "embedder: profile {name} embeds with {}, not {given}; leave embedder empty",
+                    profile.embedder
+                )));
+            }
+        }
+        if body.backend.trim().is_empty() {
+            body.backend = profile.backend.clone();
+        }
+        if body.bucket.trim().is_empty() {
+            body.bucket = profile.bucket.clone();
+        }
+        Ok(name)
     }
 }
 

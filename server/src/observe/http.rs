@@ -44,6 +44,7 @@ async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
             .workers()
             .map(|w| w.states())
             .unwrap_or_default(),
+        slot: ops.engine.catalog().slot().map(|slot| slot.report()),
         ..Gauges::default()
     };
     for job in ops.engine.catalog().jobs().list() {

@@ -99,6 +99,8 @@ pub struct Metrics {
     /// Embedding: one observation per batch of texts.
     embed_batch_seconds: Histogram,
     embedded_texts: AtomicU64,
+    /// Profile activations by result (`ok`, `error`).
+    profile_activations: Counters,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
@@ -106,6 +108,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
 /// The process's metrics.
 pub fn metrics() -> &'static Metrics {
     &METRICS
+}
+
+/// The HELP and TYPE lines of a metric.
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// Label values are names we choose or gRPC method names; keep them printable.
@@ -123,6 +130,11 @@ fn label(value: &str) -> String {
 }
 
 impl Metrics {
+    /// A profile activation ended (`ok` or `error`).
+    pub fn profile_activated(&self, result: &str) {
+        self.profile_activations.add(result.to_string(), 1);
+    }
+
     /// A gRPC call ended with `code` (e.g. "OK", "NOT_FOUND").
     pub fn call_ended(&self, method: &str, code: &str) {
         self.calls.add(format!("{}|{code}", label(method)), 1);
@@ -163,9 +175,6 @@ impl Metrics {
     /// The Prometheus text exposition, with the gauges the caller measured now.
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
-        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
         head(
             &mut out,
             "lakehouse_build_info",
@@ -328,6 +337,7 @@ impl Metrics {
                 worker.name, worker.restarts
             );
         }
+        self.render_slot(&mut out, gauges);
         if let Some(rss) = gauges.resident_bytes {
             head(
                 &mut out,
@@ -341,6 +351,100 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    fn render_slot(&self, out: &mut String, gauges: &Gauges) {
+        let Some(slot) = &gauges.slot else {
+            return;
+        };
+        head(
+            out,
+            "lakehouse_gpu_slot_state",
+            "gauge",
+            "1 for the GPU slot's current state (empty, activating, active, failed).",
+        );
+        for state in crate::profiles::SlotState::ALL {
+            let _ = writeln!(
+                out,
+                "lakehouse_gpu_slot_state{{state=\"{}\"}} {}",
+                state.name(),
+                u8::from(state.name() == slot.state)
+            );
+        }
+        head(
+            out,
+            "lakehouse_gpu_slot_profile",
+            "gauge",
+            "1 for the profile holding (or taking) the GPU slot.",
+        );
+        if !slot.profile.is_empty() {
+            let _ = writeln!(
+                out,
+                "lakehouse_gpu_slot_profile{{profile=\"{}\"}} 1",
+                label(&slot.profile)
+            );
+        }
+        head(
+            out,
+            "lakehouse_gpu_slot_models",
+            "gauge",
+            "Models the GPU slot holds, by placement (cpu, ollama, remote).",
+        );
+        let mut placements: BTreeMap<&str, u64> = BTreeMap::new();
+        for model in &slot.models {
+            *placements.entry(model.placement.as_str()).or_default() += 1;
+        }
+        for (placement, count) in placements {
+            let _ = writeln!(
+                out,
+                "lakehouse_gpu_slot_models{{placement=\"{}\"}} {count}",
+                label(placement)
+            );
+        }
+        head(
+            out,
+            "lakehouse_profile_activations_total",
+            "counter",
+            "Profile activations (and slot releases) by result.",
+        );
+        for (result, count) in self.profile_activations.snapshot() {
+            let _ = writeln!(
+                out,
+                "lakehouse_profile_activations_total{{result=\"{result}\"}} {count}"
+            );
+        }
+        head(
+            out,
+            "lakehouse_gpu_present",
+            "gauge",
+            "GPUs NVML reports (0 without the NVIDIA driver).",
+        );
+        let _ = writeln!(out, "lakehouse_gpu_present {}", slot.gpus.len());
+        if slot.gpus.is_empty() {
+            return;
+        }
+        for (name, help) in [
+            (
+                "lakehouse_gpu_memory_total_bytes",
+                "GPU memory, by GPU (NVML).",
+            ),
+            (
+                "lakehouse_gpu_memory_used_bytes",
+                "GPU memory in use, by GPU (NVML).",
+            ),
+        ] {
+            head(out, name, "gauge", help);
+            for gpu in &slot.gpus {
+                let value = if name.ends_with("total_bytes") {
+                    gpu.memory_total_bytes
+                } else {
+                    gpu.memory_used_bytes
+                };
+                let _ = writeln!(out, "{name}{{gpu=\"{}\"}} {value}", gpu.index);
+            }
+        }
+    }
+}
+
 /// Values measured at scrape time.
 #[derive(Debug, Default)]
 pub struct Gauges {
@@ -350,6 +454,8 @@ pub struct Gauges {
     pub indexes_loaded: u64,
     pub resident_bytes: Option<u64>,
     pub workers: Vec<crate::workers::WorkerState>,
+    /// The GPU slot, when the server has one.
+    pub slot: Option<lakehouse_flight_ext::v1::GpuSlot>,
 }
 
 /// Resident memory from `/proc/self/statm` (Linux), `None` elsewhere.

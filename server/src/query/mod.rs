@@ -43,13 +43,22 @@ pub struct SessionDefaults {
     pub catalog: String,
     /// Default schema.
     pub schema: String,
+    /// The model profile the session is bound to: it sees only that profile's
+    /// vector indexes.
+    pub profile: Option<String>,
 }
+
+/// The profile a query's session is bound to, as a session config extension (read
+/// by the search table functions and the `system` schema).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundProfile(pub String);
 
 impl Default for SessionDefaults {
     fn default() -> Self {
         Self {
             catalog: CATALOG_NAME.to_string(),
             schema: DEFAULT_SCHEMA.to_string(),
+            profile: None,
         }
     }
 }
@@ -126,8 +135,11 @@ impl QueryEngine {
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
-        let provider =
-            LakehouseCatalog::new(Arc::clone(&self.catalog), Arc::clone(&self.scan_session));
+        let provider = LakehouseCatalog::new(
+            Arc::clone(&self.catalog),
+            Arc::clone(&self.scan_session),
+            defaults.profile.clone(),
+        );
         ctx.register_catalog(CATALOG_NAME, Arc::new(provider));
         if let Ok(functions) = self.table_functions.read() {
             for (name, function) in functions.iter() {
@@ -167,6 +179,7 @@ impl QueryEngine {
             let defaults = SessionDefaults {
                 catalog: options.default_catalog.clone(),
                 schema: options.default_schema.clone(),
+                profile: None,
             };
             classify(plan.clone(), &defaults)?;
         } else {
@@ -203,7 +216,10 @@ fn session_config(
     let options = config.options_mut();
     options.execution.parquet.schema_force_view_types = false;
     options.sql_parser.map_string_types_to_utf8view = false;
-    config
+    match &defaults.profile {
+        Some(profile) => config.with_extension(Arc::new(BoundProfile(profile.clone()))),
+        None => config,
+    }
 }
 
 fn statement_options() -> SQLOptions {

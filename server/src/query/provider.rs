@@ -24,11 +24,17 @@ pub struct LakehouseCatalog {
     scan_session: Arc<SessionState>,
     /// Schema names captured when the session was made (the provider API is sync).
     schemas: Vec<String>,
+    /// The profile the session is bound to (the `system` schema shows only its indexes).
+    profile: Option<String>,
 }
 
 impl LakehouseCatalog {
     /// A provider over the catalog's current schemas.
-    pub fn new(catalog: Arc<Catalog>, scan_session: Arc<SessionState>) -> Self {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        scan_session: Arc<SessionState>,
+        profile: Option<String>,
+    ) -> Self {
         let mut schemas = catalog.schema_names();
         schemas.push(SYSTEM_SCHEMA.to_string());
         schemas.sort();
@@ -36,6 +42,7 @@ impl LakehouseCatalog {
             catalog,
             scan_session,
             schemas,
+            profile,
         }
     }
 }
@@ -50,6 +57,7 @@ impl CatalogProvider for LakehouseCatalog {
             return Some(Arc::new(SystemSchema::new(
                 Arc::clone(&self.catalog),
                 Arc::clone(&self.scan_session),
+                self.profile.clone(),
             )));
         }
         self.schemas.iter().any(|s| s == name).then(|| {

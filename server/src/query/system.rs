@@ -20,12 +20,14 @@ use super::provider::open_provider;
 use crate::catalog::{CATALOG_NAME, Catalog, TableEntry};
 
 /// Names of the system tables, sorted.
-pub const SYSTEM_TABLES: [&str; 10] = [
+pub const SYSTEM_TABLES: [&str; 12] = [
     "buckets",
     "columns",
+    "gpu_slot",
     "jobs",
     "lineage",
     "pii",
+    "profiles",
     "table_versions",
     "tables",
     "vector_eval_sets",
@@ -38,15 +40,27 @@ pub const SYSTEM_TABLES: [&str; 10] = [
 pub struct SystemSchema {
     catalog: Arc<Catalog>,
     scan_session: Arc<SessionState>,
+    /// A session bound to a profile sees only that profile's indexes and eval sets.
+    profile: Option<String>,
 }
 
 impl SystemSchema {
-    /// Provider over `catalog`.
-    pub fn new(catalog: Arc<Catalog>, scan_session: Arc<SessionState>) -> Self {
+    /// Provider over `catalog`, for a session bound to `profile` (if any).
+    pub fn new(
+        catalog: Arc<Catalog>,
+        scan_session: Arc<SessionState>,
+        profile: Option<String>,
+    ) -> Self {
         Self {
             catalog,
             scan_session,
+            profile,
         }
+    }
+
+    /// Whether the session may see index `entry`.
+    fn visible(&self, entry: &crate::catalog::IndexEntry) -> bool {
+        self.profile.as_ref().is_none_or(|p| *p == entry.profile)
     }
 
     async fn build(&self, name: &str) -> Result<Option<RecordBatch>> {
@@ -58,9 +72,11 @@ impl SystemSchema {
             "jobs" => jobs(&self.catalog)?,
             "pii" => pii(&self.catalog)?,
             "lineage" => lineage(&self.catalog).await?,
-            "vector_indexes" => vector_indexes(&self.catalog)?,
-            "vector_eval_sets" => vector_eval_sets(&self.catalog)?,
+            "vector_indexes" => self.vector_indexes()?,
+            "vector_eval_sets" => self.vector_eval_sets()?,
             "workers" => workers(&self.catalog)?,
+            "profiles" => profiles(&self.catalog)?,
+            "gpu_slot" => gpu_slot(&self.catalog)?,
             _ => return Ok(None),
         }))
     }
@@ -357,11 +373,9 @@ fn micros(rfc3339: &str) -> Option<i64> {
 }
 
 /// Eval sets of vector indexes: what each holds and the index state its truth pins.
-fn vector_eval_sets(catalog: &Catalog) -> Result<RecordBatch> {
-    let snapshot = catalog.snapshot();
-    let sets = &snapshot.eval_sets;
+fn vector_eval_sets(sets: &[&crate::catalog::EvalSetEntry]) -> Result<RecordBatch> {
     let strings = |f: &dyn Fn(&crate::catalog::EvalSetEntry) -> String| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(sets.iter().map(f)))
+        Arc::new(StringArray::from_iter_values(sets.iter().map(|e| f(e))))
     };
     batch(
         vec![
@@ -399,12 +413,165 @@ fn vector_eval_sets(catalog: &Catalog) -> Result<RecordBatch> {
     )
 }
 
+impl SystemSchema {
+    /// Vector indexes: what each covers, how it was built, what it holds.
+    fn vector_indexes(&self) -> Result<RecordBatch> {
+        let snapshot = self.catalog.snapshot();
+        let indexes: Vec<_> = snapshot
+            .indexes
+            .iter()
+            .filter(|i| self.visible(i))
+            .collect();
+        vector_indexes(&indexes)
+    }
+
+    /// Eval sets of the indexes the session sees.
+    fn vector_eval_sets(&self) -> Result<RecordBatch> {
+        let snapshot = self.catalog.snapshot();
+        let sets: Vec<_> = snapshot
+            .eval_sets
+            .iter()
+            .filter(|e| {
+                self.profile.is_none()
+                    || snapshot
+                        .indexes
+                        .iter()
+                        .any(|i| i.name == e.index && self.visible(i))
+            })
+            .collect();
+        vector_eval_sets(&sets)
+    }
+}
+
+/// Profiles, and whether each holds the GPU slot.
+fn profiles(catalog: &Catalog) -> Result<RecordBatch> {
+    let doc = catalog.snapshot();
+    let slot = catalog.slot().map(|s| s.view());
+    let mut entries: Vec<_> = doc.profiles.iter().collect();
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let strings = |f: &dyn Fn(&crate::catalog::ProfileEntry) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from(
+            entries.iter().map(|p| f(p)).collect::<Vec<_>>(),
+        ))
+    };
+    batch(
+        vec![
+            utf8("name", false),
+            utf8("embedder", false),
+            utf8("llm", true),
+            utf8("bucket", false),
+            utf8("backend", false),
+            Field::new("active", DataType::Boolean, false),
+            Field::new("indexes", DataType::Int64, false),
+            timestamp_field("created_at", true),
+        ],
+        vec![
+            strings(&|p| Some(p.name.clone())),
+            strings(&|p| Some(p.embedder.clone())),
+            strings(&|p| (!p.llm.is_empty()).then(|| p.llm.clone())),
+            strings(&|p| Some(p.bucket.clone())),
+            strings(&|p| Some(p.backend.clone())),
+            Arc::new(BooleanArray::from(
+                entries
+                    .iter()
+                    .map(|p| {
+                        slot.as_ref().is_some_and(|s| {
+                            s.state == crate::profiles::SlotState::Active && s.profile == p.name
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from_iter_values(entries.iter().map(|p| {
+                doc.indexes.iter().filter(|i| i.profile == p.name).count() as i64
+            }))),
+            timestamps(entries.iter().map(|p| micros(&p.created_at)).collect()),
+        ],
+    )
+}
+
+/// The GPU slot: one row per model it holds (one row with null model columns when it
+/// holds none), with the GPUs' memory as NVML reports it.
+fn gpu_slot(catalog: &Catalog) -> Result<RecordBatch> {
+    let report = catalog.slot().map(|s| s.report()).unwrap_or_default();
+    let rows: Vec<Option<&lakehouse_flight_ext::v1::SlotModel>> = if report.models.is_empty() {
+        vec![None]
+    } else {
+        report.models.iter().map(Some).collect()
+    };
+    let text = |f: &dyn Fn(&lakehouse_flight_ext::v1::SlotModel) -> String| -> ArrayRef {
+        Arc::new(StringArray::from(
+            rows.iter().map(|m| m.map(f)).collect::<Vec<_>>(),
+        ))
+    };
+    let same = |value: Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from(vec![value; rows.len()]))
+    };
+    let bytes = |f: &dyn Fn(&lakehouse_flight_ext::v1::SlotModel) -> Option<u64>| -> ArrayRef {
+        Arc::new(Int64Array::from(
+            rows.iter()
+                .map(|m| m.and_then(f).map(|b| b as i64))
+                .collect::<Vec<_>>(),
+        ))
+    };
+    let gpu_total: u64 = report.gpus.iter().map(|g| g.memory_total_bytes).sum();
+    let gpu_used: u64 = report.gpus.iter().map(|g| g.memory_used_bytes).sum();
+    let present = !report.gpus.is_empty();
+    let gpu_bytes = |value: u64| -> ArrayRef {
+        Arc::new(Int64Array::from(vec![
+            present.then_some(value as i64);
+            rows.len()
+        ]))
+    };
+    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    batch(
+        vec![
+            utf8("state", false),
+            utf8("profile", true),
+            timestamp_field("since", true),
+            utf8("error", true),
+            utf8("role", true),
+            utf8("model_name", true),
+            utf8("protocol", true),
+            utf8("model", true),
+            utf8("placement", true),
+            Field::new("model_bytes", DataType::Int64, true),
+            Field::new("model_vram_bytes", DataType::Int64, true),
+            utf8("gpus", true),
+            Field::new("gpu_memory_total_bytes", DataType::Int64, true),
+            Field::new("gpu_memory_used_bytes", DataType::Int64, true),
+            utf8("gpu_absent", true),
+        ],
+        vec![
+            Arc::new(StringArray::from(vec![report.state.clone(); rows.len()])),
+            same(nonempty(&report.profile)),
+            timestamps(vec![micros(&report.since); rows.len()]),
+            same(nonempty(&report.error)),
+            text(&|m| m.role.clone()),
+            text(&|m| m.name.clone()),
+            text(&|m| m.protocol.clone()),
+            text(&|m| m.model.clone()),
+            text(&|m| m.placement.clone()),
+            bytes(&|m| m.size_bytes),
+            bytes(&|m| m.vram_bytes),
+            same(present.then(|| {
+                report
+                    .gpus
+                    .iter()
+                    .map(|g| g.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })),
+            gpu_bytes(gpu_total),
+            gpu_bytes(gpu_used),
+            same(nonempty(&report.gpu_absent)),
+        ],
+    )
+}
+
 /// Vector indexes: what each covers, how it was built, what it holds.
-fn vector_indexes(catalog: &Catalog) -> Result<RecordBatch> {
-    let snapshot = catalog.snapshot();
-    let indexes = &snapshot.indexes;
+fn vector_indexes(indexes: &[&crate::catalog::IndexEntry]) -> Result<RecordBatch> {
     let strings = |f: &dyn Fn(&crate::catalog::IndexEntry) -> String| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(indexes.iter().map(f)))
+        Arc::new(StringArray::from_iter_values(indexes.iter().map(|i| f(i))))
     };
     batch(
         vec![
@@ -417,6 +584,7 @@ fn vector_indexes(catalog: &Catalog) -> Result<RecordBatch> {
             utf8("metric", false),
             utf8("model", false),
             utf8("embedder", false),
+            utf8("profile", true),
             Field::new("dimension", DataType::Int32, false),
             utf8("parameters", false),
             utf8("bucket", false),
@@ -439,6 +607,12 @@ fn vector_indexes(catalog: &Catalog) -> Result<RecordBatch> {
             strings(&|i| i.metric.clone()),
             strings(&|i| i.model.clone()),
             strings(&|i| crate::vector::service::embedder_name(i).to_string()),
+            Arc::new(StringArray::from(
+                indexes
+                    .iter()
+                    .map(|i| (!i.profile.is_empty()).then(|| i.profile.clone()))
+                    .collect::<Vec<_>>(),
+            )),
             Arc::new(Int32Array::from_iter_values(
                 indexes.iter().map(|i| i.dimension as i32),
             )),
@@ -487,7 +661,7 @@ fn jobs(catalog: &Catalog) -> Result<RecordBatch> {
     let written = |j: &lakehouse_flight_ext::v1::Job| match j.result.as_ref() {
         Some(job::Result::Ingest(r)) => Some((r.table.clone(), r.version)),
         Some(job::Result::VectorIndex(i)) => Some((i.table.clone(), i.source_version)),
-        Some(job::Result::VectorEvalSet(_)) | None => None,
+        Some(job::Result::VectorEvalSet(_) | job::Result::ProfileActivation(_)) | None => None,
     };
     let results: Vec<_> = jobs.iter().map(written).collect();
     let result_table: Vec<Option<String>> = results

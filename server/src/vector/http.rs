@@ -6,6 +6,8 @@
 //! fails (5xx). Errors name the service and model and say what to check; API keys never
 //! appear in them.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -126,12 +128,19 @@ pub struct HttpEmbedder {
     client: reqwest::Client,
     dimension: usize,
     id: String,
+    /// Set while the GPU slot holds the model: Ollama is asked to keep it loaded.
+    pinned: Arc<AtomicBool>,
 }
 
 impl HttpEmbedder {
     /// Connects to the service and learns the model's dimension with one short text, so
-    /// a service that is down or a model that is unknown fails here, clearly.
-    pub async fn connect(protocol: Protocol, options: HttpOptions) -> Result<Self, EmbedError> {
+    /// a service that is down or a model that is unknown fails here, clearly. While
+    /// `pinned` is set, Ollama requests carry `keep_alive: -1` so the model stays loaded.
+    pub async fn connect(
+        protocol: Protocol,
+        options: HttpOptions,
+        pinned: Arc<AtomicBool>,
+    ) -> Result<Self, EmbedError> {
         if options.batch_size == 0 {
             return Err(EmbedError::Unavailable {
                 model: options.model.clone(),
@@ -155,6 +164,7 @@ impl HttpEmbedder {
             options,
             client,
             dimension: 0,
+            pinned,
         };
         let probe = embedder.request(&["dimension probe".to_string()]).await?;
         embedder.dimension = probe.first().map_or(0, Vec::len);
@@ -184,6 +194,9 @@ impl HttpEmbedder {
     /// One batch, with retries.
     async fn request(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let body = match self.protocol {
+            Protocol::Ollama if self.pinned.load(Ordering::Relaxed) => {
+                json!({"model": self.options.model, "input": texts, "keep_alive": -1})
+            }
             Protocol::Ollama => json!({"model": self.options.model, "input": texts}),
             Protocol::OpenAi => json!({
                 "model": self.options.model,
@@ -465,7 +478,7 @@ mod tests {
             )
         })
         .await;
-        let embedder = HttpEmbedder::connect(Protocol::Ollama, fast(&url))
+        let embedder = HttpEmbedder::connect(Protocol::Ollama, fast(&url), Default::default())
             .await
             .unwrap();
         assert_eq!(
@@ -510,7 +523,7 @@ mod tests {
             api_key: Some("sk-secret".into()),
             ..fast(&url)
         };
-        let embedder = HttpEmbedder::connect(Protocol::OpenAi, options)
+        let embedder = HttpEmbedder::connect(Protocol::OpenAi, options, Default::default())
             .await
             .unwrap();
         let vectors = embedder
@@ -529,7 +542,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         drop(listener);
-        let error = HttpEmbedder::connect(Protocol::Ollama, fast(&url))
+        let error = HttpEmbedder::connect(Protocol::Ollama, fast(&url), Default::default())
             .await
             .err()
             .unwrap()
@@ -544,7 +557,7 @@ mod tests {
             api_key: Some("sk-secret".into()),
             ..fast(&url)
         };
-        let error = HttpEmbedder::connect(Protocol::OpenAi, options)
+        let error = HttpEmbedder::connect(Protocol::OpenAi, options, Default::default())
             .await
             .err()
             .unwrap()

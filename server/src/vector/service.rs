@@ -81,6 +81,10 @@ pub enum VectorError {
     /// retrying may succeed).
     #[error("{0}")]
     WorkerDown(String),
+    /// The index belongs to a profile other than the one the session is bound to
+    /// (PermissionDenied).
+    #[error("{0}")]
+    Forbidden(String),
     /// The job was cancelled (Cancelled).
     #[error("the job was cancelled; nothing was recorded")]
     Cancelled,
@@ -195,6 +199,8 @@ pub struct CreateIndex {
     pub replace: bool,
     /// The embedder: [`BUILTIN`] or a configured `[embedders.NAME]`.
     pub embedder: String,
+    /// The model profile it belongs to ("" for none).
+    pub profile: String,
 }
 
 /// How long texts are cut before embedding.
@@ -380,6 +386,8 @@ pub struct VectorIndexes {
     changing: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Worker processes (the Faiss backend), when the server runs them.
     workers: Option<Arc<Workers>>,
+    /// Per HTTP embedder: whether the GPU slot pins its model ([`Self::pin_embedder`]).
+    pins: std::sync::Mutex<HashMap<String, Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 impl std::fmt::Debug for VectorIndexes {
@@ -435,6 +443,7 @@ impl VectorIndexes {
             loading: tokio::sync::Mutex::new(()),
             changing: std::sync::Mutex::new(HashMap::new()),
             workers: None,
+            pins: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -513,7 +522,7 @@ impl VectorIndexes {
             .get(name)
             .ok_or_else(|| VectorError::NotFound(format!("embedder {name:?} is not configured")))?;
         let (protocol, options) = super::http::configured(name, config)?;
-        let embedder = Arc::new(HttpEmbedder::connect(protocol, options).await?);
+        let embedder = Arc::new(HttpEmbedder::connect(protocol, options, self.pin(name)).await?);
         connected.insert(name.to_string(), Arc::clone(&embedder));
         Ok(embedder)
     }
@@ -541,6 +550,42 @@ impl VectorIndexes {
             )));
         }
         Ok(embedder)
+    }
+
+    /// Refuses index `name` to a session bound to `profile` when the index belongs to
+    /// another profile (or to none); an index that does not exist passes (the call
+    /// then says NotFound).
+    pub fn check_profile(&self, name: &str, profile: Option<&str>) -> Result<(), VectorError> {
+        let Some(bound) = profile else {
+            return Ok(());
+        };
+        match self.engine.catalog().index(name) {
+            Some(entry) if entry.profile != bound => {
+                let owner = if entry.profile.is_empty() {
+                    "no profile".to_string()
+                } else {
+                    format!("profile {}", entry.profile)
+                };
+                Err(VectorError::Forbidden(format!(
+                    "index {name} belongs to {owner}, but this session is bound to profile {bound}; \
+                     use one of {bound}'s indexes, or clear the session option \"profile\""
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Pins (or unpins) the Ollama model of embedder `name` in memory: while pinned,
+    /// every embedding request asks Ollama to keep it loaded (`keep_alive: -1`)
+    /// instead of letting it expire after Ollama's default idle time.
+    pub fn pin_embedder(&self, name: &str, pinned: bool) {
+        self.pin(name)
+            .store(pinned, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn pin(&self, name: &str) -> Arc<std::sync::atomic::AtomicBool> {
+        let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(pins.entry(name.to_string()).or_default())
     }
 
     /// The lock serialising changes of index `name`.
@@ -1032,6 +1077,7 @@ impl VectorIndexes {
             build_seconds: started.elapsed().as_secs_f64(),
             embed_seconds: all.seconds,
             built_at: chrono::Utc::now().to_rfc3339(),
+            profile: request.profile.clone(),
         };
         let replaced = catalog.put_index(entry.clone()).await.map_err(internal)?;
         if let Some(old) = replaced {
@@ -2014,6 +2060,7 @@ pub fn info_of(entry: &IndexEntry) -> VectorIndexInfo {
         metric: entry.metric.clone(),
         model: entry.model.clone(),
         embedder: embedder_name(entry).to_string(),
+        profile: entry.profile.clone(),
         dimension: entry.dimension,
         bucket: entry.bucket.clone(),
         location: entry.location.clone(),

@@ -25,6 +25,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::service::{Mode, Search, VectorError, VectorIndexes, hits_schema};
+use crate::query::BoundProfile;
 
 /// One of the search table functions.
 #[derive(Debug)]
@@ -122,6 +123,9 @@ struct SearchTable {
 fn to_datafusion(error: VectorError) -> DataFusionError {
     match error {
         VectorError::Invalid(m) => DataFusionError::Plan(m),
+        VectorError::Forbidden(m) => {
+            DataFusionError::External(Box::new(tonic::Status::permission_denied(m)))
+        }
         other => DataFusionError::External(Box::new(other)),
     }
 }
@@ -138,11 +142,15 @@ impl TableProvider for SearchTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let bound = state.config().get_extension::<BoundProfile>();
+        self.indexes
+            .check_profile(&self.search.index, bound.as_ref().map(|b| b.0.as_str()))
+            .map_err(to_datafusion)?;
         let batch = self
             .indexes
             .hits_batch(&self.search, &[])

@@ -1,0 +1,806 @@
+//! Model profiles and the single GPU slot.
+//!
+//! Owns: the catalog's `profiles` and `active_profile`, and the slot's state. May
+//! call: `catalog`, `vector` (the built-in model, embedder pins), Ollama over HTTP,
+//! NVML. Invariants:
+//! - one activation runs at a time; the slot's state names the profile holding it;
+//! - activating unloads the models only the previous profile used, preloads and pins
+//!   those only the new one uses, and leaves the shared ones loaded;
+//! - the active profile is recorded in the catalog only once its models are loaded,
+//!   and the server activates it again when it starts;
+//! - a profile that holds the slot, or owns indexes, is not dropped.
+//!
+//! Where a model runs: the built-in model in this process on the CPU (activation
+//! loads it; it is never unloaded, as indexes outside any profile use it too); an
+//! Ollama model in Ollama, loaded with `keep_alive: -1` and unloaded with
+//! `keep_alive: 0`; a model behind an OpenAI-compatible URL is the service's to
+//! manage, so the slot only records it.
+
+pub mod gpu;
+mod ollama;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use lakehouse_flight_ext::v1::{
+    GpuSlot, Profile, ProfileActivation, ProfileCreateRequest, ProfileList, SlotModel,
+};
+
+use crate::catalog::{Catalog, CatalogDocument, CatalogError, ProfileEntry, validate_name};
+use crate::config::{EmbedderConfig, LlmConfig};
+use crate::jobs::JobContext;
+use crate::storage::PRIMARY;
+use crate::vector::embed::BUILTIN;
+use crate::vector::service::VectorIndexes;
+
+/// How long loading one model may take unless its configuration says otherwise.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long an unload request may take.
+const UNLOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Errors of profile calls, each with the status a client gets.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// A bad request (InvalidArgument).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such profile (NotFound).
+    #[error("{0}")]
+    NotFound(String),
+    /// A profile of that name exists (AlreadyExists).
+    #[error("{0}")]
+    Exists(String),
+    /// The profile is in use, or names something no longer configured
+    /// (FailedPrecondition).
+    #[error("{0}")]
+    Precondition(String),
+    /// A model could not be loaded (Unavailable: the service may come back).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The activation job was cancelled.
+    #[error("the activation was cancelled; the slot holds what was loaded by then")]
+    Cancelled,
+    /// The catalog could not be written (Internal).
+    #[error(transparent)]
+    Catalog(Box<CatalogError>),
+}
+
+impl From<CatalogError> for ProfileError {
+    fn from(error: CatalogError) -> Self {
+        Self::Catalog(Box::new(error))
+    }
+}
+
+/// What the slot is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// No profile holds it.
+    Empty,
+    /// A profile's models are being loaded (or the slot released).
+    Activating,
+    /// A profile holds it with its models loaded.
+    Active,
+    /// The last activation failed; `error` says why.
+    Failed,
+}
+
+impl SlotState {
+    /// Every state, as metrics and tables name them.
+    pub const ALL: [SlotState; 4] = [Self::Empty, Self::Activating, Self::Active, Self::Failed];
+
+    /// The state's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::Activating => "activating",
+            Self::Active => "active",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One model of a profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// `embedder` or `llm`.
+    pub role: &'static str,
+    /// The configured name.
+    pub name: String,
+    /// `builtin`, `ollama` or `openai`.
+    pub protocol: String,
+    pub url: String,
+    pub model: String,
+    timeout: Duration,
+    /// Memory, as Ollama reports it once loaded.
+    pub size_bytes: Option<u64>,
+    pub vram_bytes: Option<u64>,
+}
+
+impl Model {
+    /// Two profiles share a model when the same service serves the same model.
+    fn same(&self, other: &Self) -> bool {
+        self.protocol == other.protocol && self.url == other.url && self.model == other.model
+    }
+
+    /// Where it runs: `cpu`, `ollama` or `remote`.
+    pub fn placement(&self) -> &'static str {
+        match self.protocol.as_str() {
+            "builtin" => "cpu",
+            "ollama" => "ollama",
+            _ => "remote",
+        }
+    }
+
+    /// `name (model)`, as activation results list it.
+    fn label(&self) -> String {
+        format!("{} ({})", self.name, self.model)
+    }
+
+    fn to_proto(&self) -> SlotModel {
+        SlotModel {
+            role: self.role.to_string(),
+            name: self.name.clone(),
+            protocol: self.protocol.clone(),
+            model: self.model.clone(),
+            placement: self.placement().to_string(),
+            size_bytes: self.size_bytes,
+            vram_bytes: self.vram_bytes,
+        }
+    }
+}
+
+/// The slot as it is now.
+#[derive(Debug, Clone)]
+pub struct SlotView {
+    pub state: SlotState,
+    /// The profile holding (or taking) it; empty when none.
+    pub profile: String,
+    pub since: DateTime<Utc>,
+    pub error: String,
+    /// The models loaded for it.
+    pub models: Vec<Model>,
+}
+
+/// The single GPU slot: its state, and the GPUs NVML sees.
+#[derive(Debug)]
+pub struct Slot {
+    view: Mutex<SlotView>,
+    gpus: gpu::Gpus,
+}
+
+impl Slot {
+    /// An empty slot; NVML is probed once, here.
+    pub fn new() -> Self {
+        Self {
+            view: Mutex::new(SlotView {
+                state: SlotState::Empty,
+                profile: String::new(),
+                since: Utc::now(),
+                error: String::new(),
+                models: Vec::new(),
+            }),
+            gpus: gpu::Gpus::probe(),
+        }
+    }
+
+    /// The slot now.
+    pub fn view(&self) -> SlotView {
+        self.lock().clone()
+    }
+
+    /// The GPUs now, or why none is reported.
+    pub fn gpus(&self) -> Result<Vec<lakehouse_flight_ext::v1::Gpu>, String> {
+        self.gpus.read()
+    }
+
+    /// The slot as the protocol reports it (GPU memory read now).
+    pub fn report(&self) -> GpuSlot {
+        let view = self.view();
+        let (gpus, gpu_absent) = match self.gpus() {
+            Ok(gpus) => (gpus, String::new()),
+            Err(why) => (Vec::new(), why),
+        };
+        GpuSlot {
+            state: view.state.name().to_string(),
+            profile: view.profile,
+            since: view.since.to_rfc3339(),
+            error: view.error,
+            models: view.models.iter().map(Model::to_proto).collect(),
+            gpus,
+            gpu_absent,
+        }
+    }
+
+    fn set(&self, state: SlotState, profile: &str, error: String, models: Vec<Model>) {
+        let mut view = self.lock();
+        *view = SlotView {
+            state,
+            profile: profile.to_string(),
+            since: Utc::now(),
+            error,
+            models,
+        };
+    }
+
+    fn begin(&self, profile: &str) {
+        let mut view = self.lock();
+        view.state = SlotState::Activating;
+        view.profile = profile.to_string();
+        view.since = Utc::now();
+        view.error.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotView> {
+        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Which models to unload, load and keep when `held` makes way for `wanted`. Kept
+/// models carry the new profile's names.
+fn plan(held: &[Model], wanted: &[Model]) -> (Vec<Model>, Vec<Model>, Vec<Model>) {
+    let mut unload = Vec::new();
+    for model in held {
+        if !wanted.iter().any(|w| w.same(model)) && !unload.iter().any(|u: &Model| u.same(model)) {
+            unload.push(model.clone());
+        }
+    }
+    let (mut load, mut keep) = (Vec::new(), Vec::new());
+    for model in wanted {
+        match held.iter().find(|h| h.same(model)) {
+            Some(loaded) => keep.push(Model {
+                size_bytes: loaded.size_bytes,
+                vram_bytes: loaded.vram_bytes,
+                ..model.clone()
+            }),
+            None => load.push(model.clone()),
+        }
+    }
+    (unload, load, keep)
+}
+
+/// The server's model profiles and its GPU slot.
+pub struct Profiles {
+    catalog: Arc<Catalog>,
+    vectors: Arc<VectorIndexes>,
+    embedders: HashMap<String, EmbedderConfig>,
+    llms: HashMap<String, LlmConfig>,
+    slot: Arc<Slot>,
+    /// Held by an activation from start to end.
+    activation: tokio::sync::Mutex<()>,
+    ollama: ollama::Ollama,
+}
+
+impl std::fmt::Debug for Profiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profiles")
+            .field("slot", &self.slot.view())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A profile as the protocol describes it.
+pub fn profile_of(entry: &ProfileEntry, doc: &CatalogDocument, slot: &SlotView) -> Profile {
+    Profile {
+        name: entry.name.clone(),
+        embedder: entry.embedder.clone(),
+        llm: entry.llm.clone(),
+        bucket: entry.bucket.clone(),
+        backend: entry.backend.clone(),
+        created_at: entry.created_at.clone(),
+        active: slot.state == SlotState::Active && slot.profile == entry.name,
+        indexes: doc
+            .indexes
+            .iter()
+            .filter(|i| i.profile == entry.name)
+            .count() as u32,
+    }
+}
+
+impl Profiles {
+    /// Profiles over `catalog`, loading models through `vectors` and the configured
+    /// services; the slot is attached to the catalog for `system.gpu_slot`.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        vectors: Arc<VectorIndexes>,
+        embedders: HashMap<String, EmbedderConfig>,
+        llms: HashMap<String, LlmConfig>,
+    ) -> Self {
+        let slot = Arc::new(Slot::new());
+        catalog.attach_slot(Arc::clone(&slot));
+        Self {
+            catalog,
+            vectors,
+            embedders,
+            llms,
+            slot,
+            activation: tokio::sync::Mutex::new(()),
+            ollama: ollama::Ollama::new(),
+        }
+    }
+
+    /// The slot.
+    pub fn slot(&self) -> &Arc<Slot> {
+        &self.slot
+    }
+
+    /// The profile `name`.
+    pub fn get(&self, name: &str) -> Result<ProfileEntry, ProfileError> {
+        self.catalog
+            .snapshot()
+            .profile(name)
+            .cloned()
+            .ok_or_else(|| self.not_found(name))
+    }
+
+    fn not_found(&self, name: &str) -> ProfileError {
+        let doc = self.catalog.snapshot();
+        let known: Vec<&str> = doc.profiles.iter().map(|p| p.name.as_str()).collect();
+        let known = if known.is_empty() {
+            "none yet; create one with lakehouse.profile.create".to_string()
+        } else {
+            known.join(", ")
+        };
+        ProfileError::NotFound(format!(
+            "profile {name:?} does not exist; profiles: {known}"
+        ))
+    }
+
+    /// Every profile, with the slot.
+    pub fn list(&self) -> ProfileList {
+        let doc = self.catalog.snapshot();
+        let slot = self.slot.view();
+        let mut profiles: Vec<Profile> = doc
+            .profiles
+            .iter()
+            .map(|p| profile_of(p, &doc, &slot))
+            .collect();
+        profiles.sort_by(|a, b| a.name.cmp(&b.name));
+        ProfileList {
+            profiles,
+            slot: Some(self.slot.report()),
+        }
+    }
+
+    /// Creates (or with `replace`, replaces) a profile.
+    pub async fn create(&self, request: ProfileCreateRequest) -> Result<Profile, ProfileError> {
+        let name = request.name.trim().to_string();
+        validate_name(&name).map_err(|e| ProfileError::Invalid(format!("name: {e}")))?;
+        let embedder = match request.embedder.trim() {
+            "" => BUILTIN.to_string(),
+            other => other.to_string(),
+        };
+        self.vectors
+            .check_embedder(&embedder)
+            .map_err(|e| ProfileError::Invalid(format!("embedder: {e}")))?;
+        let llm = request.llm.trim().to_string();
+        if !llm.is_empty() && !self.llms.contains_key(&llm) {
+            let mut known: Vec<&str> = self.llms.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            let known = if known.is_empty() {
+                "none; configure one under [llms.NAME]".to_string()
+            } else {
+                known.join(", ")
+            };
+            return Err(ProfileError::Invalid(format!(
+                "llm: {llm:?} is not configured on this server; known: {known}"
+            )));
+        }
+        let backend = match request.backend.trim().to_ascii_lowercase().as_str() {
+            "" | "hnsw" => "hnsw".to_string(),
+            "flat" => "flat".to_string(),
+            "faiss" => "faiss".to_string(),
+            other => {
+                return Err(ProfileError::Invalid(format!(
+                    "backend: {other:?} is not hnsw, flat or faiss"
+                )));
+            }
+        };
+        let bucket = match request.bucket.trim() {
+            "" => PRIMARY.to_string(),
+            other => other.to_string(),
+        };
+        self.catalog
+            .buckets()
+            .get(&bucket)
+            .map_err(|e| ProfileError::NotFound(format!("bucket: {e}")))?;
+        let entry = ProfileEntry {
+            name: name.clone(),
+            embedder,
+            llm,
+            bucket,
+            backend,
+            created_at: Utc::now().to_rfc3339(),
+        };
+        let slot = self.slot.view();
+        let record = entry.clone();
+        let replace = request.replace;
+        self.catalog
+            .change(|doc| {
+                match doc.profiles.iter_mut().find(|p| p.name == name) {
+                    Some(_) if !replace => {
+                        return Err(ProfileError::Exists(format!(
+                            "profile {name} already exists; set replace to change it"
+                        )));
+                    }
+                    Some(_) if slot.profile == name && slot.state != SlotState::Empty => {
+                        return Err(ProfileError::Precondition(format!(
+                            "profile {name} holds the GPU slot; activate another profile (or release the slot) before changing it"
+                        )));
+                    }
+                    Some(existing) => {
+                        *existing = ProfileEntry {
+                            created_at: existing.created_at.clone(),
+                            ..record
+                        }
+                    }
+                    None => doc.profiles.push(record),
+                }
+                Ok(())
+            })
+            .await?;
+        let doc = self.catalog.snapshot();
+        let stored = doc.profile(&entry.name).unwrap_or(&entry);
+        Ok(profile_of(stored, &doc, &self.slot.view()))
+    }
+
+    /// Drops a profile that neither holds the slot nor owns indexes.
+    pub async fn drop_profile(&self, name: &str) -> Result<Profile, ProfileError> {
+        let slot = self.slot.view();
+        let doc = self.catalog.snapshot();
+        let entry = doc
+            .profile(name)
+            .cloned()
+            .ok_or_else(|| self.not_found(name))?;
+        let dropped = profile_of(&entry, &doc, &slot);
+        self.catalog
+            .change(|doc| {
+                // A failed activation holds nothing for the profile: it may go.
+                let held = slot.profile == name
+                    && matches!(slot.state, SlotState::Active | SlotState::Activating);
+                if held || doc.active_profile.as_deref() == Some(name) {
+                    return Err(ProfileError::Precondition(format!(
+                        "profile {name} holds the GPU slot; activate another profile (or release the slot with an empty name) first"
+                    )));
+                }
+                let owned: Vec<&str> = doc
+                    .indexes
+                    .iter()
+                    .filter(|i| i.profile == name)
+                    .map(|i| i.name.as_str())
+                    .collect();
+                if !owned.is_empty() {
+                    return Err(ProfileError::Precondition(format!(
+                        "profile {name} owns indexes {}; they would be left without a profile",
+                        owned.join(", ")
+                    )));
+                }
+                doc.profiles.retain(|p| p.name != name);
+                Ok(())
+            })
+            .await?;
+        Ok(dropped)
+    }
+
+    /// The models profile `entry` uses.
+    fn models_of(&self, entry: &ProfileEntry) -> Result<Vec<Model>, ProfileError> {
+        let mut models = Vec::new();
+        if entry.embedder == BUILTIN {
+            models.push(Model {
+                role: "embedder",
+                name: BUILTIN.to_string(),
+                protocol: "builtin".to_string(),
+                url: String::new(),
+                model: crate::vector::embed::BUILTIN_MODEL.to_string(),
+                timeout: LOAD_TIMEOUT,
+                size_bytes: None,
+                vram_bytes: None,
+            });
+        } else {
+            let config = self.embedders.get(&entry.embedder).ok_or_else(|| {
+                ProfileError::Precondition(format!(
+                    "profile {} embeds with {:?}, which is no longer configured ([embedders.{}])",
+                    entry.name, entry.embedder, entry.embedder
+                ))
+            })?;
+            models.push(Model {
+                role: "embedder",
+                name: entry.embedder.clone(),
+                protocol: config.protocol.clone(),
+                url: config.url.trim_end_matches('/').to_string(),
+                model: config.model.clone(),
+                timeout: config
+                    .timeout_secs
+                    .map_or(LOAD_TIMEOUT, Duration::from_secs)
+                    .max(Duration::from_secs(60)),
+                size_bytes: None,
+                vram_bytes: None,
+            });
+        }
+        if !entry.llm.is_empty() {
+            let config = self.llms.get(&entry.llm).ok_or_else(|| {
+                ProfileError::Precondition(format!(
+                    "profile {} uses LLM {:?}, which is no longer configured ([llms.{}])",
+                    entry.name, entry.llm, entry.llm
+                ))
+            })?;
+            models.push(Model {
+                role: "llm",
+                name: entry.llm.clone(),
+                protocol: config.protocol.clone(),
+                url: config.url.trim_end_matches('/').to_string(),
+                model: config.model.clone(),
+                timeout: config
+                    .timeout_secs
+                    .map_or(LOAD_TIMEOUT, Duration::from_secs),
+                size_bytes: None,
+                vram_bytes: None,
+            });
+        }
+        Ok(models)
+    }
+
+    /// Checks that `name` can be activated ("" releases the slot), before a job starts.
+    pub fn check_activation(&self, name: &str) -> Result<(), ProfileError> {
+        if name.is_empty() {
+            return Ok(());
+        }
+        let entry = self.get(name)?;
+        self.models_of(&entry).map(drop)
+    }
+
+    /// Activates profile `name` ("" releases the slot): the body of the activation job.
+    pub async fn activate(
+        &self,
+        name: &str,
+        job: &JobContext,
+    ) -> Result<ProfileActivation, ProfileError> {
+        job.phase("waiting for the slot");
+        let _one = self.activation.lock().await;
+        let started = Instant::now();
+        let wanted = match name {
+            "" => Vec::new(),
+            name => self.models_of(&self.get(name)?)?,
+        };
+        let held = self.slot.view().models;
+        self.slot.begin(name);
+        let (unload, load, keep) = plan(&held, &wanted);
+        let mut result = ProfileActivation {
+            kept: keep.iter().map(Model::label).collect(),
+            ..ProfileActivation::default()
+        };
+        let mut now_held = keep;
+        for model in &unload {
+            job.phase(&format!("unloading {}", model.label()));
+            self.unload(model).await;
+            result.unloaded.push(model.label());
+        }
+        for model in load {
+            if job.cancelled().is_cancelled() {
+                self.fail(name, ProfileError::Cancelled.to_string(), now_held);
+                return Err(ProfileError::Cancelled);
+            }
+            job.phase(&format!("loading {}", model.label()));
+            let loading = self.load(&model);
+            let outcome = tokio::select! {
+                outcome = loading => outcome,
+                () = job.cancelled().cancelled() => Err(ProfileError::Cancelled),
+            };
+            match outcome {
+                Ok(()) => {
+                    result.loaded.push(model.label());
+                    now_held.push(model);
+                }
+                Err(error) => {
+                    self.fail(name, error.to_string(), now_held);
+                    return Err(error);
+                }
+            }
+        }
+        job.phase("recording");
+        self.measure(&mut now_held).await;
+        for model in &unload {
+            if model.role == "embedder" && !now_held.iter().any(|m| m.name == model.name) {
+                self.vectors.pin_embedder(&model.name, false);
+            }
+        }
+        for model in &now_held {
+            if model.role == "embedder" && model.protocol == "ollama" {
+                self.vectors.pin_embedder(&model.name, true);
+            }
+        }
+        let active = (!name.is_empty()).then(|| name.to_string());
+        if let Err(error) = self
+            .catalog
+            .change(|doc| {
+                doc.active_profile = active;
+                Ok::<_, CatalogError>(())
+            })
+            .await
+        {
+            self.fail(
+                name,
+                format!("the catalog could not record it: {error}"),
+                now_held,
+            );
+            return Err(error.into());
+        }
+        let state = if name.is_empty() {
+            SlotState::Empty
+        } else {
+            SlotState::Active
+        };
+        self.slot.set(state, name, String::new(), now_held);
+        result.seconds = started.elapsed().as_secs_f64();
+        result.slot = Some(self.slot.report());
+        crate::observe::metrics().profile_activated("ok");
+        tracing::info!(profile = name, unloaded = ?result.unloaded, loaded = ?result.loaded,
+            kept = ?result.kept, seconds = result.seconds, "GPU slot changed");
+        Ok(result)
+    }
+
+    fn fail(&self, name: &str, error: String, held: Vec<Model>) {
+        tracing::warn!(profile = name, %error, "profile activation failed");
+        crate::observe::metrics().profile_activated("error");
+        self.slot.set(SlotState::Failed, name, error, held);
+    }
+
+    async fn load(&self, model: &Model) -> Result<(), ProfileError> {
+        match model.protocol.as_str() {
+            "builtin" => {
+                self.vectors.builtin().await.map(drop).map_err(|e| {
+                    ProfileError::Unavailable(format!("loading {}: {e}", model.label()))
+                })
+            }
+            "ollama" => {
+                let kind = if model.role == "llm" {
+                    ollama::Kind::Generative
+                } else {
+                    ollama::Kind::Embedding
+                };
+                self.ollama
+                    .load(&model.url, &model.model, kind, model.timeout)
+                    .await
+                    .map_err(|e| {
+                        ProfileError::Unavailable(format!("loading {}: {e}", model.label()))
+                    })
+            }
+            // An OpenAI-compatible service loads its models itself.
+            _ => Ok(()),
+        }
+    }
+
+    /// Unloads an Ollama model; a service that cannot be reached holds nothing, so a
+    /// failure is logged, not fatal.
+    async fn unload(&self, model: &Model) {
+        if model.protocol != "ollama" {
+            return;
+        }
+        if let Err(error) = self
+            .ollama
+            .unload(&model.url, &model.model, UNLOAD_TIMEOUT)
+            .await
+        {
+            tracing::warn!(model = %model.label(), %error, "could not unload a model");
+        }
+    }
+
+    /// Fills in the memory Ollama reports for each of `models`.
+    async fn measure(&self, models: &mut [Model]) {
+        let mut urls: Vec<String> = models
+            .iter()
+            .filter(|m| m.protocol == "ollama")
+            .map(|m| m.url.clone())
+            .collect();
+        urls.dedup();
+        for url in urls {
+            let loaded = match self.ollama.loaded(&url).await {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    tracing::debug!(%error, "cannot read loaded models");
+                    continue;
+                }
+            };
+            for model in models.iter_mut().filter(|m| m.url == url) {
+                if let Some((_, found)) = loaded
+                    .iter()
+                    .find(|(name, _)| ollama::same_model(name, &model.model))
+                {
+                    model.size_bytes = found.size;
+                    model.vram_bytes = found.size_vram;
+                }
+            }
+        }
+    }
+
+    /// The profile recorded as active when the server last ran, to activate again.
+    pub fn recorded_active(&self) -> Option<String> {
+        self.catalog.snapshot().active_profile.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(role: &'static str, name: &str, url: &str, id: &str) -> Model {
+        Model {
+            role,
+            name: name.into(),
+            protocol: "ollama".into(),
+            url: url.into(),
+            model: id.into(),
+            timeout: LOAD_TIMEOUT,
+            size_bytes: None,
+            vram_bytes: None,
+        }
+    }
+
+    #[test]
+    fn a_switch_unloads_only_what_the_new_profile_does_not_use() {
+        let nomic = model("embedder", "nomic", "http://o:11434", "nomic-embed-text");
+        let llama = model("llm", "llama", "http://o:11434", "llama3.2");
+        let qwen = model("llm", "qwen", "http://o:11434", "qwen2.5");
+        let held = vec![
+            Model {
+                vram_bytes: Some(7),
+                ..nomic.clone()
+            },
+            llama.clone(),
+        ];
+        // The same model under another configured name is still shared.
+        let renamed = Model {
+            name: "nomic_v1".into(),
+            ..nomic.clone()
+        };
+        let (unload, load, keep) = plan(&held, &[renamed.clone(), qwen.clone()]);
+        assert_eq!(unload, vec![llama.clone()]);
+        assert_eq!(load, vec![qwen]);
+        assert_eq!(keep.len(), 1);
+        assert_eq!(keep[0].name, "nomic_v1");
+        assert_eq!(
+            keep[0].vram_bytes,
+            Some(7),
+            "a kept model keeps its figures"
+        );
+        // The same model on another Ollama server is not shared.
+        let elsewhere = Model {
+            url: "http://gpu2:11434".into(),
+            ..nomic.clone()
+        };
+        let (unload, load, keep) = plan(
+            std::slice::from_ref(&nomic),
+            std::slice::from_ref(&elsewhere),
+        );
+        assert_eq!(
+            (unload, load, keep.len()),
+            (vec![nomic.clone()], vec![elsewhere], 0)
+        );
+        // Releasing unloads everything; activating from empty loads everything.
+        let (unload, load, _) = plan(&held, &[]);
+        assert_eq!((unload.len(), load.len()), (2, 0));
+        let (unload, load, _) = plan(&[], &[nomic, llama]);
+        assert_eq!((unload.len(), load.len()), (0, 2));
+    }
+
+    #[test]
+    fn placement_follows_the_protocol() {
+        let mut m = model("embedder", "x", "", "m");
+        assert_eq!(m.placement(), "ollama");
+        m.protocol = "builtin".into();
+        assert_eq!(m.placement(), "cpu");
+        m.protocol = "openai".into();
+        assert_eq!(m.placement(), "remote");
+        assert_eq!(
+            SlotState::ALL.map(SlotState::name),
+            ["empty", "activating", "active", "failed"]
+        );
+    }
+}
