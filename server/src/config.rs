@@ -846,6 +846,16 @@ mod tests {
              model = \"nomic-embed-text\"\nbatch_size = 16\n",
         )
         .unwrap();
+        let llm = resolve(
+            "[llms.llama]\nprotocol = \"ollama\"\nurl = \"http://127.0.0.1:11434\"\n\
+             model = \"llama3.2\"\ntimeout_secs = 600\n",
+        )
+        .unwrap();
+        let llama = &llm.llms["llama"];
+        assert_eq!(
+            (llama.model.as_str(), llama.timeout_secs),
+            ("llama3.2", Some(600))
+        );
         let nomic = &settings.embedders["nomic"];
         assert_eq!(
             (nomic.protocol.as_str(), nomic.batch_size),
@@ -868,6 +878,18 @@ mod tests {
                 "[embedders.x]\nprotocol = \"openai\"\nurl = \"http://h\"\nmodel = \"m\"\n\
                  api_key_env = \"A\"\napi_key_file = \"/k\"\n",
                 "not both",
+            ),
+            (
+                "[llms.x]\nprotocol = \"vllm\"\nurl = \"http://h\"\nmodel = \"m\"\n",
+                "llm \"x\": protocol \"vllm\" is not ollama or openai",
+            ),
+            (
+                "[llms.x]\nprotocol = \"ollama\"\nurl = \"http://h\"\nmodel = \" \"\n",
+                "model is empty",
+            ),
+            (
+                "[llms.x]\nprotocol = \"ollama\"\nurl = \"http://h\"\nmodel = \"m\"\nkeep = 1\n",
+                "unknown field",
             ),
         ] {
             let err = resolve(text).unwrap_err().to_string();

@@ -389,6 +389,26 @@ def test_drop_rules(setup):
         assert "spare" not in [p["name"] for p in client.profiles()["profiles"]]
 
 
+def test_the_lakehouse_cli_manages_profiles(setup):
+    from test_lakehouse_cli import lh
+
+    server = setup["server"]
+    with Client(server.uri, progress=False) as client:
+        ensure_profiles(client)
+    created = lh(server, "profile", "create", "cli_local", "--backend", "flat")
+    assert "profile cli_local: embedder builtin, llm none, flat indexes in bucket primary" in created.stdout
+    activated = lh(server, "profile", "activate", "docs", "--quiet")
+    assert "GPU slot: active (docs)" in activated.stdout, activated.stdout
+    listed = lh(server, "profile", "list")
+    assert "cli_local" in listed.stdout and "GPU slot: active (docs)" in listed.stdout
+    assert "llm chat = llama3.2 [ollama, 1907 MiB in VRAM]" in listed.stdout, listed.stdout
+    as_json = json.loads(lh(server, "profile", "list", "--json").stdout)
+    assert as_json["slot"]["profile"] == "docs"
+    missing = lh(server, "profile", "drop", "nope", check=False)
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr, missing.stderr
+    assert "cli_local dropped" in lh(server, "profile", "drop", "cli_local").stdout
+
+
 def test_the_active_profile_survives_a_restart_and_the_slot_can_be_released(setup):
     ollama = setup["ollama"]
     with Client(setup["server"].uri, progress=False) as client:

@@ -163,6 +163,14 @@ pub struct SlotView {
     pub models: Vec<Model>,
 }
 
+impl SlotView {
+    /// Whether profile `name` holds the slot or is taking it (a failed activation
+    /// holds nothing for its profile).
+    pub fn holds(&self, name: &str) -> bool {
+        self.profile == name && matches!(self.state, SlotState::Active | SlotState::Activating)
+    }
+}
+
 /// The single GPU slot: its state, and the GPUs NVML sees.
 #[derive(Debug)]
 pub struct Slot {
@@ -430,7 +438,7 @@ impl Profiles {
                             "profile {name} already exists; set replace to change it"
                         )));
                     }
-                    Some(_) if slot.profile == name && slot.state != SlotState::Empty => {
+                    Some(_) if slot.holds(&name) => {
                         return Err(ProfileError::Precondition(format!(
                             "profile {name} holds the GPU slot; activate another profile (or release the slot) before changing it"
                         )));
@@ -462,10 +470,7 @@ impl Profiles {
         let dropped = profile_of(&entry, &doc, &slot);
         self.catalog
             .change(|doc| {
-                // A failed activation holds nothing for the profile: it may go.
-                let held = slot.profile == name
-                    && matches!(slot.state, SlotState::Active | SlotState::Activating);
-                if held || doc.active_profile.as_deref() == Some(name) {
+                if slot.holds(name) || doc.active_profile.as_deref() == Some(name) {
                     return Err(ProfileError::Precondition(format!(
                         "profile {name} holds the GPU slot; activate another profile (or release the slot with an empty name) first"
                     )));
@@ -606,7 +611,7 @@ impl Profiles {
         }
         job.phase("recording");
         self.measure(&mut now_held).await;
-        for model in &unload {
+        for model in &held {
             if model.role == "embedder" && !now_held.iter().any(|m| m.name == model.name) {
                 self.vectors.pin_embedder(&model.name, false);
             }

@@ -465,6 +465,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pinned_ollama_model_is_asked_to_stay_loaded() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let (url, _) = service(move |_, body: Value| {
+            record.lock().unwrap().push(body["keep_alive"].clone());
+            let n = body["input"].as_array().unwrap().len();
+            (
+                200,
+                json!({"embeddings": vec![vec![1.0, 0.0]; n]}).to_string(),
+            )
+        })
+        .await;
+        let pinned = Arc::new(AtomicBool::new(false));
+        let embedder = HttpEmbedder::connect(Protocol::Ollama, fast(&url), Arc::clone(&pinned))
+            .await
+            .unwrap();
+        embedder.embed(&["a".to_string()]).await.unwrap();
+        pinned.store(true, Ordering::SeqCst);
+        embedder.embed(&["b".to_string()]).await.unwrap();
+        pinned.store(false, Ordering::SeqCst);
+        embedder.embed(&["c".to_string()]).await.unwrap();
+        // The probe and the first and last requests leave Ollama's default; the pinned
+        // one asks it to keep the model loaded.
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![Value::Null, Value::Null, json!(-1), Value::Null]
+        );
+    }
+
+    #[tokio::test]
     async fn ollama_batches_and_keeps_order() {
         let (url, count) = service(|_, body| {
             let input = body["input"].as_array().unwrap();
