@@ -34,8 +34,8 @@ use lakehouse_flight_ext::v1::{
     VectorIndexCreateRequest, VectorSearchCommand, VectorSearchRequest,
 };
 use lakehouse_flight_ext::{
-    DecodedBatches, Encoding, INGEST_UPLOAD_TYPE_URL, VECTOR_SEARCH_TYPE_URL, decode_body, decode_handle,
-    decode_parameters, encode_body, encode_handle,
+    DecodedBatches, Encoding, INGEST_UPLOAD_TYPE_URL, VECTOR_SEARCH_TYPE_URL, decode_body,
+    decode_handle, decode_parameters, encode_body, encode_handle,
 };
 use prost::Message;
 use serde::Serialize;
@@ -254,9 +254,7 @@ pub fn flight_data(data: &[u8]) {
         }
     }
     let stream = futures::stream::iter(messages.into_iter().map(Ok));
-    let decoded = futures::executor::block_on(
-        DecodedBatches::new(stream).try_collect::<Vec<_>>(),
-    );
+    let decoded = futures::executor::block_on(DecodedBatches::new(stream).try_collect::<Vec<_>>());
     if let Ok(batches) = decoded {
         batches.iter().for_each(check_batch);
     }

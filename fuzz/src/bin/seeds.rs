@@ -24,9 +24,9 @@ use futures::TryStreamExt;
 use lakehouse_flight_ext::v1::session_option_value::OptionValue;
 use lakehouse_flight_ext::v1::{
     BucketAddRequest, CsvOptions, IngestDatabaseRequest, IngestFileRequest, IngestUploadCommand,
-    JobStatusRequest, SessionOptionValue, SetSessionOptionsRequest, StatementHandle,
-    TableVacuumRequest,
-    VectorIndexCreateRequest, VectorSearchCommand, VectorSearchRequest,
+    JobStatusRequest, ProfileActivateRequest, ProfileCreateRequest, SessionOptionValue,
+    SetSessionOptionsRequest, StatementHandle, TableVacuumRequest, VectorIndexCreateRequest,
+    VectorSearchCommand, VectorSearchRequest,
 };
 use lakehouse_flight_ext::{
     Encoding, HANDLE_VERSION, INGEST_UPLOAD_TYPE_URL, VECTOR_SEARCH_TYPE_URL, encode_body,
@@ -148,13 +148,42 @@ fn action_seeds(dir: &Path) -> Result<()> {
         enc(&vacuum, Encoding::Protobuf),
         enc(&vacuum, Encoding::Json),
     );
+    let profile = ProfileCreateRequest {
+        name: "support".into(),
+        embedder: "ollama_nomic".into(),
+        llm: "llama".into(),
+        backend: "faiss".into(),
+        ..Default::default()
+    };
+    both(
+        lakehouse_flight_ext::actions::PROFILE_CREATE,
+        enc(&profile, Encoding::Protobuf),
+        enc(&profile, Encoding::Json),
+    );
+    let activate = ProfileActivateRequest {
+        name: "support".into(),
+        detach: true,
+    };
+    both(
+        lakehouse_flight_ext::actions::PROFILE_ACTIVATE,
+        enc(&activate, Encoding::Protobuf),
+        enc(&activate, Encoding::Json),
+    );
     let options = SetSessionOptionsRequest {
-        session_options: BTreeMap::from([(
-            "schema".into(),
-            SessionOptionValue {
-                option_value: Some(OptionValue::StringValue("public".into())),
-            },
-        )]),
+        session_options: BTreeMap::from([
+            (
+                "schema".into(),
+                SessionOptionValue {
+                    option_value: Some(OptionValue::StringValue("public".into())),
+                },
+            ),
+            (
+                "profile".into(),
+                SessionOptionValue {
+                    option_value: Some(OptionValue::StringValue("support".into())),
+                },
+            ),
+        ]),
     };
     both(
         lakehouse_flight_ext::session_actions::SET_SESSION_OPTIONS,
@@ -219,6 +248,7 @@ fn search_request() -> VectorSearchRequest {
         ef: 64,
         filter: "lang = 'en' AND year > 2000".into(),
         mode: "hybrid".into(),
+        nprobe: 8,
     }
 }
 
