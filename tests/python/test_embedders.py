@@ -44,6 +44,21 @@ def embed(text: str) -> list[float]:
     return [x / norm for x in vector]
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet handler answering JSON, for the stand-in services."""
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status: int, body: dict):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 class EmbeddingService:
     """Ollama and OpenAI embedding endpoints on one ephemeral port."""
 
@@ -51,18 +66,7 @@ class EmbeddingService:
         self.requests: list[dict] = []
         service = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def answer(self, status: int, body: dict):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 service.requests.append({"path": self.path, "body": body,

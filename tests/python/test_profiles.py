@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,7 +28,7 @@ import pytest
 
 from conftest import Server
 from lakehouse_client import Client, LakehouseError
-from test_embedders import DIM, TEXTS, embed
+from test_embedders import TEXTS, JsonHandler, embed
 from test_ingest import query
 
 SIZES = {"nomic-embed-text": 280_000_000, "llama3.2": 2_000_000_000, "qwen2.5-coder": 4_000_000_000}
@@ -43,18 +43,7 @@ class FakeOllama:
         self.lock = threading.Lock()
         service = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def answer(self, status: int, body: dict):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self):
                 if self.path == "/api/ps":
                     with service.lock:

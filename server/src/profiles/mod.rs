@@ -119,6 +119,26 @@ pub struct Model {
 }
 
 impl Model {
+    fn new(
+        role: &'static str,
+        name: &str,
+        protocol: &str,
+        url: &str,
+        model: &str,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            role,
+            name: name.to_string(),
+            protocol: protocol.to_string(),
+            url: url.trim_end_matches('/').to_string(),
+            model: model.to_string(),
+            timeout,
+            size_bytes: None,
+            vram_bytes: None,
+        }
+    }
+
     /// Two profiles share a model when the same service serves the same model.
     fn same(&self, other: &Self) -> bool {
         self.protocol == other.protocol && self.url == other.url && self.model == other.model
@@ -498,16 +518,14 @@ impl Profiles {
     fn models_of(&self, entry: &ProfileEntry) -> Result<Vec<Model>, ProfileError> {
         let mut models = Vec::new();
         if entry.embedder == BUILTIN {
-            models.push(Model {
-                role: "embedder",
-                name: BUILTIN.to_string(),
-                protocol: "builtin".to_string(),
-                url: String::new(),
-                model: crate::vector::embed::BUILTIN_MODEL.to_string(),
-                timeout: LOAD_TIMEOUT,
-                size_bytes: None,
-                vram_bytes: None,
-            });
+            models.push(Model::new(
+                "embedder",
+                BUILTIN,
+                "builtin",
+                "",
+                crate::vector::embed::BUILTIN_MODEL,
+                LOAD_TIMEOUT,
+            ));
         } else {
             let config = self.embedders.get(&entry.embedder).ok_or_else(|| {
                 ProfileError::Precondition(format!(
@@ -515,19 +533,19 @@ impl Profiles {
                     entry.name, entry.embedder, entry.embedder
                 ))
             })?;
-            models.push(Model {
-                role: "embedder",
-                name: entry.embedder.clone(),
-                protocol: config.protocol.clone(),
-                url: config.url.trim_end_matches('/').to_string(),
-                model: config.model.clone(),
-                timeout: config
-                    .timeout_secs
-                    .map_or(LOAD_TIMEOUT, Duration::from_secs)
-                    .max(Duration::from_secs(60)),
-                size_bytes: None,
-                vram_bytes: None,
-            });
+            // An embedder's timeout is per request; a first load may need longer.
+            let timeout = config
+                .timeout_secs
+                .map_or(LOAD_TIMEOUT, Duration::from_secs)
+                .max(Duration::from_secs(60));
+            models.push(Model::new(
+                "embedder",
+                &entry.embedder,
+                &config.protocol,
+                &config.url,
+                &config.model,
+                timeout,
+            ));
         }
         if !entry.llm.is_empty() {
             let config = self.llms.get(&entry.llm).ok_or_else(|| {
@@ -536,18 +554,17 @@ impl Profiles {
                     entry.name, entry.llm, entry.llm
                 ))
             })?;
-            models.push(Model {
-                role: "llm",
-                name: entry.llm.clone(),
-                protocol: config.protocol.clone(),
-                url: config.url.trim_end_matches('/').to_string(),
-                model: config.model.clone(),
-                timeout: config
-                    .timeout_secs
-                    .map_or(LOAD_TIMEOUT, Duration::from_secs),
-                size_bytes: None,
-                vram_bytes: None,
-            });
+            let timeout = config
+                .timeout_secs
+                .map_or(LOAD_TIMEOUT, Duration::from_secs);
+            models.push(Model::new(
+                "llm",
+                &entry.llm,
+                &config.protocol,
+                &config.url,
+                &config.model,
+                timeout,
+            ));
         }
         Ok(models)
     }
@@ -736,16 +753,7 @@ mod tests {
     use super::*;
 
     fn model(role: &'static str, name: &str, url: &str, id: &str) -> Model {
-        Model {
-            role,
-            name: name.into(),
-            protocol: "ollama".into(),
-            url: url.into(),
-            model: id.into(),
-            timeout: LOAD_TIMEOUT,
-            size_bytes: None,
-            vram_bytes: None,
-        }
+        Model::new(role, name, "ollama", url, id, LOAD_TIMEOUT)
     }
 
     #[test]
