@@ -17,8 +17,10 @@
 #       on WordNet glosses (LAKEHOUSE_WORKERS_ROWS, default 3000), measured through the server
 #   (h) vacuum: lakehouse.table.vacuum on a table of 300 commits then an overwrite (dry run,
 #       default retention, retention 0, a second run)
+#   (j) profiles: a GPU-slot switch (unload one model, load one, keep one) against an Ollama
+#       stand-in that answers at once, i.e. the server's own cost; a /metrics scrape
 # Data is generated once under $LAKEHOUSE_BENCH_DIR (default ~/.cache/lakehouse/bench).
-#   benches/run.sh [throughput|tpch|ingest|csv|db|glove|wordnet|load|vacuum|workers|all]
+#   benches/run.sh [throughput|tpch|ingest|csv|db|glove|wordnet|load|vacuum|workers|profiles|all]
 #   (LAKEHOUSE_WORDNET_ROWS sets the WordNet corpus size, default 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -127,6 +129,13 @@ if [[ "$which" == all || "$which" == load ]]; then
     --out benches/results/load.json
   kill $server; wait $server || true
   trap - EXIT
+fi
+
+if [[ "$which" == all || "$which" == profiles ]]; then
+  echo "==> (j) profiles: GPU-slot switches against an Ollama stand-in, /metrics scrapes"
+  mkdir -p benches/results
+  LAKEHOUSE_BIN="$target/release/lakehouse" PYTHONPATH=clients/python \
+    "$venv/bin/python" benches/profiles_bench.py | tee benches/results/profiles.json
 fi
 
 if [[ "$which" == all || "$which" == vacuum ]]; then

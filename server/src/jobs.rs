@@ -80,7 +80,10 @@ impl JobHandle {
                 // the value held is the last one.
                 let _ = rx.changed().await;
                 if !is_terminal(rx.borrow().state) {
-                    tokio::time::sleep(PROGRESS_INTERVAL).await;
+                    // Progress is sampled, but the end is sent as soon as it comes: a
+                    // short job's caller does not wait out the interval.
+                    let end = rx.wait_for(|job| is_terminal(job.state));
+                    let _ = tokio::time::timeout(PROGRESS_INTERVAL, end).await;
                 }
             }
             let job = rx.borrow_and_update().clone();
