@@ -175,10 +175,7 @@ impl LakehouseService {
     ) -> Result<Response<ActionStream>, Status> {
         let user = Caller::of(&request);
         let (body, encoding): (BucketMoveIndexRequest, _) = decode(request.get_ref())?;
-        let vectors = Arc::clone(self.vectors()?);
-        vectors
-            .check_profile(&body.index, self.defaults(&request).profile.as_deref())
-            .map_err(super::vector::vector_status)?;
+        let vectors = Arc::clone(self.vectors_for(&request, &body.index)?);
         let catalog = self.engine.catalog();
         let entry = catalog.index(&body.index).ok_or_else(|| {
             Status::not_found(format!(

@@ -749,10 +749,7 @@ impl FlightSqlService for LakehouseService {
     ) -> Result<Response<FlightInfo>, Status> {
         let any = command.into_any();
         if super::vector::is_vector_search(&any) {
-            let profile = self.defaults(&request).profile;
-            return self
-                .vector_search_info(any, request.into_inner(), profile)
-                .await;
+            return self.vector_search_info(any, request).await;
         }
         Err(Status::invalid_argument(format!(
             "GetFlightInfo command of type {} is not known; Lakehouse accepts the Flight SQL commands and {}",

@@ -21,7 +21,9 @@ use super::service::{FlightDataStream, LakehouseService, flight_info};
 use crate::storage::PRIMARY;
 use crate::vector::faiss::FaissParams;
 use crate::vector::index::{HnswParams, Metric};
-use crate::vector::service::{Chunking, CreateIndex, Mode, Search, VectorError, VectorIndexes};
+use crate::vector::service::{
+    Chunking, CreateIndex, Mode, Search, VectorError, VectorIndexes, parse_backend,
+};
 
 /// Status of a vector error.
 pub fn vector_status(error: VectorError) -> Status {
@@ -43,6 +45,20 @@ impl LakehouseService {
         self.vectors
             .as_ref()
             .ok_or_else(|| Status::unimplemented("this server has no vector indexes"))
+    }
+
+    /// The vector indexes, once index `name` is checked against the profile the
+    /// caller's session is bound to.
+    pub(super) fn vectors_for<T>(
+        &self,
+        request: &Request<T>,
+        name: &str,
+    ) -> Result<&Arc<VectorIndexes>, Status> {
+        let vectors = self.vectors()?;
+        vectors
+            .check_profile(name, self.defaults(request).profile.as_deref())
+            .map_err(vector_status)?;
+        Ok(vectors)
     }
 
     /// `lakehouse.vector.index.create`.
@@ -78,16 +94,9 @@ impl LakehouseService {
             )
             .await
             .map_err(vector_status)?;
-        let backend = match body.backend.trim().to_ascii_lowercase().as_str() {
-            "" | "hnsw" => "hnsw".to_string(),
-            "flat" => "flat".to_string(),
-            "faiss" => "faiss".to_string(),
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "backend: {other:?} is not hnsw, flat or faiss"
-                )));
-            }
-        };
+        let backend = parse_backend(&body.backend)
+            .map_err(vector_status)?
+            .to_string();
         if backend != "faiss" && (!body.factory.is_empty() || body.nprobe != 0) {
             return Err(Status::invalid_argument(
                 "factory and nprobe are Faiss parameters: set backend \"faiss\"",
@@ -187,11 +196,8 @@ impl LakehouseService {
     ) -> Result<Response<ActionStream>, Status> {
         let (body, encoding): (VectorSearchRequest, _) = decode(request.get_ref())?;
         let started = std::time::Instant::now();
-        let vectors = self.vectors()?;
-        vectors
-            .check_profile(&body.index, self.defaults(&request).profile.as_deref())
-            .map_err(vector_status)?;
-        let hits = vectors
+        let hits = self
+            .vectors_for(&request, &body.index)?
             .search(&search_of(body)?)
             .await
             .map_err(vector_status)?;
@@ -210,10 +216,7 @@ impl LakehouseService {
     ) -> Result<Response<ActionStream>, Status> {
         let user = Caller::of(&request);
         let (body, encoding): (VectorEvalSetCreateRequest, _) = decode(request.get_ref())?;
-        let vectors = Arc::clone(self.vectors()?);
-        vectors
-            .check_profile(&body.index, self.defaults(&request).profile.as_deref())
-            .map_err(vector_status)?;
+        let vectors = Arc::clone(self.vectors_for(&request, &body.index)?);
         let create = vectors
             .validate_eval_set(&body)
             .await
@@ -246,11 +249,8 @@ impl LakehouseService {
     ) -> Result<Response<ActionStream>, Status> {
         let (body, encoding): (VectorEvalRequest, _) = decode(request.get_ref())?;
         let efs: Vec<usize> = body.ef.iter().map(|&ef| ef as usize).collect();
-        let vectors = self.vectors()?;
-        vectors
-            .check_profile(&body.index, self.defaults(&request).profile.as_deref())
-            .map_err(vector_status)?;
-        let result = vectors
+        let result = self
+            .vectors_for(&request, &body.index)?
             .eval(
                 &body.index,
                 &body.eval_set,
@@ -268,19 +268,16 @@ impl LakehouseService {
     pub(super) async fn vector_search_info(
         &self,
         any: Any,
-        descriptor: FlightDescriptor,
-        profile: Option<String>,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let command = command_of(&any)?;
         let search = search_of(command.search.unwrap_or_default())?;
-        let vectors = self.vectors()?;
-        vectors
-            .check_profile(&search.index, profile.as_deref())
-            .map_err(vector_status)?;
-        let schema = vectors
+        let schema = self
+            .vectors_for(&request, &search.index)?
             .hits_schema_for(&search.index, &command.columns)
             .await
             .map_err(vector_status)?;
+        let descriptor = request.into_inner();
         let info = flight_info(&schema, descriptor, any.encode_to_vec())?;
         Ok(Response::new(info))
     }
@@ -293,11 +290,8 @@ impl LakehouseService {
     ) -> Result<Response<FlightDataStream>, Status> {
         let command = command_of(&any)?;
         let search = search_of(command.search.unwrap_or_default())?;
-        let vectors = self.vectors()?;
-        vectors
-            .check_profile(&search.index, self.defaults(&request).profile.as_deref())
-            .map_err(vector_status)?;
-        let batch = vectors
+        let batch = self
+            .vectors_for(&request, &search.index)?
             .hits_batch(&search, &command.columns)
             .await
             .map_err(vector_status)?;

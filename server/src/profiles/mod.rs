@@ -33,7 +33,7 @@ use crate::config::{EmbedderConfig, LlmConfig};
 use crate::jobs::JobContext;
 use crate::storage::PRIMARY;
 use crate::vector::embed::BUILTIN;
-use crate::vector::service::VectorIndexes;
+use crate::vector::service::{VectorIndexes, parse_backend};
 
 /// How long loading one model may take unless its configuration says otherwise.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -421,16 +421,9 @@ impl Profiles {
                 "llm: {llm:?} is not configured on this server; known: {known}"
             )));
         }
-        let backend = match request.backend.trim().to_ascii_lowercase().as_str() {
-            "" | "hnsw" => "hnsw".to_string(),
-            "flat" => "flat".to_string(),
-            "faiss" => "faiss".to_string(),
-            other => {
-                return Err(ProfileError::Invalid(format!(
-                    "backend: {other:?} is not hnsw, flat or faiss"
-                )));
-            }
-        };
+        let backend = parse_backend(&request.backend)
+            .map_err(|e| ProfileError::Invalid(e.to_string()))?
+            .to_string();
         let bucket = match request.bucket.trim() {
             "" => PRIMARY.to_string(),
             other => other.to_string(),
@@ -447,11 +440,11 @@ impl Profiles {
             backend,
             created_at: Utc::now().to_rfc3339(),
         };
-        let slot = self.slot.view();
         let record = entry.clone();
         let replace = request.replace;
         self.catalog
             .change(|doc| {
+                let slot = self.slot.view();
                 match doc.profiles.iter_mut().find(|p| p.name == name) {
                     Some(_) if !replace => {
                         return Err(ProfileError::Exists(format!(
@@ -490,7 +483,8 @@ impl Profiles {
         let dropped = profile_of(&entry, &doc, &slot);
         self.catalog
             .change(|doc| {
-                if slot.holds(name) || doc.active_profile.as_deref() == Some(name) {
+                let held = self.slot.view().holds(name);
+                if held || doc.active_profile.as_deref() == Some(name) {
                     return Err(ProfileError::Precondition(format!(
                         "profile {name} holds the GPU slot; activate another profile (or release the slot with an empty name) first"
                     )));

@@ -398,6 +398,18 @@ impl std::fmt::Debug for VectorIndexes {
     }
 }
 
+/// The backend `text` names (`hnsw` when empty): `hnsw`, `flat` or `faiss`.
+pub fn parse_backend(text: &str) -> Result<&'static str, VectorError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "" | "hnsw" => Ok("hnsw"),
+        "flat" => Ok("flat"),
+        "faiss" => Ok("faiss"),
+        other => Err(VectorError::Invalid(format!(
+            "backend: {other:?} is not hnsw, flat or faiss"
+        ))),
+    }
+}
+
 /// The embedder an index was built with ([`BUILTIN`] when it records none).
 pub fn embedder_name(entry: &IndexEntry) -> &str {
     if entry.embedder.is_empty() {
