@@ -17,10 +17,12 @@
 #       on WordNet glosses (LAKEHOUSE_WORKERS_ROWS, default 3000), measured through the server
 #   (h) vacuum: lakehouse.table.vacuum on a table of 300 commits then an overwrite (dry run,
 #       default retention, retention 0, a second run)
+#   (k) latency: ADBC SELECT 1, a point lookup, a prepared statement with a parameter and a
+#       vector search by vector, p50/p99, beside a minimal in-process pyarrow.flight server
 #   (j) profiles: a GPU-slot switch (unload one model, load one, keep one) against an Ollama
 #       stand-in that answers at once, i.e. the server's own cost; a /metrics scrape
 # Data is generated once under $LAKEHOUSE_BENCH_DIR (default ~/.cache/lakehouse/bench).
-#   benches/run.sh [throughput|tpch|ingest|csv|db|glove|wordnet|load|vacuum|workers|profiles|all]
+#   benches/run.sh [throughput|tpch|ingest|csv|db|glove|wordnet|load|vacuum|workers|profiles|latency|all]
 #   (LAKEHOUSE_WORDNET_ROWS sets the WordNet corpus size, default 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -146,4 +148,14 @@ if [[ "$which" == all || "$which" == vacuum ]]; then
   "$venv/bin/python" benches/vacuum.py --uri "$uri" --commits 300 | tee benches/results/vacuum.json
   kill $server; wait $server || true
   trap - EXIT
+fi
+
+if [[ "$which" == all || "$which" == latency ]]; then
+  echo "==> (k) latency: small calls through ADBC and pyarrow.flight vs a minimal pyarrow.flight server"
+  rm -rf "$bench_dir/latency"
+  start_server "$bench_dir/latency-server.log" --data-dir "$bench_dir/latency" --demo --demo-scale 0.1
+  "$venv/bin/python" benches/latency.py --uri "$uri" --calls "${LAKEHOUSE_LATENCY_CALLS:-300}"
+  kill $server; wait $server || true
+  trap - EXIT
+  rm -rf "$bench_dir/latency"
 fi

@@ -32,9 +32,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(&descriptors)
         .compile_protos(&PROTOS, &["../proto"])?;
     let set = std::fs::read(&descriptors)?;
+    // Every field is written, defaults too: a search with no hits has `"hits": []`
+    // and version 0 has `"version": 0`, so clients can index replies without guards.
     pbjson_build::Builder::new()
         .register_descriptors(&set)?
         .btree_map(["."])
+        .emit_fields()
         .build(&[".lakehouse"])?;
     Ok(())
 }

@@ -243,8 +243,8 @@ mod tests {
         let result = VectorSearchResult {
             hits: vec![VectorHit {
                 id: 7,
-                distance: f32::NAN,
-                text: "found by text alone".into(),
+                distance: Some(f32::NAN),
+                text: "a non-finite distance".into(),
                 score: 0.5,
             }],
             seconds: 0.25,
@@ -252,8 +252,28 @@ mod tests {
         let json = encode_body(&result, Encoding::Json);
         assert!(String::from_utf8_lossy(&json).contains("\"distance\":\"NaN\""));
         let (back, _) = decode_body::<VectorSearchResult>(&json).unwrap();
-        assert!(back.hits[0].distance.is_nan());
+        assert!(back.hits[0].distance.is_some_and(f32::is_nan));
         assert_eq!(back.hits[0].score, 0.5);
+    }
+
+    #[test]
+    fn json_replies_carry_default_fields() {
+        use crate::v1::{VectorHit, VectorSearchResult};
+        // No hits: the key is there all the same.
+        let json = encode_body(&VectorSearchResult::default(), Encoding::Json);
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["hits"], serde_json::json!([]));
+        // A text hit has no vector distance: the optional field is left out.
+        let hit = VectorHit {
+            id: 0,
+            distance: None,
+            text: String::new(),
+            score: 1.0,
+        };
+        let json = encode_body(&hit, Encoding::Json);
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["id"], "0");
+        assert!(value.get("distance").is_none(), "{value}");
     }
 
     #[test]

@@ -169,7 +169,9 @@ pub fn detect(column: &str, values: &[String], temporal: bool) -> Option<ColumnP
         let checksum_pass_share = has_checksum(entity).then(|| checksum_ok as f64 / matches as f64);
         let evidence = match_share * checksum_pass_share.unwrap_or(1.0);
         let hinted = hints.for_entity(entity);
-        let confidence = (evidence * if hinted { 1.0 } else { 0.9 }
+        // Confidence grows with the number of values seen: the lower bound of the
+        // evidence's 95% interval, so two or three matching values never make 1.0.
+        let confidence = (wilson_lower(evidence, n) * if hinted { 1.0 } else { 0.9 }
             + if hinted { 0.05 } else { 0.0 })
         .clamp(0.0, 1.0);
         scores.push(Score {
@@ -205,6 +207,19 @@ pub fn detect(column: &str, values: &[String], temporal: bool) -> Option<ColumnP
     })
 }
 
+/// The lower bound of the Wilson score interval (95%) of a share `p` seen over `n`
+/// values: near `p` for large samples, well below it for a handful.
+fn wilson_lower(p: f64, n: f64) -> f64 {
+    const Z: f64 = 1.96;
+    if n <= 0.0 {
+        return 0.0;
+    }
+    let z2 = Z * Z;
+    let centre = p + z2 / (2.0 * n);
+    let spread = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - spread) / (1.0 + z2 / n)).clamp(0.0, 1.0)
+}
+
 struct Score {
     entity: &'static str,
     match_share: f64,
@@ -224,6 +239,8 @@ fn has_checksum(entity: &str) -> bool {
 /// What a column's name suggests.
 #[derive(Debug, Default)]
 struct Hints {
+    /// The column names a place (city, country, address...).
+    place: bool,
     phone: bool,
     birth: bool,
     name: bool,
@@ -240,18 +257,28 @@ impl Hints {
             .collect();
         let has = |w: &str| words.contains(&w);
         let contains = |w: &str| lower.contains(w);
+        // Place columns hold capitalised words too ("San Jose", "Santa Clara"): never
+        // person names, whatever the words.
+        let place = [
+            "city", "town", "place", "location", "country", "region", "state", "street", "address",
+            "county", "province", "village", "district", "venue",
+        ]
+        .iter()
+        .any(|w| has(w) || lower.ends_with(w));
         Self {
+            place,
             phone: contains("phone") || contains("mobile") || has("tel") || contains("fax"),
             birth: contains("birth") || has("dob") || contains("born"),
-            name: (contains("name")
-                && !contains("username")
-                && !contains("filename")
-                && !has("file")
-                && !has("product")
-                && !has("company")
-                && !has("table")
-                && !has("column")
-                && !has("host"))
+            name: !place
+                && (contains("name")
+                    && !contains("username")
+                    && !contains("filename")
+                    && !has("file")
+                    && !has("product")
+                    && !has("company")
+                    && !has("table")
+                    && !has("column")
+                    && !has("host"))
                 || has("surname")
                 || has("customer")
                 || has("contact")
@@ -274,7 +301,9 @@ impl Hints {
 }
 
 static EMAIL: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}$")
+    // Internationalised addresses too (RFC 6531 local parts, IDN domains and TLDs):
+    // letters and digits of any script.
+    Regex::new(r"^[\p{L}\p{M}\p{N}._%+\-]+@[\p{L}\p{N}](?:[\p{L}\p{M}\p{N}\-]*[\p{L}\p{M}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{M}\p{N}\-]*[\p{L}\p{M}\p{N}])?)*\.(?:\p{L}[\p{L}\p{M}]+|xn--[a-z0-9\-]+)$")
         .ok()
 });
 static SSN: LazyLock<Option<Regex>> =
@@ -292,7 +321,8 @@ static PHONE_E164: LazyLock<Option<Regex>> =
 static IBAN: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r"^[A-Z]{2}\d{2}[A-Z0-9]{11,30}$").ok());
 static NAME_TOKEN: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"^(?:[A-Z][a-z]+(?:[-'][A-Z]?[a-z]+)*|[A-Z]\.?|(?:van|von|de|der|da|di|le|la|del|bin|al))$")
+    // Any script's capitalised words: José, Łukasz, Ørsted, O'Brien, Müller-Lüdenscheidt.
+    Regex::new(r"^(?:\p{Lu}[\p{Ll}\p{M}]+(?:[-'’]\p{Lu}?[\p{Ll}\p{M}]+)*|\p{Lu}\.?|(?:van|von|de|der|da|di|le|la|del|bin|al))$")
         .ok()
 });
 static DATE: LazyLock<Option<Regex>> = LazyLock::new(|| {
@@ -452,11 +482,38 @@ fn person_name(value: &str, hints: &Hints) -> bool {
     if hints.name {
         return true;
     }
+    if hints.place {
+        return false;
+    }
     // Without a hint, value evidence must be strong: a known given name and a second token.
     tokens.len() >= 2
         && tokens
             .iter()
-            .any(|t| FIRST_NAMES.contains(&t.to_ascii_lowercase().as_str()))
+            .any(|t| FIRST_NAMES.contains(&fold(t).as_str()))
+}
+
+/// A name token lower-cased with its accents dropped (José → jose, Zoë → zoe), the
+/// form of [`FIRST_NAMES`].
+fn fold(token: &str) -> String {
+    token
+        .to_lowercase()
+        .chars()
+        .map(|c| match c {
+            'á' | 'à' | 'â' | 'ä' | 'ã' | 'å' | 'ą' => 'a',
+            'é' | 'è' | 'ê' | 'ë' | 'ę' | 'ě' => 'e',
+            'í' | 'ì' | 'î' | 'ï' => 'i',
+            'ó' | 'ò' | 'ô' | 'ö' | 'õ' | 'ø' => 'o',
+            'ú' | 'ù' | 'û' | 'ü' | 'ů' => 'u',
+            'ç' | 'ć' | 'č' => 'c',
+            'ñ' | 'ń' | 'ň' => 'n',
+            'ł' => 'l',
+            'ś' | 'š' => 's',
+            'ź' | 'ż' | 'ž' => 'z',
+            'ý' | 'ÿ' => 'y',
+            'ř' => 'r',
+            other => other,
+        })
+        .collect()
 }
 
 /// Common given names (several languages), evidence for unhinted name columns.
@@ -706,6 +763,60 @@ mod tests {
         assert_eq!(
             entity("who", &["Mary Shelley", "John Keats"]).as_deref(),
             Some("person_name")
+        );
+    }
+
+    #[test]
+    fn internationalised_addresses_and_names() {
+        assert_eq!(
+            entity(
+                "contact",
+                &[
+                    "josé.garcía@correo.es",
+                    "müller@bücher.de",
+                    "用户@例子.广告",
+                    "zoë@example.com"
+                ]
+            )
+            .as_deref(),
+            Some("email")
+        );
+        // A name column: capitalised words of any script.
+        assert_eq!(
+            entity(
+                "customer_name",
+                &["José Álvarez", "Łukasz Żak", "Zoë Ørsted", "Mary O'Brien"]
+            )
+            .as_deref(),
+            Some("person_name")
+        );
+        // No hint: a known given name, accents and all, is the evidence.
+        assert_eq!(
+            entity("people", &["José Álvarez", "María Müller", "Sofía Ørsted"]).as_deref(),
+            Some("person_name")
+        );
+    }
+
+    #[test]
+    fn places_are_not_people() {
+        assert_eq!(
+            entity("city", &["San Jose", "Santa Clara", "Maria Enzersdorf"]),
+            None
+        );
+    }
+
+    #[test]
+    fn confidence_grows_with_the_sample() {
+        let few = detect("email", &sample(&["a@example.com", "b@example.com"]), false)
+            .expect("two addresses");
+        assert!(few.confidence < 0.6, "{}", few.confidence);
+        let many: Vec<String> = (0..500).map(|i| format!("user{i}@example.com")).collect();
+        let many = detect("email", &many, false).expect("500 addresses");
+        assert!(
+            // 0.9 is the most an unhinted entity gets; the sample size now counts.
+            many.confidence > 0.85 && many.confidence > few.confidence + 0.4,
+            "{}",
+            many.confidence
         );
     }
 

@@ -129,6 +129,15 @@ pub async fn serve(
         tracing::warn!(path = %stale.display(), %error, "cannot clear old worker files");
     }
     engine.catalog().attach_workers(Arc::clone(&workers));
+    let missing = crate::vector::embed::MiniLm::missing_files(&settings.models_dir);
+    if let Some(first) = missing.first() {
+        tracing::warn!(
+            missing = %first.display(),
+            "the built-in embedding model is not installed: indexes with the built-in \
+             embedder cannot be built or searched by text until scripts/fetch-model.sh \
+             installs it (SQL and everything else work)"
+        );
+    }
     let vectors = Arc::new(
         crate::vector::service::VectorIndexes::new(
             Arc::clone(&engine),
@@ -240,7 +249,12 @@ pub async fn serve(
     let server = builder
         .layer(crate::observe::CallLayer)
         .add_service(svc)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal);
+        .serve_with_incoming_shutdown(
+            // TCP_NODELAY: a small reply must not wait for the client's delayed ACK
+            // (Nagle's algorithm held every one-message answer ~40 ms).
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            signal,
+        );
     let mut server = std::pin::pin!(server);
     let deadline = {
         let mut stop_rx = stop_rx.clone();

@@ -29,12 +29,68 @@ class LakehouseError(Exception):
 
 
 class JobFailed(LakehouseError):
-    """A job that ended without succeeding; ``job`` is its last snapshot."""
+    """A job that ended without succeeding; ``job`` is its last snapshot and ``code`` its
+    gRPC status name (``INVALID_ARGUMENT``, ``UNAVAILABLE``…, ``CANCELLED``).
+
+    Raised for every failed job the client follows. It is also an instance of the pyarrow
+    Flight exception of the job's status (``pyarrow.ArrowInvalid`` for INVALID_ARGUMENT,
+    ``flight.FlightUnavailableError`` for UNAVAILABLE…), so either may be caught."""
 
     def __init__(self, job: Mapping[str, Any]):
         self.job = dict(job)
         self.code = job.get("errorCode", "")
         super().__init__(f"job {job.get('id', '?')} {job.get('state', '?')}: {self.code} {job.get('error', '')}".strip())
+
+
+_FAILED_AS: dict[type, type] = {}
+
+
+def _job_failed(job: Mapping[str, Any], cause: BaseException | None = None) -> JobFailed:
+    """JobFailed for ``job``; when the server ended the stream with a status (``cause``),
+    one that is also that status's pyarrow exception."""
+    if cause is None:
+        return JobFailed(job)
+    kind = type(cause)
+    if kind not in _FAILED_AS:
+        try:
+            _FAILED_AS[kind] = type("JobFailed", (JobFailed, kind), {"__module__": __name__})
+        except TypeError:  # a base that cannot be combined: plain JobFailed
+            _FAILED_AS[kind] = JobFailed
+    error = _FAILED_AS[kind].__new__(_FAILED_AS[kind])
+    JobFailed.__init__(error, job)
+    return error
+
+
+# The ADBC Flight SQL driver (Go) refuses to send a single message above 16 MiB; batches
+# are cut below that, whatever size the caller's batches have.
+_MAX_BATCH_BYTES = 8 << 20
+
+
+def _chunked(data: "pa.Table | pa.RecordBatch | pa.RecordBatchReader") -> "pa.RecordBatchReader | pa.Table":
+    """``data`` as batches of at most ``_MAX_BATCH_BYTES`` (an estimate by row width)."""
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
+    if isinstance(data, pa.Table):
+        if data.num_rows == 0 or data.nbytes <= _MAX_BATCH_BYTES:
+            return data
+        rows = max(1, int(_MAX_BATCH_BYTES * data.num_rows / data.nbytes))
+        return pa.RecordBatchReader.from_batches(data.schema, data.to_batches(max_chunksize=rows))
+
+    def batches():
+        for batch in data:
+            if batch.nbytes <= _MAX_BATCH_BYTES or batch.num_rows <= 1:
+                yield batch
+                continue
+            rows = max(1, int(_MAX_BATCH_BYTES * batch.num_rows / batch.nbytes))
+            for start in range(0, batch.num_rows, rows):
+                yield batch.slice(start, rows)
+
+    return pa.RecordBatchReader.from_batches(data.schema, batches())
+
+
+def _failed_job(last: Mapping[str, Any]) -> bool:
+    """True when ``last`` is the snapshot of a job that ended without succeeding."""
+    return last.get("state") in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
 
 
 def connect(uri: str = "grpc://127.0.0.1:50051", *, username: str | None = None, password: str | None = None,
@@ -181,7 +237,7 @@ class Client:
         elif not isinstance(data, (pa.Table, pa.RecordBatchReader, pa.RecordBatch)):
             data = pa.Table.from_pandas(data, preserve_index=False)
         with self.adbc.cursor() as cur:
-            return cur.adbc_ingest(table, data, mode=mode)
+            return cur.adbc_ingest(table, _chunked(data), mode=mode)
 
     # --- actions ---------------------------------------------------------------------
 
@@ -205,6 +261,11 @@ class Client:
         try:
             for last in self._action(name, body):
                 bar.update(last)
+        except (fl.FlightError, pa.ArrowException) as error:
+            # The server ends a failed job's stream with its status, after the last snapshot.
+            if _failed_job(last):
+                raise _job_failed(last, error) from error
+            raise
         except KeyboardInterrupt as interrupt:
             if last.get("id"):
                 interrupt.add_note(f"job {last['id']} keeps running on the server: "
@@ -213,7 +274,7 @@ class Client:
         finally:
             bar.close()
         if last.get("state") != "JOB_STATE_SUCCEEDED":
-            raise JobFailed(last)
+            raise _job_failed(last)
         return last.get(result, {})
 
     def ingest_file(self, path: str, table: str, *, mode: Mode = "create", format: str | None = None,

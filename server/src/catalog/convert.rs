@@ -39,6 +39,12 @@ pub fn delta_type(data_type: &DataType) -> Result<DataType, String> {
         Date64 => Date32,
         Timestamp(_, None) => Timestamp(TimeUnit::Microsecond, None),
         Timestamp(_, Some(_)) => Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        Decimal32(_, s) | Decimal64(_, s) | Decimal128(_, s) | Decimal256(_, s) if *s < 0 => {
+            return Err(format!(
+                "a decimal with negative scale ({s}) has no Delta Lake type; cast it to a \
+                 scale of 0 or more first"
+            ));
+        }
         Decimal128(p, s) if *p <= 38 => Decimal128(*p, *s),
         Decimal32(p, s) | Decimal64(p, s) => Decimal128(*p, *s),
         Dictionary(_, values) => delta_type(values)?,
@@ -53,6 +59,13 @@ pub fn delta_type(data_type: &DataType) -> Result<DataType, String> {
                 .collect::<Result<Fields, String>>()?,
         ),
         Map(entries, sorted) => Map(delta_field(entries)?, *sorted),
+        Time32(_) | Time64(_) => {
+            return Err(
+                "TIME has no Delta Lake type: store a TIMESTAMP, or the time of day as \
+                 a BIGINT of microseconds since midnight (CAST(t AS BIGINT) / 1000 from TIME)"
+                    .to_string(),
+            );
+        }
         other => {
             return Err(format!(
                 "type {other} cannot be stored in a Delta table; cast it (e.g. to a string or integer) first"
@@ -165,6 +178,7 @@ fn convert(
             if column.data_type() == field.data_type() {
                 return Ok(Arc::clone(column));
             }
+            refuse_lost_nanoseconds(column, field)?;
             cast_with_options(column, field.data_type(), &options).map_err(|e| {
                 DataFusionError::Execution(format!(
                     "column {:?}: cannot store {} as {}: {e}",
@@ -177,6 +191,88 @@ fn convert(
         .collect::<DFResult<Vec<_>>>()?;
     RecordBatch::try_new(Arc::clone(target), columns)
         .map_err(|e| DataFusionError::Execution(format!("rows do not fit the table: {e}")))
+}
+
+/// Delta stores microseconds: a nanosecond timestamp that is not a whole number of
+/// microseconds would be truncated silently, so it is refused, naming the column and
+/// the first such value (a client that accepts the loss truncates first).
+fn refuse_lost_nanoseconds(column: &ArrayRef, field: &FieldRef) -> DFResult<()> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::TimestampNanosecondType;
+    let (DataType::Timestamp(TimeUnit::Nanosecond, _), DataType::Timestamp(target, _)) =
+        (column.data_type(), field.data_type())
+    else {
+        return Ok(());
+    };
+    if *target == TimeUnit::Nanosecond {
+        return Ok(());
+    }
+    let values = column.as_primitive::<TimestampNanosecondType>();
+    let lossy = (0..values.len()).find(|&i| values.is_valid(i) && values.value(i) % 1000 != 0);
+    if let Some(row) = lossy {
+        let value = datafusion::common::ScalarValue::try_from_array(column.as_ref(), row)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| values.value(row).to_string());
+        return Err(DataFusionError::Execution(format!(
+            "column {:?}: {value} (row {row} of its batch) has nanoseconds, and Delta tables \
+             store microseconds; truncate the timestamps to microseconds first, or send the \
+             bulk-ingest option {TRUNCATE_NANOSECONDS}=true to have them truncated",
+            field.name()
+        )));
+    }
+    Ok(())
+}
+
+/// The bulk-ingest option (`CommandStatementIngest.options`) that accepts truncating
+/// nanosecond timestamps to microseconds.
+pub const TRUNCATE_NANOSECONDS: &str = "lakehouse.truncate_nanoseconds";
+
+/// `input` with its nanosecond timestamp columns truncated to microseconds (what a
+/// client that accepts the loss asks for).
+pub fn truncate_nanoseconds(input: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    let source = input.schema();
+    let micros = |data_type: &DataType| match data_type {
+        DataType::Timestamp(TimeUnit::Nanosecond, tz) => {
+            Some(DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))
+        }
+        _ => None,
+    };
+    if !source
+        .fields()
+        .iter()
+        .any(|f| micros(f.data_type()).is_some())
+    {
+        return input;
+    }
+    let fields: Vec<FieldRef> = source
+        .fields()
+        .iter()
+        .map(|f| match micros(f.data_type()) {
+            Some(t) => Arc::new(f.as_ref().clone().with_data_type(t)),
+            None => Arc::clone(f),
+        })
+        .collect();
+    let target: SchemaRef = Arc::new(Schema::new_with_metadata(fields, source.metadata().clone()));
+    let schema = Arc::clone(&target);
+    let stream = input.and_then(move |batch| {
+        let columns: DFResult<Vec<ArrayRef>> = batch
+            .columns()
+            .iter()
+            .zip(target.fields())
+            .map(|(column, field)| {
+                if column.data_type() == field.data_type() {
+                    Ok(Arc::clone(column))
+                } else {
+                    arrow::compute::cast(column, field.data_type()).map_err(DataFusionError::from)
+                }
+            })
+            .collect();
+        let result = columns.and_then(|columns| {
+            RecordBatch::try_new(Arc::clone(&target), columns).map_err(DataFusionError::from)
+        });
+        async move { result }
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
 }
 
 #[cfg(test)]

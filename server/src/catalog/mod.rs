@@ -17,6 +17,7 @@
 mod convert;
 mod delta;
 mod document;
+mod order;
 mod vacuum;
 
 use std::collections::HashSet;
@@ -32,6 +33,7 @@ use deltalake::DeltaTable;
 use lakehouse_flight_ext::v1::ColumnPii;
 use tokio::sync::Mutex;
 
+pub use convert::{TRUNCATE_NANOSECONDS, truncate_nanoseconds};
 pub use delta::{Commit, WriteMode, Written};
 pub use document::{CatalogDocument, EvalSetEntry, IndexEntry, ProfileEntry, TableEntry};
 pub use vacuum::{REPORTED_PATHS, Swept};
@@ -40,6 +42,7 @@ use crate::events::EventBus;
 use crate::jobs::Jobs;
 use crate::lineage::Lineage;
 use crate::storage::{BucketRegistry, StorageError};
+use order::Access;
 
 /// The one catalog name Lakehouse serves.
 pub const CATALOG_NAME: &str = "lakehouse";
@@ -231,6 +234,8 @@ pub struct Catalog {
     events: EventBus,
     /// Writes share a table's gate; sweeps of its leftover files take it alone.
     gates: Arc<vacuum::Gates>,
+    /// The order of each table's writes (appends together, rewrites alone).
+    order: order::WriteOrder,
     /// The server's worker processes, shown by `system.workers` (set once at start).
     workers: std::sync::OnceLock<Arc<crate::workers::Workers>>,
     /// The GPU slot, shown by `system.gpu_slot` (set once at start).
@@ -264,6 +269,7 @@ impl Catalog {
             lineage,
             events: EventBus::new(),
             gates: Arc::default(),
+            order: order::WriteOrder::default(),
             workers: std::sync::OnceLock::new(),
             slot: std::sync::OnceLock::new(),
         })
@@ -524,7 +530,11 @@ impl Catalog {
         input: SendableRecordBatchStream,
         session: Arc<SessionState>,
     ) -> Result<Written> {
-        self.guarded(entry, async |bucket| {
+        let access = match mode {
+            WriteMode::Append => Access::Append,
+            WriteMode::Create | WriteMode::Replace => Access::Rewrite,
+        };
+        self.guarded(entry, access, async |bucket| {
             delta::write(&bucket, entry, mode, input, session).await
         })
         .await
@@ -532,12 +542,18 @@ impl Catalog {
 
     /// Runs `change` on the table's files holding its write gate; if it does not
     /// commit (an error, or the call dropped), what it put down is swept.
+    /// The write waits for its turn on the table first (see [`order`]).
     async fn guarded<T>(
         &self,
         entry: &TableEntry,
+        access: Access,
         change: impl AsyncFnOnce(Arc<crate::storage::Bucket>) -> Result<T>,
     ) -> Result<T> {
         let bucket = self.buckets.get(&entry.bucket)?;
+        let _turn = self
+            .order
+            .enter(&format!("{}:{}", entry.bucket, entry.location), access)
+            .await;
         let guard = self.gates.write(Arc::clone(&bucket), &entry.location).await;
         let done = change(bucket).await?;
         guard.committed();
@@ -552,7 +568,7 @@ impl Catalog {
         predicate: Option<Expr>,
         session: Arc<SessionState>,
     ) -> Result<u64> {
-        self.guarded(entry, async |bucket| {
+        self.guarded(entry, Access::Rewrite, async |bucket| {
             let (_, deleted) = delta::delete(&bucket, entry, predicate, session).await?;
             Ok(deleted)
         })
@@ -568,7 +584,7 @@ impl Catalog {
         predicate: Option<Expr>,
         session: Arc<SessionState>,
     ) -> Result<u64> {
-        self.guarded(entry, async |bucket| {
+        self.guarded(entry, Access::Rewrite, async |bucket| {
             delta::update(&bucket, entry, assignments, predicate, session).await
         })
         .await

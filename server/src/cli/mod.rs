@@ -24,7 +24,7 @@ use lakehouse_flight_ext::actions::{
     VECTOR_EVAL_SET_CREATE, VECTOR_INDEX_CREATE,
 };
 use lakehouse_flight_ext::v1::{
-    BucketAddRequest, BucketInfo, BucketList, BucketListRequest, BucketMoveIndexRequest,
+    BadRows, BucketAddRequest, BucketInfo, BucketList, BucketListRequest, BucketMoveIndexRequest,
     BucketRemoveRequest, BucketRemoveResult, CsvOptions, FileFormat, IngestDatabaseRequest,
     IngestFileRequest, IngestMode, IngestUploadCommand, Job, JobCancelRequest, JobList,
     JobListRequest, JobStatusRequest, TableVacuumRequest, TableVacuumResult, VectorEvalRequest,
@@ -166,6 +166,25 @@ pub enum IngestCommand {
         /// The CSV has no header line.
         #[arg(long)]
         no_header: bool,
+        /// Text encoding of the input (a WHATWG label, e.g. latin1, windows-1252, utf-16le)
+        /// [default: utf-8].
+        #[arg(long)]
+        encoding: Option<String>,
+        /// CSV quote character [default: "].
+        #[arg(long)]
+        quote: Option<String>,
+        /// Text read as NULL besides the empty field, e.g. NA.
+        #[arg(long)]
+        null_value: Option<String>,
+        /// Send rows that do not parse to a rejects table instead of failing the job.
+        #[arg(long)]
+        reject_bad_rows: bool,
+        /// The rejects table [default: <table>_rejects].
+        #[arg(long, requires = "reject_bad_rows")]
+        rejects_table: Option<String>,
+        /// Fail the job past this many rejected rows.
+        #[arg(long, requires = "reject_bad_rows")]
+        max_rejects: Option<u64>,
         /// Column type overrides, NAME=TYPE (repeatable), e.g. id=BIGINT.
         #[arg(long = "column-type", value_parser = key_value)]
         column_types: Vec<(String, String)>,
@@ -581,12 +600,26 @@ async fn ingest(client: &mut Client, command: IngestCommand) -> Result<(), CliEr
             format,
             delimiter,
             no_header,
+            encoding,
+            quote,
+            null_value,
+            reject_bad_rows,
+            rejects_table,
+            max_rejects,
             column_types,
             job,
         } => {
-            let csv = (delimiter.is_some() || no_header).then(|| CsvOptions {
+            let csv = (delimiter.is_some()
+                || no_header
+                || encoding.is_some()
+                || quote.is_some()
+                || null_value.is_some())
+            .then(|| CsvOptions {
                 delimiter: some(delimiter),
                 has_header: no_header.then_some(false),
+                encoding: some(encoding),
+                quote: some(quote),
+                null_value: some(null_value),
                 ..CsvOptions::default()
             });
             let request = IngestFileRequest {
@@ -604,6 +637,13 @@ async fn ingest(client: &mut Client, command: IngestCommand) -> Result<(), CliEr
                 csv,
                 column_types: column_types.into_iter().collect(),
                 target_bucket: some(target_bucket),
+                bad_rows: if reject_bad_rows {
+                    BadRows::Reject as i32
+                } else {
+                    BadRows::Unspecified as i32
+                },
+                rejects_table: some(rejects_table),
+                max_rejects: max_rejects.unwrap_or_default(),
                 detach: job.detach,
                 ..IngestFileRequest::default()
             };

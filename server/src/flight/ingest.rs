@@ -15,7 +15,7 @@ use tonic::Status;
 
 use super::service::LakehouseService;
 use super::status;
-use crate::catalog::CATALOG_NAME;
+use crate::catalog::{CATALOG_NAME, CatalogError, TRUNCATE_NANOSECONDS, truncate_nanoseconds};
 use crate::ingest::{BulkIngest, IfExists, IfMissing, bulk_ingest};
 use crate::query::SessionDefaults;
 
@@ -85,10 +85,26 @@ impl LakehouseService {
     ) -> Result<i64, Status> {
         let request = request_of(&command, &defaults)?;
         let _permit = self.limits.admit()?;
-        let rows = decode(data).await?;
+        let mut rows = decode(data).await?;
+        if command
+            .options
+            .get(TRUNCATE_NANOSECONDS)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        {
+            rows = truncate_nanoseconds(rows);
+        }
+        let create_append =
+            request.if_missing == IfMissing::Create && request.if_exists == IfExists::Append;
         let written = bulk_ingest(&self.engine, &request, rows, user)
             .await
-            .map_err(|e| status::from_datafusion(DataFusionError::External(Box::new(e))))?;
+            .map_err(|e| match e {
+                // ADBC's create_append onto a table of another schema: the table
+                // "already exists" as something else (the ADBC spec's status).
+                CatalogError::SchemaMismatch { .. } if create_append => {
+                    Status::already_exists(e.to_string())
+                }
+                e => status::from_datafusion(DataFusionError::External(Box::new(e))),
+            })?;
         tracing::info!(
             table = %format!("{}.{}", request.schema, request.table),
             rows = written,

@@ -22,6 +22,7 @@ mod front;
 mod ingest;
 mod limits;
 mod metadata;
+mod plans;
 mod prepared;
 mod profiles;
 mod running;

@@ -59,12 +59,18 @@ impl LakehouseService {
         sql: String,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let handle = self.new_handle(request, sql);
-        let (_, plan) = self.plan_unbound(&handle).await?;
+        let (ctx, plan) = self.plan_unbound(&handle).await?;
         let parameters = parameter_schema(&plan).map_err(status::from_datafusion)?;
         // An empty dataset schema tells clients (JDBC) to run it as an update.
         let dataset = if is_write(&plan) {
             Schema::empty()
+        } else if parameters.fields().is_empty() {
+            // What the statement will stream (see `statement_info`).
+            let planned = self.physical_plans(ctx, &handle, &plan).await?;
+            planned.schema()?.as_ref().clone()
         } else {
+            // Placeholders cannot be planned physically; the schema of GetFlightInfo
+            // after binding is the exact one.
             plan.schema().as_arrow().clone()
         };
         Ok(ActionCreatePreparedStatementResult {

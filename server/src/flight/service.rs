@@ -36,6 +36,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::Authenticator;
 use super::limits::Limits;
+use super::plans::{PlanCache, Planned};
 use super::running::{Cancellable, RunningQueries, Stop};
 use super::sessions::Sessions;
 use super::{MAX_FLIGHT_DATA_BYTES, metadata, sql_info, status};
@@ -64,6 +65,8 @@ pub struct LakehouseService {
     pub(super) vectors: Option<Arc<VectorIndexes>>,
     /// Model profiles and the GPU slot (absent in services built without them).
     pub(super) profiles: Option<Arc<crate::profiles::Profiles>>,
+    /// Physical plans made by GetFlightInfo, waiting for their DoGet.
+    plans: PlanCache,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
 }
@@ -85,6 +88,7 @@ impl LakehouseService {
             connections: Connections::default(),
             vectors: None,
             profiles: None,
+            plans: PlanCache::default(),
             auth,
             limits,
         })
@@ -155,23 +159,48 @@ impl LakehouseService {
         query_ticket: impl FnOnce(&StatementHandle) -> Result<Vec<u8>, Status>,
     ) -> Result<Response<FlightInfo>, Status> {
         let (ctx, plan) = self.plan_unbound(&handle).await?;
+        let schema_only = request.extensions().get::<SchemaOnly>().is_some();
         let (schema, ticket) = if is_write(&plan) {
-            if request.extensions().get::<SchemaOnly>().is_none() {
+            if !schema_only {
                 let plans = bind_all(&handle, &plan)?;
                 handle.affected_rows = Some(self.apply_writes(&handle, &ctx, plans).await?);
             }
-            (count_schema().as_ref().clone(), statement_ticket(&handle)?)
+            (count_schema(), statement_ticket(&handle)?)
         } else {
-            let params =
-                ParameterRows::from_ipc(&handle.parameters).map_err(status::from_datafusion)?;
-            let plan = params.bind_first(&plan).map_err(status::from_datafusion)?;
-            (plan.schema().as_arrow().clone(), query_ticket(&handle)?)
+            // The schema announced is the physical plan's: exactly what DoGet streams
+            // (ADBC rejects a stream whose schema differs from the FlightInfo's).
+            let planned = self.physical_plans(ctx, &handle, &plan).await?;
+            let schema = planned.schema()?;
+            let ticket = query_ticket(&handle)?;
+            if !schema_only {
+                self.plans.put(ticket.clone(), planned);
+            }
+            (schema, ticket)
         };
         Ok(Response::new(flight_info(
             &schema,
             request.into_inner(),
             ticket,
         )?))
+    }
+
+    /// The physical plans of a query's handle, one per parameter row.
+    pub(super) async fn physical_plans(
+        &self,
+        ctx: SessionContext,
+        handle: &StatementHandle,
+        plan: &datafusion::logical_expr::LogicalPlan,
+    ) -> Result<Planned, Status> {
+        let mut plans = Vec::new();
+        for bound in bind_all(handle, plan)? {
+            plans.push(
+                self.engine
+                    .physical(&ctx, &bound)
+                    .await
+                    .map_err(status::from_datafusion)?,
+            );
+        }
+        Ok(Planned { ctx, plans })
     }
 
     /// Runs the handle's statement, which must change something; returns the rows affected.
@@ -226,14 +255,19 @@ impl LakehouseService {
         if let Some(affected) = handle.affected_rows {
             return self.count_answer(affected);
         }
-        let (ctx, plans) = self.plan_handle(handle).await?;
-        if plans.first().is_some_and(is_write) {
+        if let Some(planned) = self.plans.take(ticket) {
+            return self.run(ticket, planned).await;
+        }
+        let (ctx, plan) = self.plan_unbound(handle).await?;
+        if is_write(&plan) {
             // A DoGet that no GetFlightInfo ran first (a client replaying a prepared
             // statement's ticket): run the write now.
+            let plans = bind_all(handle, &plan)?;
             let affected = self.apply_writes(handle, &ctx, plans).await?;
             return self.count_answer(affected);
         }
-        self.run(ticket, ctx, plans).await
+        let planned = self.physical_plans(ctx, handle, &plan).await?;
+        self.run(ticket, planned).await
     }
 
     /// One `count` row: the answer of a write read as a query.
@@ -250,27 +284,22 @@ impl LakehouseService {
     async fn run(
         &self,
         ticket: &[u8],
-        ctx: SessionContext,
-        plans: Vec<datafusion::logical_expr::LogicalPlan>,
+        planned: Planned,
     ) -> Result<Response<FlightDataStream>, Status> {
         let permit = self.limits.admit()?;
         let engine = Arc::clone(&self.engine);
+        let schema = planned.schema()?;
+        let Planned { ctx, plans } = planned;
         // Start the first plan now so errors surface as the DoGet status, not mid-stream.
         let mut plans = plans.into_iter();
         let Some(first) = plans.next() else {
             return Err(Status::invalid_argument("nothing to execute"));
         };
         let first = engine
-            .execute(&ctx, first)
-            .await
+            .execute_physical(&ctx, first)
             .map_err(status::from_datafusion)?;
-        let schema = first.schema();
         let rest = futures::stream::iter(plans)
-            .then(move |plan| {
-                let engine = Arc::clone(&engine);
-                let ctx = ctx.clone();
-                async move { engine.execute(&ctx, plan).await }
-            })
+            .map(move |plan| engine.execute_physical(&ctx, plan))
             .try_flatten();
         let batches = first
             .chain(rest)

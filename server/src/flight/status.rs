@@ -10,12 +10,33 @@
 //! | writing to `system`/`information_schema`| PermissionDenied   |
 //! | memory pool exhausted                   | ResourceExhausted  |
 //! | unsupported feature                     | Unimplemented      |
+//! | vector error (also inside SQL)           | as the action's    |
 //! | storage, Delta or internal failure      | Internal           |
 
 use datafusion::error::DataFusionError;
 use tonic::Status;
 
 use crate::catalog::CatalogError;
+use crate::vector::service::VectorError;
+
+/// Status of a vector error.
+pub fn vector_status(error: VectorError) -> Status {
+    vector_status_ref(&error)
+}
+
+fn vector_status_ref(error: &VectorError) -> Status {
+    let message = error.to_string();
+    match error {
+        VectorError::Invalid(_) => Status::invalid_argument(message),
+        VectorError::NotFound(_) => Status::not_found(message),
+        VectorError::Exists(_) => Status::already_exists(message),
+        VectorError::Unavailable(_) => Status::failed_precondition(message),
+        VectorError::WorkerDown(_) => Status::unavailable(message),
+        VectorError::Forbidden(_) => Status::permission_denied(message),
+        VectorError::Cancelled => Status::cancelled(message),
+        VectorError::Internal(_) => Status::internal(message),
+    }
+}
 
 /// Status for a DataFusion error (planning or execution).
 pub fn from_datafusion(error: DataFusionError) -> Status {
@@ -43,10 +64,16 @@ fn from_datafusion_ref(error: &DataFusionError) -> Status {
             Status::invalid_argument(message)
         }
         DataFusionError::Execution(_) => Status::invalid_argument(message),
-        DataFusionError::External(e) => match e.downcast_ref::<CatalogError>() {
-            Some(catalog) => from_catalog_ref(catalog, message),
-            None => Status::internal(message),
-        },
+        DataFusionError::External(e) => {
+            if let Some(catalog) = e.downcast_ref::<CatalogError>() {
+                from_catalog_ref(catalog, message)
+            } else if let Some(vector) = e.downcast_ref::<VectorError>() {
+                // A search table function inside SQL: the same status as the action's.
+                Status::new(vector_status_ref(vector).code(), message)
+            } else {
+                Status::internal(message)
+            }
+        }
         _ => Status::internal(message),
     }
 }

@@ -18,27 +18,11 @@ use tonic::{Request, Response, Status};
 use super::auth::Caller;
 use super::extension::{ActionStream, decode, job_reply, one};
 use super::service::{FlightDataStream, LakehouseService, flight_info};
+pub(super) use super::status::vector_status;
 use crate::storage::PRIMARY;
 use crate::vector::faiss::FaissParams;
 use crate::vector::index::{HnswParams, Metric};
-use crate::vector::service::{
-    Chunking, CreateIndex, Mode, Search, VectorError, VectorIndexes, parse_backend,
-};
-
-/// Status of a vector error.
-pub fn vector_status(error: VectorError) -> Status {
-    let message = error.to_string();
-    match error {
-        VectorError::Invalid(_) => Status::invalid_argument(message),
-        VectorError::NotFound(_) => Status::not_found(message),
-        VectorError::Exists(_) => Status::already_exists(message),
-        VectorError::Unavailable(_) => Status::failed_precondition(message),
-        VectorError::WorkerDown(_) => Status::unavailable(message),
-        VectorError::Forbidden(_) => Status::permission_denied(message),
-        VectorError::Cancelled => Status::cancelled(message),
-        VectorError::Internal(_) => Status::internal(message),
-    }
-}
+use crate::vector::service::{Chunking, CreateIndex, Mode, Search, VectorIndexes, parse_backend};
 
 impl LakehouseService {
     pub(super) fn vectors(&self) -> Result<&Arc<VectorIndexes>, Status> {

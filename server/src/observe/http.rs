@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use super::metrics::{Gauges, metrics, resident_bytes};
@@ -104,6 +105,12 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .with_state(ops);
     let task = tokio::spawn(async move {
+        // TCP_NODELAY: see the Flight SQL listener in `server.rs`.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY");
+            }
+        });
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

@@ -13,6 +13,7 @@
 mod params;
 mod provider;
 mod system;
+mod types;
 mod write;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::{SendableRecordBatchStream, SessionState};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 
 pub use params::{ParameterRows, parameter_schema};
@@ -133,6 +135,7 @@ impl QueryEngine {
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.runtime))
             .with_default_features()
+            .with_type_planner(Arc::new(types::LakehouseTypes))
             .build();
         let ctx = SessionContext::new_with_state(state);
         let provider = LakehouseCatalog::new(
@@ -160,6 +163,8 @@ impl QueryEngine {
     /// Plans one SQL statement (query, DDL or DML) without running it.
     pub async fn plan(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
         check_complexity(sql)?;
+        let numbered = params::number_question_marks(sql);
+        let sql = numbered.as_deref().unwrap_or(sql);
         let plan = ctx.state().create_logical_plan(sql).await?;
         statement_options()
             .verify_plan(&plan)
@@ -188,6 +193,40 @@ impl QueryEngine {
         Ok(plan)
     }
 
+    /// Plans user SQL that must return rows (an eval set's queries, anything a tool
+    /// sends for rows outside Flight SQL): the same guards as a Flight SQL statement
+    /// ([`Self::plan`]), and a statement that changes anything is refused.
+    pub async fn plan_query(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
+        let plan = self.plan(ctx, sql).await?;
+        if is_write(&plan) {
+            return Err(DataFusionError::Plan(
+                "expected a query that returns rows, not a statement that changes data".to_string(),
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// The rows of `table` that match `filter`, projected to `columns`. The filter
+    /// is user text parsed as one SQL expression (never spliced into a statement),
+    /// and the plan is held to the query rules of [`Self::plan`].
+    pub async fn plan_filtered(
+        &self,
+        ctx: &SessionContext,
+        table: datafusion::common::TableReference,
+        filter: &str,
+        columns: Vec<datafusion::prelude::Expr>,
+    ) -> Result<LogicalPlan> {
+        check_complexity(filter)?;
+        let rows = ctx.table(table).await?;
+        let predicate = rows.parse_sql_expr(filter)?;
+        let plan = rows
+            .filter(predicate)?
+            .select(columns)?
+            .into_unoptimized_plan();
+        check_query(&plan)?;
+        Ok(plan)
+    }
+
     /// Runs a plan, streaming its batches.
     pub async fn execute(
         &self,
@@ -195,6 +234,26 @@ impl QueryEngine {
         plan: LogicalPlan,
     ) -> Result<SendableRecordBatchStream> {
         ctx.execute_logical_plan(plan).await?.execute_stream().await
+    }
+
+    /// The physical plan of a query: optimized and ready to run, nothing run yet.
+    /// Its schema is the one the query streams (the logical plan's may differ in
+    /// nullability and metadata once the optimizer has folded constants).
+    pub async fn physical(
+        &self,
+        ctx: &SessionContext,
+        plan: &LogicalPlan,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        ctx.state().create_physical_plan(plan).await
+    }
+
+    /// Runs a physical plan made by [`Self::physical`] in `ctx`.
+    pub fn execute_physical(
+        &self,
+        ctx: &SessionContext,
+        plan: Arc<dyn ExecutionPlan>,
+    ) -> Result<SendableRecordBatchStream> {
+        datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())
     }
 }
 

@@ -110,9 +110,12 @@ impl ParameterRows {
                 for ((name, field), column) in expected.iter().zip(batch.columns()) {
                     let value = scalar_at(column.as_ref(), row)?;
                     let value = match field {
-                        Some(field)
-                            if !value.is_null() && value.data_type() != *field.data_type() =>
-                        {
+                        // A NULL takes the parameter's type: rows of a multi-row VALUES
+                        // must agree on each column's type.
+                        Some(field) if value.is_null() => {
+                            ScalarValue::try_from(field.data_type()).unwrap_or(value)
+                        }
+                        Some(field) if value.data_type() != *field.data_type() => {
                             value.cast_to(field.data_type()).map_err(|e| {
                                 DataFusionError::Plan(format!(
                                     "parameter {name}: cannot convert {} to {}: {e}",
@@ -162,4 +165,49 @@ fn scalar_at(array: &dyn Array, row: usize) -> Result<ScalarValue> {
         return scalar_at(child.as_ref(), index);
     }
     ScalarValue::try_from_array(array, row)
+}
+
+/// `sql` with its `?` placeholders (what JDBC, ODBC and flightsql-dbapi send) numbered
+/// `$1`, `$2`… in order of appearance, so they bind by position like `$n` ones;
+/// `None` when there is nothing to number (no `?`, or `$n` placeholders already).
+pub(super) fn number_question_marks(sql: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    if !sql.contains('?') {
+        return None;
+    }
+    let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().ok()?;
+    let placeholder = |t: &Token, q: bool| matches!(t, Token::Placeholder(p) if (p == "?") == q);
+    if !tokens.iter().any(|t| placeholder(t, true)) || tokens.iter().any(|t| placeholder(t, false))
+    {
+        return None;
+    }
+    let mut n = 0;
+    let numbered: String = tokens
+        .into_iter()
+        .map(|token| match token {
+            Token::Placeholder(p) if p == "?" => {
+                n += 1;
+                format!("${n}")
+            }
+            other => other.to_string(),
+        })
+        .collect();
+    Some(numbered)
+}
+
+#[cfg(test)]
+mod question_marks {
+    use super::number_question_marks;
+
+    #[test]
+    fn numbers_question_marks_in_order() {
+        assert_eq!(
+            number_question_marks("SELECT * FROM t WHERE a = ? AND b = '?' AND c IN (?, ?)")
+                .as_deref(),
+            Some("SELECT * FROM t WHERE a = $1 AND b = '?' AND c IN ($2, $3)")
+        );
+        assert_eq!(number_question_marks("SELECT '?'"), None);
+        assert_eq!(number_question_marks("SELECT $1, ?"), None);
+    }
 }

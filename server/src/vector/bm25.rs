@@ -7,7 +7,7 @@
 //! negative. Documents are rows: a row's whole text is one document, however many
 //! chunks its vectors have.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
@@ -37,10 +37,15 @@ pub struct Bm25 {
     postings: Vec<Vec<(u32, u32)>>,
     /// Per document: the row id and its length in terms.
     documents: Vec<(i64, u32)>,
-    /// Rows held (a row is added once).
-    ids: HashSet<i64>,
+    /// Rows held, with their document (a row is added once).
+    ids: HashMap<i64, u32>,
     total_terms: u64,
+    /// Documents removed (their length is [`REMOVED`]).
+    removed: usize,
 }
+
+/// The length that marks a removed document.
+const REMOVED: u32 = u32::MAX;
 
 impl Bm25 {
     /// An empty index.
@@ -50,12 +55,12 @@ impl Bm25 {
 
     /// Documents held.
     pub fn len(&self) -> usize {
-        self.documents.len()
+        self.documents.len() - self.removed
     }
 
     /// True when no document is held.
     pub fn is_empty(&self) -> bool {
-        self.documents.is_empty()
+        self.len() == 0
     }
 
     /// Memory of postings and documents, in bytes (an estimate).
@@ -67,10 +72,11 @@ impl Bm25 {
 
     /// Adds row `id` with its `text`; false (and nothing changes) if the row is held.
     pub fn add(&mut self, id: i64, text: &str) -> bool {
-        if !self.ids.insert(id) {
+        if self.ids.contains_key(&id) {
             return false;
         }
         let document = self.documents.len() as u32;
+        self.ids.insert(id, document);
         let mut counts: HashMap<u32, u32> = HashMap::new();
         let mut length = 0u32;
         for term in terms(text) {
@@ -92,6 +98,20 @@ impl Bm25 {
         true
     }
 
+    /// Removes row `id` (its text changed or the row was deleted); false if not held.
+    /// Its postings stay behind, skipped by searches, until the index is rebuilt.
+    pub fn remove(&mut self, id: i64) -> bool {
+        let Some(document) = self.ids.remove(&id) else {
+            return false;
+        };
+        if let Some(document) = self.documents.get_mut(document as usize) {
+            self.total_terms -= u64::from(document.1);
+            document.1 = REMOVED;
+            self.removed += 1;
+        }
+        true
+    }
+
     /// The `k` best rows for `query` among those `keep` accepts, best first, with their
     /// BM25 scores. Rows sharing no term with the query are not returned.
     pub fn search(
@@ -100,7 +120,7 @@ impl Bm25 {
         k: usize,
         keep: Option<&(dyn Fn(i64) -> bool + Sync)>,
     ) -> Vec<(i64, f32)> {
-        let n = self.documents.len();
+        let n = self.len();
         if n == 0 || k == 0 {
             return Vec::new();
         }
@@ -115,12 +135,25 @@ impl Bm25 {
             let Some(list) = self.postings.get(term as usize) else {
                 continue;
             };
-            let df = list.len() as f32;
+            let df = list
+                .iter()
+                .filter(|(document, _)| {
+                    self.documents
+                        .get(*document as usize)
+                        .is_some_and(|(_, length)| *length != REMOVED)
+                })
+                .count() as f32;
+            if df == 0.0 {
+                continue;
+            }
             let idf = (1.0 + (n as f32 - df + 0.5) / (df + 0.5)).ln();
             for &(document, tf) in list {
                 let Some(&(_, length)) = self.documents.get(document as usize) else {
                     continue;
                 };
+                if length == REMOVED {
+                    continue;
+                }
                 let tf = tf as f32;
                 let norm = K1 * (1.0 - B + B * length as f32 / average.max(f32::EPSILON));
                 *scores.entry(document).or_default() += idf * tf * (K1 + 1.0) / (tf + norm);
@@ -197,6 +230,19 @@ mod tests {
         assert_eq!(index.len(), 4);
         assert!(index.add(5, "fox"));
         assert_eq!(index.search("fox", 10, None).len(), 3);
+    }
+
+    #[test]
+    fn a_removed_row_is_not_found_and_can_come_back() {
+        let mut index = corpus();
+        let before = index.len();
+        assert!(index.remove(2));
+        assert!(!index.remove(2));
+        assert_eq!(index.len(), before - 1);
+        let ids: Vec<i64> = index.search("fox", 10, None).iter().map(|h| h.0).collect();
+        assert_eq!(ids, [1]);
+        assert!(index.add(2, "fox fox fox"));
+        assert_eq!(index.search("fox", 10, None).first().map(|h| h.0), Some(2));
     }
 
     #[test]

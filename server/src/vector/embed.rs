@@ -220,6 +220,17 @@ impl MiniLm {
     pub fn load_from(models: &Path) -> Result<Self, EmbedError> {
         Self::load(&models.join(BUILTIN_MODEL))
     }
+
+    /// The files of the built-in model missing under `models` (none when it is
+    /// installed), checked at start so a missing model is said at once, not at the
+    /// first index build.
+    pub fn missing_files(models: &Path) -> Vec<std::path::PathBuf> {
+        ["config.json", "tokenizer.json", "model.safetensors"]
+            .iter()
+            .map(|name| models.join(BUILTIN_MODEL).join(name))
+            .filter(|path| !path.is_file())
+            .collect()
+    }
 }
 
 impl Inner {

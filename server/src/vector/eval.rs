@@ -11,7 +11,7 @@
 //! on one thread, and reports recall@k (mean and 5th percentile), latency percentiles
 //! and queries per second, beside the index's build time and memory.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -184,12 +184,16 @@ impl VectorIndexes {
 
     /// The first column of `sql`'s rows, as text.
     async fn query_texts(&self, sql: &str) -> Result<Vec<String>, VectorError> {
-        let ctx = self.engine().session(&SessionDefaults::default());
-        let mut stream = ctx
-            .sql(sql)
+        // Through the engine's guarded planning, as a Flight SQL statement: no
+        // COPY ... TO, no writes, no session statements.
+        let engine = self.engine();
+        let ctx = engine.session(&SessionDefaults::default());
+        let plan = engine
+            .plan_query(&ctx, sql)
             .await
-            .map_err(|e| VectorError::Invalid(format!("queries_sql: {e}")))?
-            .execute_stream()
+            .map_err(|e| VectorError::Invalid(format!("queries_sql: {e}")))?;
+        let mut stream = engine
+            .execute(&ctx, plan)
             .await
             .map_err(|e| VectorError::Invalid(format!("queries_sql: {e}")))?;
         let mut texts = Vec::new();
@@ -250,7 +254,7 @@ impl VectorIndexes {
             let flat = FlatIndex::new(dimension, metric);
             let items: Vec<(u64, Vec<f32>)> = (0u64..).zip(stored.vectors).collect();
             flat.add(&items)?;
-            let state = State::new(Box::new(flat), stored.rows);
+            let state = State::new(Box::new(flat), stored.rows, HashMap::new());
             queries
                 .iter()
                 .map(|q| {

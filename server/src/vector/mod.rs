@@ -18,5 +18,6 @@ pub mod eval;
 pub mod faiss;
 pub mod http;
 pub mod index;
+mod refresh;
 pub mod service;
 pub mod sql;

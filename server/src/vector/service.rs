@@ -13,10 +13,11 @@
 //! search returns each row once, at its best chunk, widening the graph search until
 //! `k` distinct rows (passing the filter) are found or the index is exhausted.
 //!
-//! Freshness: every `DatasetAppended` event of a source table refreshes its indexes.
-//! A refresh embeds the rows the index lacks; each embedded batch is searchable at
-//! once in an exact (flat) segment, then the vectors are appended to the Delta table,
-//! inserted into the graph, and the catalog entry advances. Nothing is rebuilt.
+//! Freshness: every change event of a source table refreshes its indexes
+//! ([`super::refresh`]): new rows are embedded, changed rows embedded again, deleted
+//! ones tombstoned; each embedded batch is searchable at once in an exact (flat)
+//! segment, then the vectors are stored, inserted into the graph, and the catalog
+//! entry advances. Nothing is rebuilt.
 //!
 //! Text and hybrid modes rank rows by BM25 over the same column (built in memory on
 //! the first such search) and fuse with the vector ranking by reciprocal rank.
@@ -45,7 +46,7 @@ use super::http::HttpEmbedder;
 use super::index::{FlatIndex, HnswIndex, HnswParams, Metric, SearchParams, VectorIndex};
 use crate::catalog::{IndexEntry, TableEntry, WriteMode};
 use crate::config::EmbedderConfig;
-use crate::events::{ChangeKind, EventBus};
+use crate::events::EventBus;
 use crate::jobs::JobContext;
 use crate::query::{QueryEngine, SessionDefaults};
 use crate::workers::{Worker, Workers};
@@ -244,7 +245,7 @@ impl Chunking {
         Ok(Self { tokens, overlap })
     }
 
-    fn of(parameters: &serde_json::Value) -> Self {
+    pub(super) fn of(parameters: &serde_json::Value) -> Self {
         let get = |key: &str| parameters.get(key).and_then(serde_json::Value::as_u64);
         let defaults = Self::default();
         Self {
@@ -257,26 +258,39 @@ impl Chunking {
 /// What searches read of one build of an index; refreshes grow it in place.
 pub(super) struct State {
     /// Graph or flat, keyed by vector key.
-    index: Box<dyn VectorIndex>,
+    pub(super) index: Box<dyn VectorIndex>,
     /// Vectors a refresh embedded that are not in `index` yet, searched exactly.
-    fresh: FlatIndex,
+    pub(super) fresh: FlatIndex,
     /// Row id of each vector key.
-    rows: RwLock<Vec<i64>>,
-    /// Rows that have vectors.
-    indexed: RwLock<HashSet<i64>>,
+    pub(super) rows: RwLock<Vec<i64>>,
+    /// Rows that have vectors, with the hash of the text they were made from (`None`:
+    /// unknown, for vectors stored before hashes were).
+    pub(super) texts: RwLock<HashMap<i64, Option<u64>>>,
+    /// Keys of vectors whose row was deleted or re-embedded since the build: never
+    /// returned (a tombstone, for every backend, through the search filter).
+    pub(super) dead: RwLock<HashSet<u64>>,
     /// BM25 over the rows' texts, built by the first text or hybrid search.
-    text: OnceCell<RwLock<Bm25>>,
+    pub(super) text: OnceCell<RwLock<Bm25>>,
 }
 
 impl State {
-    pub(super) fn new(index: Box<dyn VectorIndex>, rows: Vec<i64>) -> Self {
+    /// A build whose key `k` is a vector of row `rows[k]`; `texts` has the text hash
+    /// of the rows (rows it lacks are unknown).
+    pub(super) fn new(
+        index: Box<dyn VectorIndex>,
+        rows: Vec<i64>,
+        mut texts: HashMap<i64, Option<u64>>,
+    ) -> Self {
         let fresh = FlatIndex::new(index.dimension(), index.metric());
-        let indexed = rows.iter().copied().collect();
+        for row in &rows {
+            texts.entry(*row).or_insert(None);
+        }
         Self {
             index,
             fresh,
             rows: RwLock::new(rows),
-            indexed: RwLock::new(indexed),
+            texts: RwLock::new(texts),
+            dead: RwLock::new(HashSet::new()),
             text: OnceCell::new(),
         }
     }
@@ -292,13 +306,16 @@ impl State {
         allowed: Option<&HashSet<i64>>,
     ) -> Result<Vec<(i64, f32)>, VectorError> {
         let rows = self.rows.read().map_err(internal)?;
+        let dead = self.dead.read().map_err(internal)?;
         let keep = |key: u64| {
-            rows.get(key as usize)
-                .is_some_and(|row| allowed.is_none_or(|a| a.contains(row)))
+            !dead.contains(&key)
+                && rows
+                    .get(key as usize)
+                    .is_some_and(|row| allowed.is_none_or(|a| a.contains(row)))
         };
         let filter: Option<&(dyn Fn(u64) -> bool + Sync)> = match allowed {
-            Some(_) => Some(&keep),
-            None => None,
+            None if dead.is_empty() => None,
+            _ => Some(&keep),
         };
         let total = self.index.len() + self.fresh.len();
         let mut want = k.min(total).max(1);
@@ -309,6 +326,7 @@ impl State {
             let mut seen = HashSet::new();
             let best: Vec<(i64, f32)> = hits
                 .iter()
+                .filter(|hit| !dead.contains(&hit.id))
                 .filter_map(|hit| {
                     let row = *rows.get(hit.id as usize)?;
                     seen.insert(row).then_some((row, hit.distance))
@@ -322,7 +340,7 @@ impl State {
         }
     }
 
-    fn memory_bytes(&self) -> u64 {
+    pub(super) fn memory_bytes(&self) -> u64 {
         let text = self
             .text
             .get()
@@ -361,14 +379,43 @@ struct Found {
 pub(super) struct Embedded {
     pub(super) rows: Vec<i64>,
     pub(super) chunks: Vec<i32>,
+    /// Per vector, the hash of its row's whole text ([`text_hash`]); empty for
+    /// vectors stored before hashes were.
+    pub(super) hashes: Vec<u64>,
     pub(super) vectors: Vec<Vec<f32>>,
     pub(super) seconds: f64,
 }
 
 impl Embedded {
-    fn distinct_rows(&self) -> u64 {
+    pub(super) fn distinct_rows(&self) -> u64 {
         self.chunks.iter().filter(|&&c| c == 0).count() as u64
     }
+
+    /// Each row's text hash, where known.
+    pub(super) fn texts(&self) -> HashMap<i64, Option<u64>> {
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| (*row, self.hashes.get(i).copied()))
+            .collect()
+    }
+
+    /// Appends `other`.
+    pub(super) fn extend(&mut self, other: Embedded) {
+        self.seconds += other.seconds;
+        self.rows.extend(other.rows);
+        self.chunks.extend(other.chunks);
+        self.hashes.extend(other.hashes);
+        self.vectors.extend(other.vectors);
+    }
+}
+
+/// A stable 64-bit hash of a row's text (FNV-1a): what tells a refresh that an
+/// updated row's text changed and its vectors must be made again.
+pub(super) fn text_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The server's vector indexes.
@@ -601,7 +648,7 @@ impl VectorIndexes {
     }
 
     /// The lock serialising changes of index `name`.
-    fn change_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn change_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(locks.entry(name.to_string()).or_default())
     }
@@ -734,8 +781,8 @@ impl VectorIndexes {
         Ok(info_of(&updated))
     }
 
-    /// Keeps indexes fresh: every append to a source table refreshes its indexes
-    /// (in the background, one event after another). At start, indexes whose table
+    /// Keeps indexes fresh: every change to a source table refreshes its indexes
+    /// (in the background, one event after another; see [`super::refresh`]). At start, indexes whose table
     /// moved on while the server was down are refreshed first.
     pub fn follow(self: &Arc<Self>, events: &EventBus) -> tokio::task::JoinHandle<()> {
         let mut receiver = events.subscribe();
@@ -745,13 +792,9 @@ impl VectorIndexes {
             this.refresh_behind().await;
             loop {
                 match receiver.recv().await {
-                    Ok(event) if event.kind == ChangeKind::Appended => {
-                        this.refresh_table(Some(&event.table)).await;
-                    }
-                    Ok(event) => tracing::warn!(
-                        table = %event.table,
-                        "table replaced: its vector indexes keep their vectors until rebuilt (create with replace)"
-                    ),
+                    // Appends, and rewrites (UPDATE, DELETE, overwrite): a refresh
+                    // reconciles the index with the table either way.
+                    Ok(event) => this.refresh_table(Some(&event.table)).await,
                     Err(RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "missed dataset events; refreshing every index");
                         this.refresh_table(None).await;
@@ -878,7 +921,7 @@ impl VectorIndexes {
     }
 
     /// `id BIGINT, text VARCHAR` of every row with text, streamed.
-    async fn rows_stream(
+    pub(super) async fn rows_stream(
         &self,
         table: &TableEntry,
         id_column: &str,
@@ -899,15 +942,16 @@ impl VectorIndexes {
             .map_err(internal)
     }
 
-    /// Embeds the rows of `stream` whose ids are not in `skip`, chunk by chunk, handing
-    /// each embedded batch to `sink`. A repeated id is an error when `strict`, else
-    /// skipped. `documents` collects the texts of the rows embedded.
+    /// Embeds the rows of `stream` that `wanted(id, text hash)` asks for (it sees every
+    /// row with text, once), chunk by chunk, handing each embedded batch to `sink`. A
+    /// repeated id is an error when `strict`, else skipped. `documents` collects the
+    /// texts of the rows embedded.
     #[allow(clippy::too_many_arguments)]
-    async fn embed_rows(
+    pub(super) async fn embed_rows(
         &self,
         model: &dyn Embedder,
         mut stream: SendableRecordBatchStream,
-        skip: &HashSet<i64>,
+        wanted: &mut (dyn FnMut(i64, u64) -> bool + Send),
         strict: bool,
         chunking: Chunking,
         job: Option<&crate::jobs::JobContext>,
@@ -927,9 +971,6 @@ impl VectorIndexes {
                 let text = text.as_string::<i32>();
                 for i in 0..batch.num_rows() {
                     let id = ids.value(i);
-                    if skip.contains(&id) {
-                        continue;
-                    }
                     if !seen.insert(id) {
                         if strict {
                             return Err(VectorError::Invalid(format!(
@@ -939,6 +980,10 @@ impl VectorIndexes {
                         continue;
                     }
                     let row = text.value(i);
+                    let hash = text_hash(row);
+                    if !wanted(id, hash) {
+                        continue;
+                    }
                     for (chunk, piece) in model
                         .chunks(row, chunking.tokens, chunking.overlap)
                         .into_iter()
@@ -946,6 +991,7 @@ impl VectorIndexes {
                     {
                         pending.rows.push(id);
                         pending.chunks.push(chunk as i32);
+                        pending.hashes.push(hash);
                         texts.push(piece.to_string());
                     }
                     if let Some(documents) = documents.as_deref_mut() {
@@ -965,6 +1011,7 @@ impl VectorIndexes {
                 let embedded = Embedded {
                     rows: pending.rows.drain(..take).collect(),
                     chunks: pending.chunks.drain(..take).collect(),
+                    hashes: pending.hashes.drain(..take).collect(),
                     vectors,
                     seconds: started.elapsed().as_secs_f64(),
                 };
@@ -999,17 +1046,14 @@ impl VectorIndexes {
         self.embed_rows(
             model.as_ref(),
             stream,
-            &HashSet::new(),
+            &mut |_, _| true,
             true,
             request.chunking,
             Some(job),
             None,
             |batch, bytes| {
                 rows_done += batch.distinct_rows();
-                all.seconds += batch.seconds;
-                all.rows.extend(batch.rows);
-                all.chunks.extend(batch.chunks);
-                all.vectors.extend(batch.vectors);
+                all.extend(batch);
                 job.progress(|p| {
                     p.rows = rows_done;
                     p.bytes += bytes;
@@ -1025,7 +1069,7 @@ impl VectorIndexes {
             )));
         }
         let dimension = model.dimension();
-        let batch = vectors_batch(&all, dimension, model.model(), request.metric)?;
+        let batch = vectors_batch(&all, dimension, model.model(), request.metric, true)?;
         let (count, rows) = (all.rows.len(), all.distinct_rows());
         job.phase("indexing");
         let faiss = request.faiss.resolved(all.vectors.len());
@@ -1037,7 +1081,10 @@ impl VectorIndexes {
             faiss: &faiss,
             dimension,
         };
-        let index = self.build_index(spec, all.vectors).await?;
+        let texts = all.texts();
+        let index = self
+            .build_index(spec, std::mem::take(&mut all.vectors))
+            .await?;
         job.phase("storing");
         let id = uuid::Uuid::new_v4().simple().to_string();
         let location = format!("indexes/{}-{}/", request.name, &id[..12]);
@@ -1063,7 +1110,7 @@ impl VectorIndexes {
         };
         parameters["chunk_tokens"] = request.chunking.tokens.into();
         parameters["chunk_overlap"] = request.chunking.overlap.into();
-        let state = Arc::new(State::new(index, all.rows));
+        let state = Arc::new(State::new(index, all.rows, texts));
         let entry = IndexEntry {
             name: request.name.clone(),
             schema: request.table.schema.clone(),
@@ -1125,122 +1172,11 @@ impl VectorIndexes {
         Ok(())
     }
 
-    /// Embeds and inserts the rows of the source table the index lacks; returns how
-    /// many rows were added. Runs on every append (see [`Self::follow`]); a no-op when
-    /// the table has not changed since.
-    pub async fn refresh(&self, name: &str) -> Result<u64, VectorError> {
-        let lock = self.change_lock(name);
-        let _one = lock.lock().await;
-        let loaded = self.get(name).await?;
-        let state = Arc::clone(&loaded.state);
-        let catalog = self.engine.catalog();
-        let Some(entry) = catalog
-            .index(name)
-            .filter(|e| e.location == loaded.entry.location)
-        else {
-            return Ok(0);
-        };
-        let table = catalog
-            .table(&entry.schema, &entry.table)
-            .map_err(|e| VectorError::NotFound(format!("the source table of index {name}: {e}")))?;
-        let (_, version) = catalog.table_state(&table).await.map_err(internal)?;
-        if version <= entry.source_version {
-            return Ok(0);
+    /// Keeps `loaded` as the index `name` searches use.
+    pub(super) fn remember(&self, name: &str, loaded: Loaded) {
+        if let Ok(mut map) = self.loaded.write() {
+            map.insert(name.to_string(), Arc::new(loaded));
         }
-        let model = self.index_embedder(&entry).await?;
-        let known = state.indexed.read().map_err(internal)?.clone();
-        let first_key = state.rows.read().map_err(internal)?.len();
-        let stream = self
-            .rows_stream(&table, &entry.id_column, &entry.text_column)
-            .await?;
-        let mut added = Embedded::default();
-        let mut documents = Vec::new();
-        let embedded = self
-            .embed_rows(
-                model.as_ref(),
-                stream,
-                &known,
-                false,
-                Chunking::of(&entry.parameters),
-                None,
-                Some(&mut documents),
-                |batch, _| {
-                    // Searchable at once, exactly, before the graph has it.
-                    let base = {
-                        let mut rows = state.rows.write().map_err(internal)?;
-                        let base = rows.len();
-                        rows.extend(&batch.rows);
-                        base
-                    };
-                    state.fresh.add(&keyed(base, batch.vectors.clone()))?;
-                    state.indexed.write().map_err(internal)?.extend(&batch.rows);
-                    added.seconds += batch.seconds;
-                    added.rows.extend(batch.rows);
-                    added.chunks.extend(batch.chunks);
-                    added.vectors.extend(batch.vectors);
-                    Ok(())
-                },
-            )
-            .await;
-        let persisted = match embedded {
-            Ok(()) if added.rows.is_empty() => Ok(()),
-            Ok(()) => {
-                let batch = vectors_batch(&added, entry.dimension as usize, &entry.model, {
-                    Metric::parse(&entry.metric)?
-                })?;
-                self.write_vectors(
-                    &vectors_table(&entry.name, &entry.bucket, &entry.location),
-                    WriteMode::Append,
-                    batch,
-                )
-                .await
-            }
-            Err(error) => Err(error),
-        };
-        if let Err(error) = persisted {
-            // Forget what was not stored; the next refresh embeds it again.
-            state.fresh.clear();
-            if let Ok(mut rows) = state.rows.write() {
-                rows.truncate(first_key);
-            }
-            if let Ok(mut indexed) = state.indexed.write() {
-                for row in &added.rows {
-                    indexed.remove(row);
-                }
-            }
-            return Err(error);
-        }
-        let (count, rows) = (added.rows.len() as u64, added.distinct_rows());
-        if count > 0 {
-            let inner = Arc::clone(&state);
-            let items = keyed(first_key, std::mem::take(&mut added.vectors));
-            tokio::task::spawn_blocking(move || inner.index.add(&items))
-                .await
-                .map_err(internal)??;
-            state.fresh.clear();
-            if let Some(text) = state.text.get() {
-                let mut text = text.write().map_err(internal)?;
-                for (id, document) in &documents {
-                    text.add(*id, document);
-                }
-            }
-        }
-        let bytes = state.memory_bytes();
-        let updated = catalog
-            .update_index(name, &entry.location, |e| {
-                e.vectors += count;
-                e.rows += rows;
-                e.source_version = version;
-                e.bytes = bytes;
-                e.embed_seconds += added.seconds;
-            })
-            .await
-            .map_err(internal)?;
-        if let (Some(entry), Ok(mut map)) = (updated, self.loaded.write()) {
-            let state = Arc::clone(&state);
-            map.insert(name.to_string(), Arc::new(Loaded { entry, state }));
-        }
-        Ok(rows)
     }
 
     /// The loaded index `name`, loading it from its vectors on first use.
@@ -1266,6 +1202,7 @@ impl VectorIndexes {
             return Ok(loaded);
         }
         let stored = self.read_vectors(&entry).await?;
+        let texts = stored.texts();
         let (index, rows) = match self.restore_structure(&entry, stored).await {
             Ok(restored) => restored,
             Err(stored) => {
@@ -1289,7 +1226,7 @@ impl VectorIndexes {
         };
         let loaded = Arc::new(Loaded {
             entry,
-            state: Arc::new(State::new(index, rows)),
+            state: Arc::new(State::new(index, rows, texts)),
         });
         if let Ok(mut map) = self.loaded.write() {
             map.insert(name.to_string(), Arc::clone(&loaded));
@@ -1399,7 +1336,7 @@ impl VectorIndexes {
             };
             match restored {
                 Ok(restored) => Ok(restored),
-                Err(error) => Err((error, stored)),
+                Err(error) => Err((error, Box::new(stored))),
             }
         })
         .await;
@@ -1411,7 +1348,7 @@ impl VectorIndexes {
             }
             Ok(Err((error, stored))) => {
                 tracing::warn!(index = %entry.name, %error, "the saved graph does not fit; rebuilding");
-                Err(Some(stored))
+                Err(Some(*stored))
             }
             Err(error) => {
                 tracing::warn!(index = %entry.name, %error, "reading the saved graph failed; rebuilding");
@@ -1451,6 +1388,14 @@ impl VectorIndexes {
                 }
                 None => stored.chunks.extend(std::iter::repeat_n(0, values.len())),
             }
+            if let Some(hash) = batch.column_by_name(TEXT_HASH) {
+                let hash = arrow::compute::cast(hash, &DataType::Int64).map_err(internal)?;
+                stored.hashes.extend(
+                    hash.as_primitive::<Int64Type>()
+                        .iter()
+                        .map(|v| v.unwrap_or_default() as u64),
+                );
+            }
             stored.vectors.extend(values);
         }
         Ok(stored)
@@ -1477,15 +1422,31 @@ impl VectorIndexes {
         if filter.trim().is_empty() {
             return Ok(None);
         }
-        let sql = format!(
-            "SELECT CAST({} AS BIGINT) FROM {} WHERE {filter}",
-            quoted(&entry.id_column),
-            quoted_table(table)
+        let invalid =
+            |e: datafusion::error::DataFusionError| VectorError::Invalid(format!("filter: {e}"));
+        let ctx = self.engine.session(&SessionDefaults::default());
+        let reference = datafusion::common::TableReference::full(
+            crate::catalog::CATALOG_NAME,
+            table.schema.clone(),
+            table.name.clone(),
         );
-        let batches = self
-            .collect(&sql)
+        let id = datafusion::prelude::cast(
+            datafusion::prelude::ident(&entry.id_column),
+            DataType::Int64,
+        );
+        let plan = self
+            .engine
+            .plan_filtered(&ctx, reference, filter, vec![id])
             .await
-            .map_err(|e| VectorError::Invalid(format!("filter: {e}")))?;
+            .map_err(invalid)?;
+        let batches: Vec<RecordBatch> = self
+            .engine
+            .execute(&ctx, plan)
+            .await
+            .map_err(invalid)?
+            .try_collect()
+            .await
+            .map_err(invalid)?;
         let mut ids = HashSet::new();
         for batch in batches {
             ids.extend(batch.column(0).as_primitive::<Int64Type>().iter().flatten());
@@ -1711,7 +1672,8 @@ impl VectorIndexes {
             .filter_map(|h| {
                 Some(VectorHit {
                     id: h.id,
-                    distance: h.distance,
+                    // Text hits have no vector distance (NaN inside).
+                    distance: (!h.distance.is_nan()).then_some(h.distance),
                     text: texts.remove(&h.id)?,
                     score: h.score,
                 })
@@ -1774,10 +1736,7 @@ impl VectorIndexes {
         let mut arrays: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(hits.iter().map(|h| h.id))),
             Arc::new(Float32Array::from_iter_values(hits.iter().map(|h| h.score))),
-            Arc::new(Float32Array::from_iter(
-                hits.iter()
-                    .map(|h| (!h.distance.is_nan()).then_some(h.distance)),
-            )),
+            Arc::new(Float32Array::from_iter(hits.iter().map(|h| h.distance))),
             Arc::new(StringArray::from_iter_values(hits.iter().map(|h| &h.text))),
             Arc::new(Int32Array::from_iter_values(1..=hits.len() as i32)),
         ];
@@ -1888,7 +1847,7 @@ fn extra_columns<'a>(
 }
 
 /// The unlisted Delta table of an index's vectors.
-fn vectors_table(name: &str, bucket: &str, location: &str) -> TableEntry {
+pub(super) fn vectors_table(name: &str, bucket: &str, location: &str) -> TableEntry {
     TableEntry::unlisted("_index", name, bucket, &format!("{location}vectors/"))
 }
 
@@ -1994,7 +1953,7 @@ fn restore_graph(
     Ok((index, rows))
 }
 
-fn keyed(first: usize, vectors: Vec<Vec<f32>>) -> Vec<(u64, Vec<f32>)> {
+pub(super) fn keyed(first: usize, vectors: Vec<Vec<f32>>) -> Vec<(u64, Vec<f32>)> {
     (first as u64..).zip(vectors).collect()
 }
 
@@ -2025,11 +1984,12 @@ async fn build(
 }
 
 /// The vectors as one batch: `id BIGINT`, `chunk INT`, `vector FixedSizeList<Float32, d>`.
-fn vectors_batch(
+pub(super) fn vectors_batch(
     embedded: &Embedded,
     dimension: usize,
     model: &str,
     metric: Metric,
+    hashed: bool,
 ) -> Result<RecordBatch, VectorError> {
     let item = Arc::new(Field::new("item", DataType::Float32, false));
     let flat: Vec<f32> = embedded.vectors.iter().flatten().copied().collect();
@@ -2045,21 +2005,29 @@ fn vectors_batch(
         ("lakehouse.dimension".to_string(), dimension.to_string()),
         ("lakehouse.metric".to_string(), metric.name().to_string()),
     ]);
-    let schema: SchemaRef = Arc::new(Schema::new(vec![
+    let mut fields = vec![
         Field::new("id", DataType::Int64, false),
         Field::new("chunk", DataType::Int32, false),
         Field::new("vector", list.data_type().clone(), false).with_metadata(metadata),
-    ]));
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(embedded.rows.clone())),
-            Arc::new(Int32Array::from(embedded.chunks.clone())),
-            Arc::new(list),
-        ],
-    )
-    .map_err(internal)
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(embedded.rows.clone())),
+        Arc::new(Int32Array::from(embedded.chunks.clone())),
+        Arc::new(list),
+    ];
+    if hashed && embedded.hashes.len() == embedded.rows.len() {
+        // The hash's bits as a signed integer (Delta has no unsigned type).
+        fields.push(Field::new(TEXT_HASH, DataType::Int64, false));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            embedded.hashes.iter().map(|h| *h as i64),
+        )));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(internal)
 }
+
+/// The column of the vectors table holding each vector's [`text_hash`] (absent in
+/// tables written before it existed).
+pub(super) const TEXT_HASH: &str = "text_hash";
 
 /// The protocol's view of a catalog entry.
 pub fn info_of(entry: &IndexEntry) -> VectorIndexInfo {
@@ -2102,7 +2070,7 @@ mod tests {
                 (3, vec![0.2, 0.0]),
             ])
             .unwrap();
-        State::new(Box::new(index), vec![10, 10, 20, 30])
+        State::new(Box::new(index), vec![10, 10, 20, 30], HashMap::new())
     }
 
     fn ids(found: &[(i64, f32)]) -> Vec<i64> {

@@ -103,7 +103,7 @@ async fn serve(listen: &str, token: String) -> Result<(), Box<dyn std::error::Er
     tonic::transport::Server::builder()
         .add_service(server)
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             stdin_closed,
         )
         .await?;

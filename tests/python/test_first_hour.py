@@ -1,0 +1,254 @@
+"""What real clients and a new user meet in the first hour (issue 20): the schema a
+query announces is the schema it streams (the ADBC driver checks), user text never
+reaches the server's disk through eval sets or search filters, errors raised inside
+SQL keep their status, JSON replies carry every field, and concurrent writers to one
+table lose nothing and fail nothing."""
+
+import concurrent.futures
+import os
+import subprocess
+import threading
+import warnings
+
+import adbc_driver_flightsql.dbapi as flightsql
+import pyarrow as pa
+import pyarrow.flight as fl
+import pytest
+
+from conftest import lakehouse_binary
+from test_ingest import action, client, query
+from test_vector import TOPICS, create, load_docs, search
+
+
+def connect(server):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return flightsql.connect(server.uri)
+
+
+# Each query's announced schema must equal its streamed one, field by field (nullability
+# and metadata too): the ADBC Go driver rejects "endpoint 0 returned inconsistent schema".
+CORPUS = [
+    "SELECT version()",
+    "SELECT current_date",
+    "SELECT now()",
+    "SELECT abs(-1)",
+    "SELECT upper('a')",
+    "SELECT 1",
+    "SELECT 1 + 2 * 3 AS x",
+    "SELECT NULL",
+    "SELECT NULL AS n, 1 AS one",
+    "SELECT CAST('2024-01-02' AS DATE) AS d, CAST(1.5 AS DECIMAL(10, 2)) AS dec",
+    "SELECT CAST(n_nationkey AS VARCHAR) AS k FROM nation",
+    "SELECT CASE WHEN n_nationkey > 3 THEN 'big' ELSE NULL END AS c FROM nation",
+    "SELECT coalesce(NULL, n_name) FROM nation",
+    "SELECT count(*) FROM nation",
+    "SELECT n_regionkey, count(*), min(n_name), avg(n_nationkey) FROM nation GROUP BY n_regionkey",
+    "SELECT sum(n_nationkey) FROM nation WHERE n_nationkey < 0",
+    "SELECT 1 AS a UNION ALL SELECT 2",
+    "SELECT n_name FROM nation UNION SELECT r_name FROM region",
+    "SELECT n.n_name, r.r_name FROM nation n JOIN region r ON n.n_regionkey = r.r_regionkey",
+    "SELECT n.n_name, r.r_name FROM nation n LEFT JOIN region r ON n.n_regionkey = r.r_regionkey + 100",
+    "SELECT n_name, row_number() OVER (PARTITION BY n_regionkey ORDER BY n_name) AS rn FROM nation",
+    "SELECT n_name, lag(n_name) OVER (ORDER BY n_nationkey) FROM nation",
+    "SELECT * FROM nation WHERE n_name LIKE 'A%' ORDER BY n_nationkey LIMIT 3",
+    "SELECT * FROM (VALUES (1, 'a'), (2, NULL)) AS t(x, y)",
+    "SELECT * FROM generate_series(1, 3)",
+    "SELECT * FROM range(5)",
+    "SELECT array_length(make_array(1, 2, 3))",
+    "SELECT named_struct('a', 1, 'b', 'x') AS s",
+    "SELECT date_trunc('month', TIMESTAMP '2024-05-06 07:08:09')",
+    "SELECT * FROM nation@v0 LIMIT 2",
+    "SELECT * FROM system.jobs",
+    "SELECT name, kind FROM system.buckets",
+    "SELECT table_name FROM information_schema.tables",
+    "EXPLAIN SELECT 1",
+]
+
+
+@pytest.mark.parametrize("sql", CORPUS)
+def test_announced_schema_is_the_streamed_schema(server, sql):
+    conn = connect(server)
+    try:
+        with conn.cursor() as cur:
+            # The driver compares FlightInfo's schema with the stream's and raises if
+            # they differ; execute_schema asks GetSchema.
+            cur.execute(sql)
+            table = cur.fetch_arrow_table()
+            announced = cur.adbc_execute_schema(sql)
+        assert announced.equals(table.schema, check_metadata=True), (announced, table.schema)
+    finally:
+        conn.close()
+    # pyarrow.flight, field metadata included.
+    flight = client(server)
+    info = flight.get_flight_info(fl.FlightDescriptor.for_command(_statement_query(sql)))
+    streamed = flight.do_get(info.endpoints[0].ticket).read_all().schema
+    assert info.schema.equals(streamed, check_metadata=True), (info.schema, streamed)
+
+
+def _statement_query(sql: str) -> bytes:
+    """A Flight SQL CommandStatementQuery packed in an Any (hand-encoded protobuf)."""
+    def field(number: int, payload: bytes) -> bytes:
+        return bytes([(number << 3) | 2]) + _varint(len(payload)) + payload
+
+    command = field(1, sql.encode())
+    return field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + field(2, command)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def test_prepared_statement_schema_is_the_streamed_schema(server):
+    conn = connect(server)
+    try:
+        with conn.cursor() as cur:
+            for sql in ["SELECT version()", "SELECT abs(-1) AS a, upper('x') AS u", "SELECT count(*) FROM nation"]:
+                cur.adbc_prepare(sql)
+                cur.execute(sql)
+                assert cur.fetch_arrow_table().num_rows == 1
+            # With a parameter: the schema after binding is the one streamed.
+            cur.execute("SELECT n_name FROM nation WHERE n_nationkey = $1", parameters=(3,))
+            assert cur.fetch_arrow_table().column(0).to_pylist() == ["CANADA"]
+    finally:
+        conn.close()
+
+
+def test_a_statement_is_planned_once_per_call(server):
+    """GetFlightInfo plans and DoGet runs that plan: many GetFlightInfo/DoGet pairs in a
+    row all answer (and a ticket redeemed twice is planned again)."""
+    flight = client(server)
+    info = flight.get_flight_info(fl.FlightDescriptor.for_command(_statement_query("SELECT 41 + 1 AS x")))
+    for _ in range(2):  # the second DoGet of the same ticket plans again
+        assert flight.do_get(info.endpoints[0].ticket).read_all().column("x").to_pylist() == [42]
+
+
+# --- user SQL never writes files --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def docs_index(server):
+    load_docs(server, "first_docs")
+    create(server, name="first_docs_idx", table="first_docs", textColumn="body", idColumn="id")
+    return "first_docs_idx"
+
+
+def test_eval_set_queries_cannot_write_files(server, docs_index, tmp_path):
+    target = tmp_path / "written-by-eval-set.csv"
+    for sql in [f"COPY (SELECT 'x' AS q) TO '{target}'",
+                f"COPY (SELECT 'x' AS q) TO '{target}' STORED AS CSV",
+                "INSERT INTO first_docs VALUES (999, 'x', 'y')",
+                "SET datafusion.execution.batch_size = 1"]:
+        with pytest.raises(pa.ArrowInvalid, match="queries_sql"):  # INVALID_ARGUMENT
+            action(server, "lakehouse.vector.eval_set.create",
+                   {"name": "evil_eval", "index": docs_index, "queriesSql": sql})
+    assert not target.exists()
+    assert query(server, "SELECT count(*) AS n FROM first_docs WHERE id = 999").to_pylist() == [{"n": 0}]
+
+
+def test_search_filters_are_expressions(server, docs_index, tmp_path):
+    target = tmp_path / "written-by-filter.csv"
+    for bad in ["1=1) UNION SELECT 1 --",
+                f"1=1; COPY (SELECT 1) TO '{target}'",
+                "id > 0 UNION SELECT 5"]:
+        with pytest.raises(pa.ArrowInvalid, match="filter"):  # INVALID_ARGUMENT
+            search(server, index=docs_index, query="a dog", k=3, filter=bad)
+    assert not target.exists()
+    # A real expression still filters.
+    hits = search(server, index=docs_index, query="a dog", k=3, filter="topic = 'cooking' AND id > 0")
+    assert hits and all(h["text"] in TOPICS["cooking"] for h in hits)
+
+
+# --- errors keep their status through SQL -----------------------------------------------
+
+def test_search_functions_in_sql_keep_the_status(server):
+    conn = connect(server)
+    try:
+        with conn.cursor() as cur:
+            with pytest.raises(flightsql.ProgrammingError) as err:  # NOT_FOUND, not INTERNAL
+                cur.execute("SELECT * FROM vector_search('no_such_index', 'q', 3)")
+                cur.fetchall()
+            assert "NOT_FOUND" in str(err.value) or "NotFound" in str(err.value), str(err.value)
+            assert "INTERNAL" not in str(err.value)
+    finally:
+        conn.close()
+    with pytest.raises(pa.ArrowKeyError):  # pyarrow.flight: NOT_FOUND
+        flight = client(server)
+        flight.get_flight_info(fl.FlightDescriptor.for_command(
+            _statement_query("SELECT * FROM text_search('no_such_index', 'q', 3)")))
+
+
+# --- JSON replies carry every field -----------------------------------------------------
+
+def test_json_replies_carry_default_fields(server, docs_index):
+    reply = action(server, "lakehouse.vector.search", {"index": docs_index, "query": "zeppelin airship",
+                                                        "k": 3, "mode": "text"})[0]
+    assert reply["hits"] == []  # the README indexes [0]["hits"]
+    hits = action(server, "lakehouse.vector.search", {"index": docs_index, "query": "windowsill", "k": 1,
+                                                       "mode": "text"})[0]["hits"]
+    assert hits and "distance" not in hits[0]  # a text hit has no vector distance (was "NaN")
+    hits = action(server, "lakehouse.vector.search", {"index": docs_index, "query": "a dog", "k": 1})[0]["hits"]
+    assert isinstance(hits[0]["distance"], float)
+
+
+# --- concurrent writers ------------------------------------------------------------------
+
+def test_concurrent_writers_lose_nothing_and_fail_nothing(server):
+    conn = connect(server)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE counter (id BIGINT, x BIGINT)")
+        cur.execute("INSERT INTO counter VALUES (1, 0)")
+    conn.close()
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def writer(w: int) -> int:
+        conn = connect(server)
+        inserted = 0
+        try:
+            with conn.cursor() as cur:
+                for i in range(25):
+                    for sql in ["UPDATE counter SET x = x + 1 WHERE id = 1",
+                                f"INSERT INTO counter VALUES ({100 + w * 100 + i}, 1)"]:
+                        try:
+                            cur.execute(sql)
+                            inserted += sql.startswith("INSERT")
+                        except Exception as error:  # noqa: BLE001 - every failure is counted
+                            with lock:
+                                failures.append(f"{sql}: {error}")
+        finally:
+            conn.close()
+        return inserted
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        inserted = sum(pool.map(writer, range(4)))
+    assert failures == [], failures[:3]
+    assert inserted == 100
+    rows = query(server, "SELECT count(*) AS n, max(CASE WHEN id = 1 THEN x END) AS x FROM counter").to_pylist()
+    assert rows == [{"n": 101, "x": 100}]
+
+
+# --- the client and CLI on a failed job ---------------------------------------------------
+
+def test_a_failed_job_is_job_failed_in_the_client_and_non_zero_in_the_cli(server):
+    from lakehouse_client import Client, JobFailed
+
+    # A CSV whose second row is not a BIGINT: the job starts, then fails on that row.
+    landing = server.data_dir / "buckets" / "primary" / "first_hour"
+    landing.mkdir(parents=True, exist_ok=True)
+    (landing / "bad.csv").write_text("id\n1\nnot a number\n")
+    with Client(server.uri, progress=False) as lake:
+        with pytest.raises(JobFailed) as failed:
+            lake.ingest_file("first_hour/bad.csv", "never_made", column_types={"id": "BIGINT"})
+        assert failed.value.code == "INVALID_ARGUMENT", failed.value.job
+        assert failed.value.job["state"] == "JOB_STATE_FAILED"
+        assert isinstance(failed.value, pa.ArrowInvalid)  # the status's pyarrow class too
+    done = subprocess.run([lakehouse_binary(), "ingest", "file", "first_hour/bad.csv", "-t", "never_made",
+                           "--column-type", "id=BIGINT"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "LAKEHOUSE_URL": server.uri})
+    assert done.returncode == 1 and "INVALID_ARGUMENT" in done.stderr, done
