@@ -140,6 +140,20 @@ def _any_command(message: str, body: Mapping[str, Any]) -> bytes:
     return _field(1, type_url) + _field(2, json.dumps(body).encode())
 
 
+# ADBC ingest modes as CommandStatementIngest.TableDefinitionOptions (if_not_exist, if_exists):
+# TableNotExistOption CREATE=1 FAIL=2; TableExistsOption FAIL=1 APPEND=2 REPLACE=3.
+_INGEST_TABLE_OPTIONS = {"create": (1, 1), "append": (2, 2), "replace": (1, 3), "create_append": (1, 2)}
+
+
+def _ingest_command(table: str, mode: str) -> bytes:
+    """A Flight SQL ``CommandStatementIngest`` for ``table`` in an ``Any``."""
+    if_not_exist, if_exists = _INGEST_TABLE_OPTIONS[mode]
+    options = bytes([1 << 3, if_not_exist, 2 << 3, if_exists])  # two varint fields
+    command = _field(1, options) + _field(2, table.encode())
+    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementIngest"
+    return _field(1, type_url) + _field(2, command)
+
+
 def _set_string_option(name: str, value: str) -> bytes:
     """A Flight ``SetSessionOptionsRequest`` setting one string option."""
     option_value = _field(1, value.encode())  # SessionOptionValue.string_value
@@ -229,13 +243,22 @@ class Client:
             cur.execute(query, parameters)
             return cur.fetch_arrow_table()
 
-    def write(self, table: str, data: Any, mode: Mode = "create") -> int:
+    def write(self, table: str, data: Any, mode: Mode | Literal["create_append"] = "create") -> int:
         """Bulk-ingests a pyarrow Table/RecordBatchReader or a pandas/polars DataFrame into
         ``table`` (ADBC bulk ingest: one atomic Delta commit); returns the rows written."""
         if hasattr(data, "to_arrow"):  # polars
             data = data.to_arrow()
         elif not isinstance(data, (pa.Table, pa.RecordBatchReader, pa.RecordBatch)):
             data = pa.Table.from_pandas(data, preserve_index=False)
+        if isinstance(data, (pa.Table, pa.RecordBatch)) and data.num_rows == 0:
+            # The ADBC driver sends nothing for no rows (not even the table's name):
+            # send the schema alone with pyarrow.flight, which creates the empty table.
+            descriptor = fl.FlightDescriptor.for_command(_ingest_command(table, mode))
+            writer, reader = self._flight.do_put(descriptor, data.schema, options=self._options)
+            writer.done_writing()
+            reader.read()
+            writer.close()
+            return 0
         with self.adbc.cursor() as cur:
             return cur.adbc_ingest(table, _chunked(data), mode=mode)
 

@@ -62,7 +62,7 @@ pub fn delta_type(data_type: &DataType) -> Result<DataType, String> {
         Time32(_) | Time64(_) => {
             return Err(
                 "TIME has no Delta Lake type: store a TIMESTAMP, or the time of day as \
-                 a BIGINT of microseconds since midnight (CAST(t AS BIGINT) / 1000 from TIME)"
+                 a BIGINT (e.g. microseconds since midnight)"
                     .to_string(),
             );
         }
@@ -210,8 +210,7 @@ fn refuse_lost_nanoseconds(column: &ArrayRef, field: &FieldRef) -> DFResult<()> 
     let values = column.as_primitive::<TimestampNanosecondType>();
     let lossy = (0..values.len()).find(|&i| values.is_valid(i) && values.value(i) % 1000 != 0);
     if let Some(row) = lossy {
-        let value = datafusion::common::ScalarValue::try_from_array(column.as_ref(), row)
-            .map(|v| v.to_string())
+        let value = arrow::util::display::array_value_to_string(column.as_ref(), row)
             .unwrap_or_else(|_| values.value(row).to_string());
         return Err(DataFusionError::Execution(format!(
             "column {:?}: {value} (row {row} of its batch) has nanoseconds, and Delta tables \

@@ -816,6 +816,29 @@ impl FlightSqlService for LakehouseService {
         )))
     }
 
+    async fn do_put_error_callback(
+        &self,
+        _request: Request<PeekableFlightDataStream>,
+        error: arrow_flight::sql::server::DoPutError,
+    ) -> Result<Response<<Self as FlightService>::DoPutStream>, Status> {
+        use arrow_flight::sql::server::DoPutError;
+        Err(Status::invalid_argument(match error {
+            // The ADBC Flight SQL driver (Go) sends nothing at all for an empty table:
+            // no descriptor, so not even the target table's name arrives.
+            DoPutError::MissingCommand => {
+                "the DoPut stream carried no message (no descriptor, no schema). The ADBC \
+                 Flight SQL driver sends nothing when adbc_ingest gets no rows: create the \
+                 empty table with CREATE TABLE, or upload its schema with any Flight client \
+                 (the Lakehouse Python client's write() does)"
+                    .to_string()
+            }
+            DoPutError::MissingFlightDescriptor => {
+                "the first DoPut message must carry the FlightDescriptor with the command"
+                    .to_string()
+            }
+        }))
+    }
+
     async fn do_put_statement_update(
         &self,
         command: CommandStatementUpdate,

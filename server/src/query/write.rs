@@ -261,7 +261,7 @@ fn from_dml(dml: DmlStatement, defaults: &SessionDefaults) -> Result<Write> {
     Ok(match dml.op {
         WriteOp::Insert(op) => Write::Insert {
             table,
-            input,
+            input: nullable_values(input)?,
             overwrite: match op {
                 InsertOp::Append => false,
                 InsertOp::Overwrite => true,
@@ -279,6 +279,44 @@ fn from_dml(dml: DmlStatement, defaults: &SessionDefaults) -> Result<Write> {
         WriteOp::Update => update_of(table, input)?,
         other => return not_supported(other.name()),
     })
+}
+
+/// `input` with its `VALUES` lists declared nullable. DataFusion types an INSERT's
+/// VALUES after the target columns, NOT NULL included, but names them `column1…`: a
+/// NULL then failed as "Column 'column1' is declared as non-nullable". Declared
+/// nullable, the NULL reaches the write, which refuses it naming the table's column.
+fn nullable_values(input: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::common::DFSchema;
+    use datafusion::logical_expr::Values;
+    let strict = |plan: &LogicalPlan| matches!(plan, LogicalPlan::Values(v) if v.schema.fields().iter().any(|f| !f.is_nullable()));
+    if !input.exists(|plan| Ok(strict(plan)))? {
+        return Ok(input);
+    }
+    input
+        .transform_up(|plan| match plan {
+            LogicalPlan::Values(values)
+                if values.schema.fields().iter().any(|f| !f.is_nullable()) =>
+            {
+                let fields = values
+                    .schema
+                    .iter()
+                    .map(|(qualifier, field)| {
+                        (
+                            qualifier.cloned(),
+                            Arc::new(field.as_ref().clone().with_nullable(true)),
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                let schema = DFSchema::new_with_metadata(fields, values.schema.metadata().clone())?;
+                Ok(Transformed::yes(LogicalPlan::Values(Values {
+                    schema: Arc::new(schema),
+                    values: values.values,
+                })))
+            }
+            other if !other.inputs().is_empty() => Ok(Transformed::yes(other.recompute_schema()?)),
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
 }
 
 /// UPDATE plans are `Projection(col = expr AS col, ...) ← [Filter] ← TableScan`:
