@@ -359,3 +359,31 @@ def test_no_delayed_ack_floor_under_small_calls(server):
         list(flight.list_actions())
         samples.append(time.perf_counter() - started)
     assert statistics.median(samples) < 0.020, sorted(samples)
+
+
+def test_a_missing_built_in_model_is_said_at_start(tmp_path):
+    from conftest import Server
+
+    server = Server(tmp_path / "data", "--models-dir", str(tmp_path / "no-models"))
+    try:
+        log = "".join(server.log)
+        assert "built-in embedding model is not installed" in log and "fetch-model.sh" in log, log[-2000:]
+        # Everything else works.
+        assert query(server, "SELECT count(*) AS n FROM nation").to_pylist() == [{"n": 25}]
+    finally:
+        server.stop()
+
+
+def test_cli_ingest_takes_encoding_and_bad_rows(server):
+    landing = server.data_dir / "buckets" / "primary" / "first_hour_cli"
+    landing.mkdir(parents=True, exist_ok=True)
+    (landing / "people.csv").write_bytes("id;city\n1;Düsseldorf\nbad;Zürich\n3;Genève\n".encode("latin1"))
+    done = subprocess.run([lakehouse_binary(), "ingest", "file", "first_hour_cli/people.csv", "-t", "cli_latin",
+                           "--delimiter", ";", "--encoding", "latin1", "--column-type", "id=BIGINT",
+                           "--reject-bad-rows", "--rejects-table", "cli_latin_rejects", "--json"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "LAKEHOUSE_URL": server.uri})
+    assert done.returncode == 0, done.stderr
+    rows = query(server, "SELECT id, city FROM cli_latin ORDER BY id").to_pylist()
+    assert rows == [{"id": 1, "city": "Düsseldorf"}, {"id": 3, "city": "Genève"}]
+    assert query(server, "SELECT count(*) AS n FROM cli_latin_rejects").to_pylist() == [{"n": 1}]

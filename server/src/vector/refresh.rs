@@ -16,7 +16,9 @@
 //! table and the new ones appended (two Delta commits, then the catalog entry moves
 //! to the table's version; a crash in between is caught up at the next start, since
 //! the entry still names the older version). Nothing is rebuilt: only changed rows
-//! are embedded. Vectors stored before text hashes existed have none: their rows are
+//! are embedded. The saved structure (HNSW graph, Faiss index file) still holds the old
+//! vectors, so it is deleted: the next start builds the index from the stored vectors
+//! (no embedding) instead of reading it back. Vectors stored before text hashes existed have none: their rows are
 //! treated as unchanged by an UPDATE (rebuild such an index to track updates).
 
 use std::collections::HashSet;
@@ -26,8 +28,8 @@ use datafusion::prelude::{col, lit};
 
 use super::index::{Metric, VectorIndex};
 use super::service::{
-    Chunking, Embedded, Loaded, TEXT_HASH, VectorError, VectorIndexes, internal, keyed,
-    vectors_batch, vectors_table,
+    Chunking, Embedded, Loaded, STRUCTURE_FILE, TEXT_HASH, VectorError, VectorIndexes, internal,
+    keyed, vectors_batch, vectors_table,
 };
 use crate::catalog::{IndexEntry, WriteMode};
 use crate::query::SessionDefaults;
@@ -153,6 +155,9 @@ impl VectorIndexes {
                 .collect()
         };
         state.dead.write().map_err(internal)?.extend(&dead);
+        if !dead.is_empty() {
+            self.forget_structure(&entry).await;
+        }
         let count = added.rows.len() as u64;
         if count > 0 {
             let inner = Arc::clone(&state);
@@ -205,6 +210,22 @@ impl VectorIndexes {
                 removed = done.removed, version, "vector index reconciled with its table");
         }
         Ok(done)
+    }
+
+    /// Deletes the saved structure (graph, Faiss index file) of `entry`: it still holds
+    /// the vectors of rows that changed or went, so a restart must build the index
+    /// from the stored vectors instead (a saved Faiss index would answer with the old
+    /// vectors). Best effort: a save that cannot be deleted is refused at load anyway
+    /// when its rows no longer fit the vectors, and logged here.
+    async fn forget_structure(&self, entry: &IndexEntry) {
+        let path = format!("{}{STRUCTURE_FILE}", entry.location);
+        let deleted = match self.engine().catalog().buckets().get(&entry.bucket) {
+            Ok(bucket) => bucket.delete(&path).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = deleted {
+            tracing::warn!(index = %entry.name, %path, %error, "cannot delete the saved index structure");
+        }
     }
 
     /// Deletes the stored vectors of `stale` rows, then appends `added`'s.

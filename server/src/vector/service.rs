@@ -1892,7 +1892,7 @@ fn hnsw_params(parameters: &serde_json::Value) -> HnswParams {
 
 /// Vectors keyed by their position, from `first` on (moved, not copied).
 /// The saved graph of an HNSW index, in its folder beside the vectors' Delta table.
-const STRUCTURE_FILE: &str = "graph.bin";
+pub(super) const STRUCTURE_FILE: &str = "graph.bin";
 /// Start of [`STRUCTURE_FILE`]: format version 1 (keys, then the graph's topology).
 const STRUCTURE_MAGIC: &[u8; 4] = b"LHI1";
 
