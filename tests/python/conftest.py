@@ -1,5 +1,6 @@
 """Fixtures: a real `lakehouse serve` process on an ephemeral port."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -78,6 +79,19 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         return self.proc.wait()
+
+
+@contextlib.contextmanager
+def fresh_node(prefix: str):
+    """A server on a new data folder, as ``{"server": Server, "data": Path}``: tests that
+    restart or kill the server replace ``holder["server"]``; the last one is stopped."""
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    holder = {"server": Server(data_dir), "data": data_dir}
+    try:
+        yield holder
+    finally:
+        holder["server"].stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -4,29 +4,23 @@ the catalog loads, nothing partial is visible, every acknowledged write is there
 interrupted jobs show as FAILED, and no folder of an uncommitted write is left behind."""
 
 import json
-import shutil
-import tempfile
 import threading
 import time
 import warnings
-from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
 import pytest
 
-from conftest import Server
+from conftest import Server, fresh_node
 from test_ingest import action, query
 from test_vector import TOPICS
 
 
 @pytest.fixture()
 def node():
-    data_dir = Path(tempfile.mkdtemp(prefix="lakehouse-crash-"))
-    holder = {"server": Server(data_dir), "data": data_dir}
-    yield holder
-    holder["server"].stop()
-    shutil.rmtree(data_dir, ignore_errors=True)
+    with fresh_node("lakehouse-crash-") as holder:
+        yield holder
 
 
 def crash_and_restart(node) -> Server:

@@ -5,6 +5,7 @@ SQL keep their status, JSON replies carry every field, and concurrent writers to
 table lose nothing and fail nothing."""
 
 import concurrent.futures
+import contextlib
 import os
 import subprocess
 import threading
@@ -24,6 +25,17 @@ def connect(server):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return flightsql.connect(server.uri)
+
+
+@contextlib.contextmanager
+def cursor(server):
+    """An ADBC cursor on a connection of its own, both closed afterwards."""
+    conn = connect(server)
+    try:
+        with conn.cursor() as cur:
+            yield cur
+    finally:
+        conn.close()
 
 
 # Each query's announced schema must equal its streamed one, field by field (nullability
@@ -68,17 +80,13 @@ CORPUS = [
 
 @pytest.mark.parametrize("sql", CORPUS)
 def test_announced_schema_is_the_streamed_schema(server, sql):
-    conn = connect(server)
-    try:
-        with conn.cursor() as cur:
-            # The driver compares FlightInfo's schema with the stream's and raises if
-            # they differ; execute_schema asks GetSchema.
-            cur.execute(sql)
-            table = cur.fetch_arrow_table()
-            announced = cur.adbc_execute_schema(sql)
-        assert announced.equals(table.schema, check_metadata=True), (announced, table.schema)
-    finally:
-        conn.close()
+    with cursor(server) as cur:
+        # The driver compares FlightInfo's schema with the stream's and raises if
+        # they differ; execute_schema asks GetSchema.
+        cur.execute(sql)
+        table = cur.fetch_arrow_table()
+        announced = cur.adbc_execute_schema(sql)
+    assert announced.equals(table.schema, check_metadata=True), (announced, table.schema)
     # pyarrow.flight, field metadata included.
     flight = client(server)
     info = flight.get_flight_info(fl.FlightDescriptor.for_command(_statement_query(sql)))
@@ -105,18 +113,14 @@ def _varint(n: int) -> bytes:
 
 
 def test_prepared_statement_schema_is_the_streamed_schema(server):
-    conn = connect(server)
-    try:
-        with conn.cursor() as cur:
-            for sql in ["SELECT version()", "SELECT abs(-1) AS a, upper('x') AS u", "SELECT count(*) FROM nation"]:
-                cur.adbc_prepare(sql)
-                cur.execute(sql)
-                assert cur.fetch_arrow_table().num_rows == 1
-            # With a parameter: the schema after binding is the one streamed.
-            cur.execute("SELECT n_name FROM nation WHERE n_nationkey = $1", parameters=(3,))
-            assert cur.fetch_arrow_table().column(0).to_pylist() == ["CANADA"]
-    finally:
-        conn.close()
+    with cursor(server) as cur:
+        for sql in ["SELECT version()", "SELECT abs(-1) AS a, upper('x') AS u", "SELECT count(*) FROM nation"]:
+            cur.adbc_prepare(sql)
+            cur.execute(sql)
+            assert cur.fetch_arrow_table().num_rows == 1
+        # With a parameter: the schema after binding is the one streamed.
+        cur.execute("SELECT n_name FROM nation WHERE n_nationkey = $1", parameters=(3,))
+        assert cur.fetch_arrow_table().column(0).to_pylist() == ["CANADA"]
 
 
 def test_a_statement_is_planned_once_per_call(server):
@@ -166,16 +170,12 @@ def test_search_filters_are_expressions(server, docs_index, tmp_path):
 # --- errors keep their status through SQL -----------------------------------------------
 
 def test_search_functions_in_sql_keep_the_status(server):
-    conn = connect(server)
-    try:
-        with conn.cursor() as cur:
-            with pytest.raises(flightsql.ProgrammingError) as err:  # NOT_FOUND, not INTERNAL
-                cur.execute("SELECT * FROM vector_search('no_such_index', 'q', 3)")
-                cur.fetchall()
-            assert "NOT_FOUND" in str(err.value) or "NotFound" in str(err.value), str(err.value)
-            assert "INTERNAL" not in str(err.value)
-    finally:
-        conn.close()
+    with cursor(server) as cur:
+        with pytest.raises(flightsql.ProgrammingError) as err:  # NOT_FOUND, not INTERNAL
+            cur.execute("SELECT * FROM vector_search('no_such_index', 'q', 3)")
+            cur.fetchall()
+        assert "NOT_FOUND" in str(err.value) or "NotFound" in str(err.value), str(err.value)
+        assert "INTERNAL" not in str(err.value)
     with pytest.raises(pa.ArrowKeyError):  # pyarrow.flight: NOT_FOUND
         flight = client(server)
         flight.get_flight_info(fl.FlightDescriptor.for_command(
@@ -257,84 +257,68 @@ def test_a_failed_job_is_job_failed_in_the_client_and_non_zero_in_the_cli(server
 # --- types, parameters and ingest edge cases ---------------------------------------------
 
 def test_sql_type_names_of_other_databases(server):
-    conn = connect(server)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("CREATE TABLE typed_names (t TIMESTAMP WITH TIME ZONE, p TIMESTAMP(3), d DATETIME, "
-                        "v VARBINARY(16), b BLOB)")
-            cur.execute("SELECT * FROM typed_names")
-            schema = cur.fetch_arrow_table().schema
-            assert schema.field("t").type == pa.timestamp("us", tz="UTC")  # not a naive timestamp
-            assert schema.field("p").type == pa.timestamp("us") and schema.field("d").type == pa.timestamp("us")
-            assert schema.field("v").type == pa.binary() and schema.field("b").type == pa.binary()
-            with pytest.raises(flightsql.ProgrammingError, match="TIME has no Delta Lake type"):
-                cur.execute("CREATE TABLE typed_time (t TIME(3))")
-            # TIME is fine in a query.
-            cur.execute("SELECT CAST('12:34:56' AS TIME(3)) AS t")
-            assert str(cur.fetchone()[0]) == "12:34:56"
-    finally:
-        conn.close()
+    with cursor(server) as cur:
+        cur.execute("CREATE TABLE typed_names (t TIMESTAMP WITH TIME ZONE, p TIMESTAMP(3), d DATETIME, "
+                    "v VARBINARY(16), b BLOB)")
+        cur.execute("SELECT * FROM typed_names")
+        schema = cur.fetch_arrow_table().schema
+        assert schema.field("t").type == pa.timestamp("us", tz="UTC")  # not a naive timestamp
+        assert schema.field("p").type == pa.timestamp("us") and schema.field("d").type == pa.timestamp("us")
+        assert schema.field("v").type == pa.binary() and schema.field("b").type == pa.binary()
+        with pytest.raises(flightsql.ProgrammingError, match="TIME has no Delta Lake type"):
+            cur.execute("CREATE TABLE typed_time (t TIME(3))")
+        # TIME is fine in a query.
+        cur.execute("SELECT CAST('12:34:56' AS TIME(3)) AS t")
+        assert str(cur.fetchone()[0]) == "12:34:56"
 
 
 def test_question_mark_placeholders_and_null_parameters(server):
-    conn = connect(server)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT n_name FROM nation WHERE n_nationkey = ? AND n_regionkey = ?", parameters=(3, 1))
-            assert cur.fetchall() == [("CANADA",)]
-            cur.execute("CREATE TABLE params_nulls (id BIGINT, note VARCHAR)")
-            cur.executemany("INSERT INTO params_nulls VALUES (?, ?)", [(1, None), (2, "two"), (None, "three")])
-            cur.execute("SELECT id, note FROM params_nulls ORDER BY note NULLS FIRST")
-            assert cur.fetchall() == [(1, None), (None, "three"), (2, "two")]
-    finally:
-        conn.close()
+    with cursor(server) as cur:
+        cur.execute("SELECT n_name FROM nation WHERE n_nationkey = ? AND n_regionkey = ?", parameters=(3, 1))
+        assert cur.fetchall() == [("CANADA",)]
+        cur.execute("CREATE TABLE params_nulls (id BIGINT, note VARCHAR)")
+        cur.executemany("INSERT INTO params_nulls VALUES (?, ?)", [(1, None), (2, "two"), (None, "three")])
+        cur.execute("SELECT id, note FROM params_nulls ORDER BY note NULLS FIRST")
+        assert cur.fetchall() == [(1, None), (None, "three"), (2, "two")]
 
 
 def test_a_null_into_a_not_null_column_names_the_column(server):
-    conn = connect(server)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("CREATE TABLE strict_cols (code BIGINT NOT NULL, label VARCHAR)")
-            with pytest.raises(flightsql.ProgrammingError) as err:
-                cur.execute("INSERT INTO strict_cols VALUES (NULL, 'x')")
-            assert "'code'" in str(err.value) and "column1" not in str(err.value), str(err.value)
-            assert "INVALID_ARGUMENT" in str(err.value)
-    finally:
-        conn.close()
+    with cursor(server) as cur:
+        cur.execute("CREATE TABLE strict_cols (code BIGINT NOT NULL, label VARCHAR)")
+        with pytest.raises(flightsql.ProgrammingError) as err:
+            cur.execute("INSERT INTO strict_cols VALUES (NULL, 'x')")
+        assert "'code'" in str(err.value) and "column1" not in str(err.value), str(err.value)
+        assert "INVALID_ARGUMENT" in str(err.value)
 
 
 def test_bulk_ingest_edge_cases(server):
     from lakehouse_client import Client
 
-    conn = connect(server)
-    try:
-        with conn.cursor() as cur:
-            # A nanosecond that Delta's microseconds would lose: refused, naming column and value.
-            lossy = pa.table({"at": pa.array([1_700_000_000_000_000_001], pa.timestamp("ns"))})
-            with pytest.raises(flightsql.ProgrammingError) as err:
-                cur.adbc_ingest("ns_lossy", lossy, mode="create")
-            assert "INVALID_ARGUMENT" in str(err.value) and '"at"' in str(err.value)
-            assert "2023-11-14T22:13:20.000000001" in str(err.value), str(err.value)
-            # Whole microseconds in a nanosecond column are fine.
-            exact = pa.table({"at": pa.array([1_700_000_000_000_000_000], pa.timestamp("ns"))})
-            assert cur.adbc_ingest("ns_exact", exact, mode="create") == 1
-            # A negative-scale decimal: INVALID_ARGUMENT naming the column, not INTERNAL.
-            with pytest.raises(flightsql.ProgrammingError) as err:
-                cur.adbc_ingest("neg_scale", pa.table({"amount": pa.array([1200], pa.decimal128(5, -2))}),
-                                mode="create")
-            assert "INVALID_ARGUMENT" in str(err.value) and '"amount"' in str(err.value)
-            # create_append onto a table of another schema: ALREADY_EXISTS (the ADBC spec's status).
-            cur.adbc_ingest("ca_target", pa.table({"x": [1]}), mode="create")
-            with pytest.raises(flightsql.Error) as err:
-                cur.adbc_ingest("ca_target", pa.table({"y": ["other"]}), mode="create_append")
-            assert "ALREADY_EXISTS" in str(err.value), str(err.value)
-            # Zero rows: the Go driver sends nothing, and the server says so precisely.
-            empty = pa.schema([("a", pa.int64()), ("b", pa.string())]).empty_table()
-            with pytest.raises(flightsql.Error) as err:
-                cur.adbc_ingest("empty_by_adbc", empty, mode="create")
-            assert "INVALID_ARGUMENT" in str(err.value) and "CREATE TABLE" in str(err.value), str(err.value)
-    finally:
-        conn.close()
+    with cursor(server) as cur:
+        # A nanosecond that Delta's microseconds would lose: refused, naming column and value.
+        lossy = pa.table({"at": pa.array([1_700_000_000_000_000_001], pa.timestamp("ns"))})
+        with pytest.raises(flightsql.ProgrammingError) as err:
+            cur.adbc_ingest("ns_lossy", lossy, mode="create")
+        assert "INVALID_ARGUMENT" in str(err.value) and '"at"' in str(err.value)
+        assert "2023-11-14T22:13:20.000000001" in str(err.value), str(err.value)
+        # Whole microseconds in a nanosecond column are fine.
+        exact = pa.table({"at": pa.array([1_700_000_000_000_000_000], pa.timestamp("ns"))})
+        assert cur.adbc_ingest("ns_exact", exact, mode="create") == 1
+        # A negative-scale decimal: INVALID_ARGUMENT naming the column, not INTERNAL.
+        with pytest.raises(flightsql.ProgrammingError) as err:
+            cur.adbc_ingest("neg_scale", pa.table({"amount": pa.array([1200], pa.decimal128(5, -2))}),
+                            mode="create")
+        assert "INVALID_ARGUMENT" in str(err.value) and '"amount"' in str(err.value)
+        # create_append onto a table of another schema: ALREADY_EXISTS (the ADBC spec's status).
+        cur.adbc_ingest("ca_target", pa.table({"x": [1]}), mode="create")
+        with pytest.raises(flightsql.Error) as err:
+            cur.adbc_ingest("ca_target", pa.table({"y": ["other"]}), mode="create_append")
+        assert "ALREADY_EXISTS" in str(err.value), str(err.value)
+        # Zero rows: the Go driver sends nothing, and the server says so precisely.
+        empty = pa.schema([("a", pa.int64()), ("b", pa.string())]).empty_table()
+        with pytest.raises(flightsql.Error) as err:
+            cur.adbc_ingest("empty_by_adbc", empty, mode="create")
+        assert "INVALID_ARGUMENT" in str(err.value) and "CREATE TABLE" in str(err.value), str(err.value)
     # The Python client creates the empty table, and chunks big batches for the driver.
     with Client(server.uri, progress=False) as lake:
         empty = pa.schema([("a", pa.int64()), ("b", pa.string())]).empty_table()

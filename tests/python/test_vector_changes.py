@@ -5,15 +5,12 @@ k match, an updated row is found by its new text (vector and BM25 text search), 
 this holds after a restart. system.vector_indexes shows the table version each index
 reflects."""
 
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from conftest import Server
+from conftest import Server, fresh_node
 from test_ingest import query
 from test_vector import TOPICS, create, rows, search, sql, write
 
@@ -40,11 +37,8 @@ def caught_up(server, index: str, table: str) -> dict:
 
 @pytest.fixture(scope="module")
 def node():
-    data_dir = Path(tempfile.mkdtemp(prefix="lakehouse-vchanges-"))
-    holder = {"server": Server(data_dir), "data": data_dir}
-    yield holder
-    holder["server"].stop()
-    shutil.rmtree(data_dir, ignore_errors=True)
+    with fresh_node("lakehouse-vchanges-") as holder:
+        yield holder
 
 
 @pytest.mark.parametrize("backend", ["flat", "hnsw", "faiss"])
