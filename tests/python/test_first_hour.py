@@ -371,3 +371,43 @@ def test_cli_ingest_takes_encoding_and_bad_rows(server):
     rows = query(server, "SELECT id, city FROM cli_latin ORDER BY id").to_pylist()
     assert rows == [{"id": 1, "city": "Düsseldorf"}, {"id": 3, "city": "Genève"}]
     assert query(server, "SELECT count(*) AS n FROM cli_latin_rejects").to_pylist() == [{"n": 1}]
+
+
+def test_nanosecond_truncation_is_opt_in(server):
+    """The bulk-ingest option lakehouse.truncate_nanoseconds=true accepts the loss (sent in
+    CommandStatementIngest.options with pyarrow.flight; ADBC has no way to set it)."""
+    def varint(n: int) -> bytes:
+        return _varint(n)
+
+    def field(number: int, payload: bytes) -> bytes:
+        return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+    options = bytes([1 << 3, 1, 2 << 3, 1])  # if_not_exist CREATE, if_exists FAIL
+    entry = field(1, b"lakehouse.truncate_nanoseconds") + field(2, b"true")
+    command = field(1, options) + field(2, b"ns_truncated") + field(1000, entry)
+    any_ = field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementIngest") + field(2, command)
+    data = pa.table({"at": pa.array([1_700_000_000_000_000_001], pa.timestamp("ns"))})
+    flight = client(server)
+    writer, reader = flight.do_put(fl.FlightDescriptor.for_command(any_), data.schema)
+    writer.write_table(data)
+    writer.done_writing()
+    reader.read()
+    writer.close()
+    rows = query(server, "SELECT CAST(at AS BIGINT) AS us FROM ns_truncated").to_pylist()
+    assert rows == [{"us": 1_700_000_000_000_000}]
+
+
+def test_pii_in_any_script_and_confidence_by_sample_size(server):
+    with cursor(server) as cur:
+        cur.adbc_ingest("pii_world", pa.table({
+            "contact": [f"josé.garcía{i}@correo.es" if i % 2 else f"zoë{i}@bücher.de" for i in range(200)],
+            "city": ["San Jose", "Santa Clara"] * 100,
+        }), mode="create")
+        cur.adbc_ingest("pii_few", pa.table({"email": ["ana@example.com", "bo@example.com"]}), mode="create")
+    found = {(r["table_name"], r["column_name"]): r for r in query(
+        server, "SELECT table_name, column_name, entity_type, confidence FROM system.pii "
+                "WHERE table_name IN ('pii_world', 'pii_few')").to_pylist()}
+    assert found[("pii_world", "contact")]["entity_type"] == "email", found
+    assert ("pii_world", "city") not in found, found  # city names are not people
+    assert found[("pii_few", "email")]["confidence"] < 0.6, found  # two values are little evidence
+    assert found[("pii_world", "contact")]["confidence"] > 0.85, found
