@@ -96,11 +96,13 @@ def test_announced_schema_is_the_streamed_schema(server, sql):
 
 def _statement_query(sql: str) -> bytes:
     """A Flight SQL CommandStatementQuery packed in an Any (hand-encoded protobuf)."""
-    def field(number: int, payload: bytes) -> bytes:
-        return bytes([(number << 3) | 2]) + _varint(len(payload)) + payload
+    command = _field(1, sql.encode())
+    return _field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + _field(2, command)
 
-    command = field(1, sql.encode())
-    return field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + field(2, command)
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _varint(n: int) -> bytes:
@@ -376,16 +378,10 @@ def test_cli_ingest_takes_encoding_and_bad_rows(server):
 def test_nanosecond_truncation_is_opt_in(server):
     """The bulk-ingest option lakehouse.truncate_nanoseconds=true accepts the loss (sent in
     CommandStatementIngest.options with pyarrow.flight; ADBC has no way to set it)."""
-    def varint(n: int) -> bytes:
-        return _varint(n)
-
-    def field(number: int, payload: bytes) -> bytes:
-        return varint(number << 3 | 2) + varint(len(payload)) + payload
-
     options = bytes([1 << 3, 1, 2 << 3, 1])  # if_not_exist CREATE, if_exists FAIL
-    entry = field(1, b"lakehouse.truncate_nanoseconds") + field(2, b"true")
-    command = field(1, options) + field(2, b"ns_truncated") + field(1000, entry)
-    any_ = field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementIngest") + field(2, command)
+    entry = _field(1, b"lakehouse.truncate_nanoseconds") + _field(2, b"true")
+    command = _field(1, options) + _field(2, b"ns_truncated") + _field(1000, entry)
+    any_ = _field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementIngest") + _field(2, command)
     data = pa.table({"at": pa.array([1_700_000_000_000_000_001], pa.timestamp("ns"))})
     flight = client(server)
     writer, reader = flight.do_put(fl.FlightDescriptor.for_command(any_), data.schema)

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use super::auth::Caller;
 use super::extension::{ActionStream, decode, job_reply, one};
 use super::service::LakehouseService;
-use super::vector::vector_status;
+use super::status::vector_status;
 use crate::catalog::{Catalog, validate_name};
 use crate::storage::{Bucket, BucketRegistry, StorageError};
 

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use super::auth::Caller;
 use super::extension::{ActionStream, decode, job_reply, one};
 use super::service::{FlightDataStream, LakehouseService, flight_info};
-pub(super) use super::status::vector_status;
+use super::status::vector_status;
 use crate::storage::PRIMARY;
 use crate::vector::faiss::FaissParams;
 use crate::vector::index::{HnswParams, Metric};
