@@ -84,7 +84,7 @@ fn main() {
         let started = Instant::now();
         let ingest = FileIngest::prepare(&request, bucket, None).await.unwrap();
         let job_engine = std::sync::Arc::clone(&engine);
-        let handle = engine.catalog().jobs().spawn(
+        let handle = engine.services().jobs.spawn(
             "bench",
             ingest.describe(),
             String::new(),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project, installing what they need first:
 #   0. Faiss for the Faiss worker (scripts/install-faiss.sh: Debian packages)
-#   1. lints (rustfmt, clippy with warnings as errors) unless LAKEHOUSE_SKIP_LINT=1
+#   1. lints (layer check, rustfmt, clippy with warnings as errors) unless LAKEHOUSE_SKIP_LINT=1
 #   2. Rust unit and end-to-end tests (the real binary, arrow-rs FlightSqlServiceClient)
 #   3. the Python suite (ADBC Flight SQL driver, pyarrow.flight, pandas, polars, moto for S3,
 #      and arrow-rs's flight_sql_client CLI, installed here on first run) in a venv, against
@@ -28,7 +28,8 @@ step "Faiss for the Faiss worker (Debian: libfaiss-dev, libopenblas-dev)"
 scripts/install-faiss.sh
 
 if [[ "${LAKEHOUSE_SKIP_LINT:-0}" != 1 ]]; then
-  step "lint: cargo fmt --check, cargo clippy -D warnings"
+  step "lint: layer check, cargo fmt --check, cargo clippy -D warnings"
+  scripts/check-layers.sh
   cargo fmt --all -- --check
   cargo clippy --workspace --all-targets --quiet -- -D warnings
 fi

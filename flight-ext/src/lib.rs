@@ -11,6 +11,7 @@ pub mod v1 {
 
 mod body;
 mod handle;
+pub mod names;
 mod upload;
 
 pub use body::{BodyError, Encoding, decode_body, encode_body};

@@ -10,15 +10,16 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-use crate::catalog::{Catalog, CatalogError, CatalogOptions};
+use crate::catalog::{Catalog, CatalogError};
 use crate::config::Settings;
 use crate::config::TlsSettings;
 use crate::demo::{self, DemoError};
 use crate::flight::{Authenticator, FrontDoor, LakehouseService, Limits};
-use crate::query::QueryEngine;
+use crate::query::{QueryEngine, table_fn};
+use crate::services::Services;
 use crate::storage::{BucketRegistry, StorageError};
-use crate::vector::service::Mode;
-use crate::vector::sql::SearchFunction;
+use crate::vector::Mode;
+use crate::vector::SearchFunction;
 
 /// How long stopped queries and jobs get to end cleanly (final status sent, job
 /// record written) before the server exits anyway.
@@ -91,7 +92,8 @@ pub async fn serve(
             tracing::info!(tables = ?created, scale = settings.demo_scale, "demo tables ready");
         }
     }
-    let engine = Arc::new(QueryEngine::new(catalog, &settings)?);
+    let services = open_services(&catalog, &settings).await?;
+    let engine = Arc::new(QueryEngine::new(catalog, services, &settings)?);
     let table_sweep = unclean.then(|| {
         let catalog = Arc::clone(engine.catalog());
         tokio::spawn(async move {
@@ -120,6 +122,7 @@ pub async fn serve(
     let workers = Arc::new(crate::workers::Workers::new(
         settings.faiss_worker.clone(),
         settings.worker_dir.clone(),
+        crate::observe::current_request_id,
     ));
     // Index files of a previous run's workers: the buckets hold what is kept.
     let stale = workers.dir().join("faiss");
@@ -128,7 +131,7 @@ pub async fn serve(
     {
         tracing::warn!(path = %stale.display(), %error, "cannot clear old worker files");
     }
-    engine.catalog().attach_workers(Arc::clone(&workers));
+    register_system_tables(&engine, &workers);
     let missing = crate::vector::embed::MiniLm::missing_files(&settings.models_dir);
     if let Some(first) = missing.first() {
         tracing::warn!(
@@ -139,12 +142,9 @@ pub async fn serve(
         );
     }
     let vectors = Arc::new(
-        crate::vector::service::VectorIndexes::new(
-            Arc::clone(&engine),
-            settings.models_dir.clone(),
-        )
-        .with_embedders(settings.embedders.clone())
-        .with_workers(Arc::clone(&workers)),
+        crate::vector::VectorIndexes::new(Arc::clone(&engine), settings.models_dir.clone())
+            .with_embedders(settings.embedders.clone())
+            .with_workers(Arc::clone(&workers)),
     );
     for mode in [Mode::Vector, Mode::Text, Mode::Hybrid] {
         engine.register_table_function(
@@ -152,25 +152,33 @@ pub async fn serve(
             Arc::new(SearchFunction::new(Arc::clone(&vectors), mode)),
         );
     }
+    for table in crate::vector::system::VectorTable::all(engine.catalog()) {
+        engine.register_system_table(table);
+    }
     let profiles = Arc::new(crate::profiles::Profiles::new(
         Arc::clone(engine.catalog()),
         Arc::clone(&vectors),
         settings.embedders.clone(),
         settings.llms.clone(),
     ));
+    for table in profiles.system_tables() {
+        engine.register_system_table(table);
+    }
     if let Some(name) = profiles.recorded_active() {
         // The slot is not persisted; its profile is, and gets its models back.
         tracing::info!(profile = %name, "activating the profile that held the GPU slot");
-        crate::flight::spawn_activation(&profiles, engine.catalog().jobs(), name, String::new());
+        crate::flight::spawn_activation(&profiles, &engine.services().jobs, name, String::new());
     }
-    let refresher = vectors.follow(engine.catalog().events());
-    let jobs = Arc::clone(engine.catalog().jobs());
+    let refresher = vectors.follow(&engine.services().events);
+    let jobs = Arc::clone(&engine.services().jobs);
     let engine_catalog = Arc::clone(engine.catalog());
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ops = crate::observe::http::Ops {
+    let ops = crate::ops::Ops {
         engine: Arc::clone(&engine),
         limits: limits.clone(),
         vectors: Some(Arc::clone(&vectors)),
+        workers: Some(Arc::clone(&workers)),
+        slot: Some(Arc::clone(profiles.slot())),
         stopping: Arc::clone(&stopping),
     };
     let service = LakehouseService::new(engine, auth, limits)?
@@ -193,7 +201,7 @@ pub async fn serve(
     let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();
     let ops_task = match settings.metrics_listen {
         Some(metrics_addr) => {
-            let (bound, task) = crate::observe::http::serve(metrics_addr, ops, async {
+            let (bound, task) = crate::ops::serve(metrics_addr, ops, async {
                 let _ = ops_stopped.await;
             })
             .await
@@ -357,22 +365,52 @@ fn tls_config(tls: &TlsSettings) -> Result<tonic::transport::ServerTlsConfig, Tl
 /// Opens the buckets and loads the catalog.
 pub async fn open_catalog(settings: &Settings) -> Result<Arc<Catalog>, ServeError> {
     let buckets = Arc::new(BucketRegistry::open(settings)?);
+    Ok(Arc::new(Catalog::open(buckets).await?))
+}
+
+/// Opens the jobs, lineage and event bus kept beside `catalog`.
+async fn open_services(
+    catalog: &Catalog,
+    settings: &Settings,
+) -> Result<Arc<Services>, ServeError> {
+    let primary = catalog.buckets().primary()?;
     Ok(Arc::new(
-        Catalog::open(
-            buckets,
-            &CatalogOptions {
-                lineage_endpoint: settings.lineage_endpoint.clone(),
-                max_running_jobs: settings.max_running_jobs,
-            },
+        Services::open(
+            primary,
+            settings.max_running_jobs,
+            settings.lineage_endpoint.clone(),
         )
         .await?,
     ))
 }
 
+/// Registers the `system` tables of the subsystems below the query engine: jobs,
+/// lineage, PII and the worker processes (the catalog's own are there already).
+fn register_system_tables(engine: &QueryEngine, workers: &Arc<crate::workers::Workers>) {
+    let jobs = Arc::clone(&engine.services().jobs);
+    engine.register_system_table(table_fn("jobs", move || {
+        std::future::ready(crate::jobs::system::table(&jobs))
+    }));
+    let lineage = Arc::clone(&engine.services().lineage);
+    engine.register_system_table(table_fn("lineage", move || {
+        let lineage = Arc::clone(&lineage);
+        async move { crate::lineage::system::table(&lineage).await }
+    }));
+    let catalog = Arc::clone(engine.catalog());
+    engine.register_system_table(table_fn("pii", move || {
+        std::future::ready(crate::pii::system::table(&catalog.snapshot()))
+    }));
+    let workers = Arc::clone(workers);
+    engine.register_system_table(table_fn("workers", move || {
+        std::future::ready(crate::workers::system::table(&workers.states()))
+    }));
+}
+
 /// A query engine over the catalog of `settings`, without a server (benchmarks, tests, tools).
 pub async fn open_engine(settings: &Settings) -> Result<QueryEngine, ServeError> {
     let catalog = open_catalog(settings).await?;
-    Ok(QueryEngine::new(catalog, settings)?)
+    let services = open_services(&catalog, settings).await?;
+    Ok(QueryEngine::new(catalog, services, settings)?)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -209,6 +209,39 @@ def test_a_worker_killed_mid_build_fails_the_job_and_records_nothing(node):
     assert len(rows) == 3 and rows[0]["topic"] == "animals", rows
 
 
+def test_a_worker_killed_under_sql_is_unavailable(node):
+    """vector_search() in SQL reaches the worker from inside DataFusion: a worker that
+    dies under it is UNAVAILABLE to the SQL client too (retrying may succeed), not INTERNAL."""
+    server = node["server"]
+    create(server, name="g_sql", table="glosses", textColumn="body", idColumn="id",
+           backend="faiss", replace=True)
+    text = QUERIES[2].replace("'", "''")
+    sql = f"SELECT id FROM vector_search('g_sql', '{text}', {K}) ORDER BY rank"
+    before = query(server, sql).column("id").to_pylist()
+    assert len(before) == K
+    old = worker(server)
+    os.kill(old["pid"], signal.SIGSTOP)
+    outcome = {}
+
+    def run():
+        try:
+            outcome["rows"] = query(server, sql)
+        except Exception as error:  # noqa: BLE001 - inspected below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(1.0)
+    os.kill(old["pid"], signal.SIGKILL)
+    thread.join(60)
+    error = str(outcome.get("error"))
+    assert "UNAVAILABLE" in error or "Unavailable" in error, outcome
+    assert "INTERNAL" not in error and "exited during this call" in error, error
+    wait_for(lambda: (lambda r: r if r["state"] == "running" and r["pid"] != old["pid"] else None)(
+        worker(server)), timeout=60, what="the restarted worker")
+    assert query(server, sql).column("id").to_pylist() == before
+
+
 def test_the_worker_goes_with_the_server():
     data_dir = Path(tempfile.mkdtemp(prefix="lakehouse-faiss-life-"))
     try:

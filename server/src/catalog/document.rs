@@ -1,6 +1,9 @@
 //! The persisted catalog document.
 
+use std::collections::HashMap;
+
 use lakehouse_flight_ext::v1::ColumnPii;
+use lakehouse_index::Backend;
 use serde::{Deserialize, Serialize};
 
 use super::DEFAULT_SCHEMA;
@@ -70,7 +73,7 @@ impl TableEntry {
 
     /// PII of the table: findings, with manual verdicts on top.
     pub fn effective_pii(&self) -> Vec<ColumnPii> {
-        crate::pii::effective(&self.pii, &self.pii_manual)
+        effective_pii(&self.pii, &self.pii_manual)
     }
 }
 
@@ -156,8 +159,10 @@ pub struct IndexEntry {
     pub text_column: String,
     /// Integer id column.
     pub id_column: String,
-    /// `flat` or `hnsw`.
-    pub backend: String,
+    /// Backend, its parameters and the chunking (recorded as `backend` and
+    /// `parameters`).
+    #[serde(flatten)]
+    pub build: IndexBuild,
     /// `cosine`, `l2` or `dot`.
     pub metric: String,
     /// Embedding model id.
@@ -168,8 +173,6 @@ pub struct IndexEntry {
     pub embedder: String,
     /// Vector length.
     pub dimension: u32,
-    /// Backend parameters.
-    pub parameters: serde_json::Value,
     /// Home bucket.
     pub bucket: String,
     /// Folder of the index in its bucket, ending with `/`.
@@ -192,6 +195,74 @@ pub struct IndexEntry {
     /// The model profile it belongs to; empty for none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub profile: String,
+}
+
+/// How an index was built: the backend with its typed parameters, and how long
+/// texts were cut. Recorded as `"backend": "hnsw", "parameters": {"m": 16, …,
+/// "chunk_tokens": 254, "chunk_overlap": 32}`, the form this release has always
+/// written, so older catalogs read back as they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RecordedBuild", into = "RecordedBuild")]
+pub struct IndexBuild {
+    /// The backend and its parameters.
+    pub backend: Backend,
+    /// Tokens per chunk (`None`: recorded before chunking was configurable).
+    pub chunk_tokens: Option<usize>,
+    /// Tokens neighbouring chunks share.
+    pub chunk_overlap: Option<usize>,
+}
+
+impl IndexBuild {
+    /// The parameters as one JSON object (what `system.vector_indexes` shows).
+    pub fn parameters(&self) -> serde_json::Value {
+        let mut parameters = self.backend.parameters();
+        if let Some(object) = parameters.as_object_mut() {
+            if let Some(tokens) = self.chunk_tokens {
+                object.insert("chunk_tokens".into(), tokens.into());
+            }
+            if let Some(overlap) = self.chunk_overlap {
+                object.insert("chunk_overlap".into(), overlap.into());
+            }
+        }
+        parameters
+    }
+}
+
+/// [`IndexBuild`] as the catalog document holds it.
+#[derive(Serialize, Deserialize)]
+struct RecordedBuild {
+    backend: String,
+    #[serde(default)]
+    parameters: serde_json::Value,
+}
+
+impl TryFrom<RecordedBuild> for IndexBuild {
+    type Error = String;
+
+    fn try_from(recorded: RecordedBuild) -> Result<Self, String> {
+        let number = |key: &str| {
+            recorded
+                .parameters
+                .get(key)
+                .and_then(serde_json::Value::as_u64)
+                .map(|v| v as usize)
+        };
+        Ok(Self {
+            backend: Backend::recorded(&recorded.backend, &recorded.parameters)
+                .map_err(|e| e.to_string())?,
+            chunk_tokens: number("chunk_tokens"),
+            chunk_overlap: number("chunk_overlap"),
+        })
+    }
+}
+
+impl From<IndexBuild> for RecordedBuild {
+    fn from(build: IndexBuild) -> Self {
+        Self {
+            backend: build.backend.name().to_string(),
+            parameters: build.parameters(),
+        }
+    }
 }
 
 impl CatalogDocument {
@@ -252,4 +323,21 @@ impl Default for CatalogDocument {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The effective PII of a table: detector findings, with manual verdicts on top
+/// (a manual verdict with no entity type hides the column's finding).
+fn effective_pii(detected: &[ColumnPii], manual: &[ColumnPii]) -> Vec<ColumnPii> {
+    let mut by_column: HashMap<&str, &ColumnPii> =
+        detected.iter().map(|f| (f.column.as_str(), f)).collect();
+    for verdict in manual {
+        by_column.insert(verdict.column.as_str(), verdict);
+    }
+    let mut out: Vec<ColumnPii> = by_column
+        .into_values()
+        .filter(|f| !f.entity_type.is_empty())
+        .cloned()
+        .collect();
+    out.sort_by(|a, b| a.column.cmp(&b.column));
+    out
 }

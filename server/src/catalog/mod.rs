@@ -35,12 +35,11 @@ use tokio::sync::Mutex;
 
 pub use convert::{TRUNCATE_NANOSECONDS, truncate_nanoseconds};
 pub use delta::{Commit, WriteMode, Written};
-pub use document::{CatalogDocument, EvalSetEntry, IndexEntry, ProfileEntry, TableEntry};
+pub use document::{
+    CatalogDocument, EvalSetEntry, IndexBuild, IndexEntry, ProfileEntry, TableEntry,
+};
 pub use vacuum::{REPORTED_PATHS, Swept};
 
-use crate::events::EventBus;
-use crate::jobs::Jobs;
-use crate::lineage::Lineage;
 use crate::storage::{BucketRegistry, StorageError};
 use order::Access;
 
@@ -202,24 +201,6 @@ pub enum CatalogError {
 /// Result alias of the catalog.
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
-/// What the catalog's services need from the configuration.
-#[derive(Debug, Clone)]
-pub struct CatalogOptions {
-    /// OpenLineage endpoint lineage events are also posted to.
-    pub lineage_endpoint: Option<url::Url>,
-    /// Jobs working at once (more wait, queued).
-    pub max_running_jobs: usize,
-}
-
-impl Default for CatalogOptions {
-    fn default() -> Self {
-        Self {
-            lineage_endpoint: None,
-            max_running_jobs: 4,
-        }
-    }
-}
-
 /// Tables and schemas, persisted in the primary bucket.
 #[derive(Debug)]
 pub struct Catalog {
@@ -229,29 +210,16 @@ pub struct Catalog {
     /// Held by writers across "compute, put, publish", so two writers never
     /// overwrite each other's change.
     writer: Mutex<()>,
-    jobs: Arc<Jobs>,
-    lineage: Arc<Lineage>,
-    events: EventBus,
     /// Writes share a table's gate; sweeps of its leftover files take it alone.
     gates: Arc<vacuum::Gates>,
     /// The order of each table's writes (appends together, rewrites alone).
     order: order::WriteOrder,
-    /// The server's worker processes, shown by `system.workers` (set once at start).
-    workers: std::sync::OnceLock<Arc<crate::workers::Workers>>,
-    /// The GPU slot, shown by `system.gpu_slot` (set once at start).
-    slot: std::sync::OnceLock<Arc<crate::profiles::Slot>>,
 }
 
 impl Catalog {
-    /// Loads the catalog from the primary bucket (an empty one if none exists yet),
-    /// with its jobs and lineage.
-    pub async fn open(buckets: Arc<BucketRegistry>, options: &CatalogOptions) -> Result<Self> {
+    /// Loads the catalog from the primary bucket (an empty one if none exists yet).
+    pub async fn open(buckets: Arc<BucketRegistry>) -> Result<Self> {
         let primary = buckets.primary()?;
-        let jobs = Arc::new(Jobs::open(Arc::clone(&primary), options.max_running_jobs).await?);
-        let lineage = Arc::new(Lineage::new(
-            Arc::clone(&primary),
-            options.lineage_endpoint.clone(),
-        ));
         let document = match primary.get_opt(CATALOG_OBJECT).await? {
             Some(bytes) => {
                 CatalogDocument::decode(&bytes).map_err(|message| CatalogError::Corrupt {
@@ -265,49 +233,9 @@ impl Catalog {
             buckets,
             current: RwLock::new(Arc::new(document)),
             writer: Mutex::new(()),
-            jobs,
-            lineage,
-            events: EventBus::new(),
             gates: Arc::default(),
             order: order::WriteOrder::default(),
-            workers: std::sync::OnceLock::new(),
-            slot: std::sync::OnceLock::new(),
         })
-    }
-
-    /// The server's jobs.
-    pub fn jobs(&self) -> &Arc<Jobs> {
-        &self.jobs
-    }
-
-    /// Records the server's worker processes, for `system.workers` (once).
-    pub fn attach_workers(&self, workers: Arc<crate::workers::Workers>) {
-        let _ = self.workers.set(workers);
-    }
-
-    /// The server's worker processes, when attached.
-    pub fn workers(&self) -> Option<&Arc<crate::workers::Workers>> {
-        self.workers.get()
-    }
-
-    /// Records the GPU slot, for `system.gpu_slot` and `system.profiles` (once).
-    pub fn attach_slot(&self, slot: Arc<crate::profiles::Slot>) {
-        let _ = self.slot.set(slot);
-    }
-
-    /// The GPU slot, when attached.
-    pub fn slot(&self) -> Option<&Arc<crate::profiles::Slot>> {
-        self.slot.get()
-    }
-
-    /// The lineage store.
-    pub fn lineage(&self) -> &Arc<Lineage> {
-        &self.lineage
-    }
-
-    /// The bus of dataset events.
-    pub fn events(&self) -> &EventBus {
-        &self.events
     }
 
     /// The bucket registry tables live in.
@@ -1151,27 +1079,10 @@ fn validate_schema_name(name: &str) -> Result<()> {
 
 /// Accepts lower-case ASCII identifiers of at most 128 characters.
 pub fn validate_name(name: &str) -> Result<()> {
-    let invalid = |reason| {
-        Err(CatalogError::InvalidName {
-            name: name.to_string(),
-            reason,
-        })
-    };
-    let mut chars = name.chars();
-    match chars.next() {
-        None => return invalid("empty"),
-        Some(c) if !(c.is_ascii_lowercase() || c == '_') => {
-            return invalid("must start with a lower-case letter or underscore");
-        }
-        _ => {}
-    }
-    if name.len() > 128 {
-        return invalid("longer than 128 characters");
-    }
-    if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-        return invalid("only lower-case letters, digits and underscores are allowed");
-    }
-    Ok(())
+    crate::names::check(name).map_err(|reason| CatalogError::InvalidName {
+        name: name.to_string(),
+        reason,
+    })
 }
 
 /// Puts `item` in the list kept sorted by name, replacing (and returning) the item of

@@ -33,9 +33,7 @@ fn settings(name: &str) -> (Settings, TempDir) {
 
 async fn open(settings: &Settings) -> Catalog {
     let buckets = Arc::new(BucketRegistry::open(settings).unwrap());
-    Catalog::open(buckets, &CatalogOptions::default())
-        .await
-        .unwrap()
+    Catalog::open(buckets).await.unwrap()
 }
 
 fn batch() -> RecordBatch {

@@ -139,7 +139,7 @@ impl From<FlightError> for CliError {
 
 /// `INVALID_ARGUMENT` for `Code::InvalidArgument` (the names jobs report).
 pub fn code_name(code: Code) -> &'static str {
-    crate::jobs::code_name(code)
+    lakehouse_flight_ext::names::code_name(code as i32)
 }
 
 fn hint_for(code: Code, message: &str) -> Option<String> {

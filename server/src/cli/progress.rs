@@ -172,7 +172,7 @@ pub async fn follow(
                     CliError::local(format!("the server sent an unreadable job snapshot: {e}"))
                 })?;
                 show(&bar, &job);
-                let done = crate::jobs::is_terminal(job.state);
+                let done = lakehouse_flight_ext::names::is_terminal(job.state);
                 last = Some(job);
                 if done {
                     bar.finish_and_clear();
@@ -184,7 +184,7 @@ pub async fn follow(
             Some(Err(error)) => {
                 bar.finish_and_clear();
                 return match last {
-                    Some(job) if crate::jobs::is_terminal(job.state) => {
+                    Some(job) if lakehouse_flight_ext::names::is_terminal(job.state) => {
                         Ok(Followed::Ended(Box::new(job)))
                     }
                     _ => Err(error),

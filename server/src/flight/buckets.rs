@@ -198,7 +198,7 @@ impl LakehouseService {
             body.index, entry.bucket, body.bucket
         );
         let (index, bucket) = (body.index.clone(), body.bucket.clone());
-        let handle = catalog.jobs().spawn(
+        let handle = self.engine.services().jobs.spawn(
             BUCKET_MOVE_INDEX,
             description,
             user,

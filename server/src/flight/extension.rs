@@ -33,9 +33,10 @@ use crate::ingest::IngestError;
 use crate::ingest::database::{self, DbSource, System};
 use crate::ingest::file::{self, FileIngest, split_table};
 use crate::ingest::source::InputFile;
-use crate::jobs::{JobHandle, STAGING, is_terminal};
+use crate::jobs::{JobHandle, STAGING};
 use crate::pii::ENTITIES;
 use crate::storage::{PRIMARY, StorageError};
+use lakehouse_flight_ext::names::{is_terminal, state_label};
 
 pub(super) type ActionStream =
     <LakehouseService as arrow_flight::flight_service_server::FlightService>::DoActionStream;
@@ -251,7 +252,7 @@ impl LakehouseService {
             target.table
         );
         let engine = Arc::clone(&self.engine);
-        let handle = self.engine.catalog().jobs().spawn(
+        let handle = self.engine.services().jobs.spawn(
             system.action(),
             description,
             user,
@@ -284,8 +285,8 @@ impl LakehouseService {
     ) -> Arc<JobHandle> {
         let engine = Arc::clone(&self.engine);
         let description = ingest.describe();
-        let catalog = Arc::clone(engine.catalog());
-        catalog.jobs().spawn(
+        let jobs = Arc::clone(&engine.services().jobs);
+        jobs.spawn(
             lakehouse_flight_ext::actions::INGEST_FILE,
             description,
             user,
@@ -328,7 +329,7 @@ impl LakehouseService {
             return Err(Status::failed_precondition(format!(
                 "job {} has already ended ({})",
                 job.id,
-                state_name(job.state)
+                state_label(job.state)
             )));
         }
         handle.cancel();
@@ -351,8 +352,8 @@ impl LakehouseService {
         };
         let jobs: Vec<Job> = self
             .engine
-            .catalog()
-            .jobs()
+            .services()
+            .jobs
             .list()
             .into_iter()
             .filter(|j| !body.running_only || !is_terminal(j.state))
@@ -445,7 +446,7 @@ impl LakehouseService {
         if id.is_empty() {
             return Err(Status::invalid_argument("job_id: is empty"));
         }
-        self.engine.catalog().jobs().get(id).ok_or_else(|| {
+        self.engine.services().jobs.get(id).ok_or_else(|| {
             Status::not_found(format!(
                 "no job {id:?} (lakehouse.job.list shows the known jobs)"
             ))
@@ -584,33 +585,6 @@ async fn stage(
     Ok(size)
 }
 
-fn state_name(state: i32) -> &'static str {
-    match JobState::try_from(state) {
-        Ok(JobState::Running) => "RUNNING",
-        Ok(JobState::Succeeded) => "SUCCEEDED",
-        Ok(JobState::Failed) => "FAILED",
-        Ok(JobState::Cancelled) => "CANCELLED",
-        _ => "UNSPECIFIED",
-    }
-}
-
 fn code_of(name: &str) -> Code {
-    [
-        Code::Cancelled,
-        Code::InvalidArgument,
-        Code::NotFound,
-        Code::AlreadyExists,
-        Code::PermissionDenied,
-        Code::ResourceExhausted,
-        Code::FailedPrecondition,
-        Code::Aborted,
-        Code::OutOfRange,
-        Code::Unimplemented,
-        Code::Unavailable,
-        Code::Unauthenticated,
-        Code::DeadlineExceeded,
-    ]
-    .into_iter()
-    .find(|c| crate::jobs::code_name(*c) == name)
-    .unwrap_or(Code::Internal)
+    Code::from(lakehouse_flight_ext::names::code_of(name))
 }

@@ -81,7 +81,7 @@ impl LakehouseService {
         let profiles = Arc::clone(self.profiles()?);
         let name = body.name.trim().to_string();
         profiles.check_activation(&name).map_err(profile_status)?;
-        let handle = spawn_activation(&profiles, self.engine.catalog().jobs(), name, user);
+        let handle = spawn_activation(&profiles, &self.engine.services().jobs, name, user);
         Ok(job_reply(&handle, body.detach, encoding))
     }
 }

@@ -44,7 +44,7 @@ use crate::ingest::database::Connections;
 use crate::query::{
     ParameterRows, QueryEngine, SessionDefaults, Statement, Write, classify, count_schema, is_write,
 };
-use crate::vector::service::VectorIndexes;
+use crate::vector::VectorIndexes;
 
 /// FlightData messages encoded ahead of what the client has read.
 const ENCODE_AHEAD: usize = 4;

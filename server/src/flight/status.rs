@@ -17,7 +17,7 @@ use datafusion::error::DataFusionError;
 use tonic::Status;
 
 use crate::catalog::CatalogError;
-use crate::vector::service::VectorError;
+use crate::vector::VectorError;
 
 /// Status of a vector error.
 pub fn vector_status(error: VectorError) -> Status {

@@ -20,9 +20,8 @@ use super::extension::{ActionStream, decode, job_reply, one};
 use super::service::{FlightDataStream, LakehouseService, flight_info};
 use super::status::vector_status;
 use crate::storage::PRIMARY;
-use crate::vector::faiss::FaissParams;
-use crate::vector::index::{HnswParams, Metric};
-use crate::vector::service::{Chunking, CreateIndex, Mode, Search, VectorIndexes, parse_backend};
+use crate::vector::index::Metric;
+use crate::vector::{Backend, Chunking, CreateIndex, Mode, Search, VectorError, VectorIndexes};
 
 impl LakehouseService {
     pub(super) fn vectors(&self) -> Result<&Arc<VectorIndexes>, Status> {
@@ -78,47 +77,10 @@ impl LakehouseService {
             )
             .await
             .map_err(vector_status)?;
-        let backend = parse_backend(&body.backend)
-            .map_err(vector_status)?
-            .to_string();
-        if backend != "faiss" && (!body.factory.is_empty() || body.nprobe != 0) {
-            return Err(Status::invalid_argument(
-                "factory and nprobe are Faiss parameters: set backend \"faiss\"",
-            ));
-        }
-        if body.factory.len() > 256 || body.factory.contains(char::is_control) {
-            return Err(Status::invalid_argument(
-                "factory: at most 256 printable characters, e.g. \"IVF256,Flat\"",
-            ));
-        }
-        if body.nprobe > 65_536 {
-            return Err(Status::invalid_argument(format!(
-                "nprobe: {} is above 65536",
-                body.nprobe
-            )));
-        }
-        let faiss = FaissParams {
-            factory: body.factory.trim().to_string(),
-            nprobe: body.nprobe as usize,
-            ef_search: match body.ef_search {
-                0 => HnswParams::default().ef_search,
-                ef => ef as usize,
-            },
-        };
         let metric = Metric::parse(&body.metric)
             .map_err(|e| Status::invalid_argument(format!("metric: {e}")))?;
-        let defaults = HnswParams::default();
-        let pick = |value: u32, default: usize| if value == 0 { default } else { value as usize };
-        let hnsw = HnswParams {
-            m: pick(body.m, defaults.m),
-            ef_construction: pick(body.ef_construction, defaults.ef_construction),
-            ef_search: pick(body.ef_search, defaults.ef_search),
-        };
-        if backend == "hnsw" {
-            // Fail the call, not the job, on parameters HNSW refuses.
-            hnsw.validate(metric)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        }
+        // Fail the call, not the job, on parameters the backend refuses.
+        let backend = requested_backend(&body, metric).map_err(vector_status)?;
         let bucket = if body.bucket.is_empty() {
             PRIMARY.to_string()
         } else {
@@ -144,8 +106,6 @@ impl LakehouseService {
             id_column: body.id_column.clone(),
             backend,
             metric,
-            hnsw,
-            faiss,
             chunking,
             bucket,
             replace: body.replace,
@@ -153,12 +113,12 @@ impl LakehouseService {
         };
         let description = format!(
             "build {} index {} over {}.{}",
-            create.backend,
+            create.backend.name(),
             create.name,
             create.table.qualified_name(),
             create.text_column
         );
-        let handle = self.engine.catalog().jobs().spawn(
+        let handle = self.engine.services().jobs.spawn(
             lakehouse_flight_ext::actions::VECTOR_INDEX_CREATE,
             description,
             user,
@@ -211,7 +171,7 @@ impl LakehouseService {
             create.queries.len(),
             create.index
         );
-        let handle = self.engine.catalog().jobs().spawn(
+        let handle = self.engine.services().jobs.spawn(
             lakehouse_flight_ext::actions::VECTOR_EVAL_SET_CREATE,
             description,
             user,
@@ -359,4 +319,33 @@ fn search_of(body: VectorSearchRequest) -> Result<Search, Status> {
         vector: body.vector,
         filter: body.filter,
     })
+}
+
+/// The backend a create request names, with its parameters checked: HNSW's `m`,
+/// `ef_construction` and `ef_search`, or Faiss's `factory`, `nprobe` and
+/// `ef_search`; a parameter of another backend is refused rather than ignored.
+fn requested_backend(
+    body: &VectorIndexCreateRequest,
+    metric: Metric,
+) -> Result<Backend, VectorError> {
+    let invalid = |e: crate::vector::index::IndexError| VectorError::Invalid(e.to_string());
+    let backend = Backend::named(&body.backend).map_err(invalid)?;
+    let faiss_only = !body.factory.is_empty() || body.nprobe != 0;
+    match backend {
+        Backend::Faiss(_) => {
+            Backend::faiss(&body.factory, body.nprobe as usize, body.ef_search as usize)
+                .map_err(invalid)
+        }
+        _ if faiss_only => Err(VectorError::Invalid(
+            "factory and nprobe are Faiss parameters: set backend \"faiss\"".into(),
+        )),
+        Backend::Hnsw(_) => Backend::hnsw(
+            body.m as usize,
+            body.ef_construction as usize,
+            body.ef_search as usize,
+            metric,
+        )
+        .map_err(invalid),
+        Backend::Flat => Ok(Backend::flat()),
+    }
 }

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use tokio::runtime::Handle;
 
 use super::IngestError;
-use super::file::{BatchReader, Rejects, Typing, conform};
+use super::reader::{BatchReader, Rejects, Typing, conform};
 use super::source::InputFile;
 use crate::storage::Bucket;
 

@@ -14,7 +14,7 @@ use arrow::compute::{CastOptions, cast_with_options, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use lakehouse_flight_ext::v1::CsvOptions;
 
-use super::file::{BatchReader, Rejects, Typing};
+use super::reader::{BatchReader, Rejects, Typing};
 use super::{IngestError, types};
 
 /// Records read to infer column types.

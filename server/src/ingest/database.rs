@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::IngestError;
 use crate::config::ConnectionConfig;
-use crate::lineage::redact;
+use crate::secrets::redact;
 
 /// The source database's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,22 +20,22 @@ mod mysql;
 mod ndjson;
 mod pdf;
 mod postgres;
+mod reader;
 pub mod source;
+#[cfg(test)]
+mod tests;
 pub mod types;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::StreamExt;
 use lakehouse_flight_ext::v1::ColumnPii;
 
 use crate::catalog::{CatalogError, TableEntry, WriteMode, Written};
-use crate::events::{ChangeKind, DatasetEvent};
-use crate::lineage::{Output, Source};
-use crate::pii::Sampler;
-use crate::query::{QueryEngine, SessionDefaults};
+use crate::events::ChangeKind;
+use crate::lineage::Source;
+use crate::query::{Commit, QueryEngine, SessionDefaults, WriteOrigin};
 use crate::storage::{PRIMARY, StorageError};
 
 /// Errors of an ingest, each with the status a client gets.
@@ -209,93 +209,46 @@ pub struct Committed {
     pub columns: Vec<(String, String)>,
 }
 
-/// Writes `rows` into the target as one commit, with lineage, PII detection and
-/// the dataset event around it.
+/// Writes `rows` into the target as one commit, inside the write envelope
+/// (lineage, PII sampling, metrics and the dataset event: see
+/// [`crate::query::Envelope`]).
 pub async fn commit(
     engine: &QueryEngine,
     target: &Target,
     rows: SendableRecordBatchStream,
     origin: &Origin,
 ) -> Result<Committed, CatalogError> {
-    let catalog = engine.catalog();
-    let qualified = format!("{}.{}", target.schema, target.table);
-    let run = catalog
-        .lineage()
-        .start(
-            &origin.job_type,
-            origin.source.clone(),
-            &qualified,
-            origin.parent_run_id.clone(),
-        )
-        .await;
-    let schema = rows.schema();
-    let columns: Vec<(String, String)> = schema
-        .fields()
-        .iter()
-        .map(|f| (f.name().clone(), f.data_type().to_string()))
-        .collect();
-    let sampler = Arc::new(Mutex::new(Sampler::new(&schema)));
-    let tap = {
-        let sampler = Arc::clone(&sampler);
-        rows.map(move |item| {
-            if let Ok(batch) = &item {
-                sampler
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .observe(batch);
-            }
-            item
-        })
+    let write_origin = WriteOrigin {
+        job_type: origin.job_type.clone(),
+        event_source: origin.job_type.clone(),
+        source: origin.source.clone(),
+        inputs: Vec::new(),
+        parent_run_id: origin.parent_run_id.clone(),
+        bytes: Arc::clone(&origin.bytes),
     };
-    let rows: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, tap));
-    let outcome = write(engine, target, rows).await;
-    let (entry, written, kind) = match outcome {
+    let mut envelope = engine
+        .open_envelope(write_origin, &target.schema, &target.table)
+        .await;
+    let rows = envelope.sample(rows);
+    let (entry, written, kind) = match write(engine, target, rows).await {
         Ok(done) => done,
         Err(error) => {
-            run.fail(&error.to_string()).await;
+            envelope.failed(&error).await;
             return Err(error);
         }
     };
-    let findings = sampler.lock().unwrap_or_else(|p| p.into_inner()).findings();
-    let replaced = kind == ChangeKind::Replaced;
-    let entry = match catalog
-        .record_pii(&entry.schema, &entry.name, findings, replaced)
-        .await
-    {
-        Ok(entry) => entry,
-        Err(error) => {
-            // The rows are committed; only the findings are lost.
-            tracing::warn!(table = %qualified, %error, "cannot record PII findings");
-            entry
-        }
-    };
-    let pii = entry.effective_pii();
-    run.complete(&Output {
-        columns: columns.clone(),
-        rows: written.rows,
-        bytes: origin.bytes.load(Ordering::Relaxed),
-        version: written.version,
-        pii: pii
-            .iter()
-            .map(|f| (f.column.clone(), f.entity_type.clone()))
-            .collect(),
-    })
-    .await;
-    crate::observe::metrics().ingested(&origin.job_type, written.rows);
-    catalog.events().publish(DatasetEvent {
+    let commit = Commit {
         kind,
-        table: qualified,
-        version: written.version,
         rows: written.rows,
-        run_id: run.id().to_string(),
-        source: origin.job_type.clone(),
-    });
+        version: Some(written.version),
+    };
+    let sealed = envelope.committed(engine, commit).await;
     Ok(Committed {
-        entry,
+        entry: sealed.entry.unwrap_or(entry),
         written,
-        pii,
-        run_id: run.id().to_string(),
-        columns,
+        pii: sealed.pii,
+        run_id: sealed.run_id,
+        columns: sealed.columns,
     })
 }
 

@@ -15,7 +15,7 @@ use arrow::json::ReaderBuilder;
 use arrow::json::reader::infer_json_schema_from_iterator;
 
 use super::IngestError;
-use super::file::{BatchReader, Rejects, Typing};
+use super::reader::{BatchReader, Rejects, Typing};
 
 /// Lines read to infer the schema.
 const SAMPLE_LINES: usize = 1000;

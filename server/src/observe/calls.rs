@@ -60,7 +60,7 @@ fn method_of(path: &str) -> String {
 /// The gRPC status name of a `grpc-status` header value.
 fn code_name(value: Option<&http::HeaderValue>) -> Option<&'static str> {
     let code: i32 = value?.to_str().ok()?.parse().ok()?;
-    Some(crate::jobs::code_name(tonic::Code::from(code)))
+    Some(lakehouse_flight_ext::names::code_name(code))
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;

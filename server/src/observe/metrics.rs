@@ -317,7 +317,7 @@ impl Metrics {
             "1 while a worker process is running, by worker.",
         );
         for worker in &gauges.workers {
-            let up = u8::from(worker.state == "running");
+            let up = u8::from(worker.up);
             let _ = writeln!(
                 out,
                 "lakehouse_worker_up{{worker=\"{}\"}} {up}",
@@ -362,12 +362,11 @@ impl Metrics {
             "gauge",
             "1 for the GPU slot's current state (empty, activating, active, failed).",
         );
-        for state in crate::profiles::SlotState::ALL {
+        for state in &gauges.slot_states {
             let _ = writeln!(
                 out,
-                "lakehouse_gpu_slot_state{{state=\"{}\"}} {}",
-                state.name(),
-                u8::from(state.name() == slot.state)
+                "lakehouse_gpu_slot_state{{state=\"{state}\"}} {}",
+                u8::from(*state == slot.state)
             );
         }
         head(
@@ -453,9 +452,23 @@ pub struct Gauges {
     pub queries_running: u64,
     pub indexes_loaded: u64,
     pub resident_bytes: Option<u64>,
-    pub workers: Vec<crate::workers::WorkerState>,
+    pub workers: Vec<WorkerGauge>,
     /// The GPU slot, when the server has one.
     pub slot: Option<lakehouse_flight_ext::v1::GpuSlot>,
+    /// Every state the GPU slot can be in, by name (`lakehouse_gpu_slot_state` has one
+    /// series each).
+    pub slot_states: Vec<&'static str>,
+}
+
+/// One worker process, as the metrics show it.
+#[derive(Debug, Default)]
+pub struct WorkerGauge {
+    /// The worker's name.
+    pub name: String,
+    /// Whether it is running.
+    pub up: bool,
+    /// Unexpected exits that were restarted.
+    pub restarts: u64,
 }
 
 /// Resident memory from `/proc/self/statm` (Linux), `None` elsewhere.

@@ -1,13 +1,13 @@
-//! Observability: metrics, request ids, trace export and the operations HTTP port.
+//! Observability: metrics, request ids and trace export.
 //!
-//! Owns: the process-wide metrics registry, the tower layer that ids, traces and
-//! counts every gRPC call, and `/metrics`, `/healthz`, `/readyz`. May call: `query`,
-//! `catalog`, `jobs`, `vector` (read-only, at scrape time). Invariant: recording a
-//! metric never blocks a call on I/O (atomics and short mutexes only).
+//! Owns: the process-wide metrics registry and the tower layer that ids, traces and
+//! counts every gRPC call. May call: nothing of the server (a leaf: what it shows
+//! comes in as plain labels; the HTTP port that serves it is `ops`, beside
+//! `server`). Invariant: recording a metric never blocks a call on I/O (atomics
+//! and short mutexes only).
 
 pub mod calls;
 pub mod context;
-pub mod http;
 pub mod metrics;
 pub mod otel;
 

@@ -18,6 +18,7 @@
 
 pub mod gpu;
 mod ollama;
+pub mod system;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,7 +34,7 @@ use crate::config::{EmbedderConfig, LlmConfig};
 use crate::jobs::JobContext;
 use crate::storage::PRIMARY;
 use crate::vector::embed::BUILTIN;
-use crate::vector::service::{VectorIndexes, parse_backend};
+use crate::vector::{Backend, VectorIndexes};
 
 /// How long loading one model may take unless its configuration says otherwise.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -334,7 +335,7 @@ pub fn profile_of(entry: &ProfileEntry, doc: &CatalogDocument, slot: &SlotView) 
 
 impl Profiles {
     /// Profiles over `catalog`, loading models through `vectors` and the configured
-    /// services; the slot is attached to the catalog for `system.gpu_slot`.
+    /// services.
     pub fn new(
         catalog: Arc<Catalog>,
         vectors: Arc<VectorIndexes>,
@@ -342,7 +343,6 @@ impl Profiles {
         llms: HashMap<String, LlmConfig>,
     ) -> Self {
         let slot = Arc::new(Slot::new());
-        catalog.attach_slot(Arc::clone(&slot));
         Self {
             catalog,
             vectors,
@@ -357,6 +357,11 @@ impl Profiles {
     /// The slot.
     pub fn slot(&self) -> &Arc<Slot> {
         &self.slot
+    }
+
+    /// The `system` tables of profiles: `profiles` and `gpu_slot`.
+    pub fn system_tables(&self) -> [Arc<dyn crate::query::SystemTable>; 2] {
+        system::ProfileTable::all(&self.catalog, &self.slot)
     }
 
     /// The profile `name`.
@@ -421,8 +426,9 @@ impl Profiles {
                 "llm: {llm:?} is not configured on this server; known: {known}"
             )));
         }
-        let backend = parse_backend(&request.backend)
+        let backend = Backend::named(&request.backend)
             .map_err(|e| ProfileError::Invalid(e.to_string()))?
+            .name()
             .to_string();
         let bucket = match request.bucket.trim() {
             "" => PRIMARY.to_string(),
@@ -743,71 +749,4 @@ impl Profiles {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn model(role: &'static str, name: &str, url: &str, id: &str) -> Model {
-        Model::new(role, name, "ollama", url, id, LOAD_TIMEOUT)
-    }
-
-    #[test]
-    fn a_switch_unloads_only_what_the_new_profile_does_not_use() {
-        let nomic = model("embedder", "nomic", "http://o:11434", "nomic-embed-text");
-        let llama = model("llm", "llama", "http://o:11434", "llama3.2");
-        let qwen = model("llm", "qwen", "http://o:11434", "qwen2.5");
-        let held = vec![
-            Model {
-                vram_bytes: Some(7),
-                ..nomic.clone()
-            },
-            llama.clone(),
-        ];
-        // The same model under another configured name is still shared.
-        let renamed = Model {
-            name: "nomic_v1".into(),
-            ..nomic.clone()
-        };
-        let (unload, load, keep) = plan(&held, &[renamed.clone(), qwen.clone()]);
-        assert_eq!(unload, vec![llama.clone()]);
-        assert_eq!(load, vec![qwen]);
-        assert_eq!(keep.len(), 1);
-        assert_eq!(keep[0].name, "nomic_v1");
-        assert_eq!(
-            keep[0].vram_bytes,
-            Some(7),
-            "a kept model keeps its figures"
-        );
-        // The same model on another Ollama server is not shared.
-        let elsewhere = Model {
-            url: "http://gpu2:11434".into(),
-            ..nomic.clone()
-        };
-        let (unload, load, keep) = plan(
-            std::slice::from_ref(&nomic),
-            std::slice::from_ref(&elsewhere),
-        );
-        assert_eq!(
-            (unload, load, keep.len()),
-            (vec![nomic.clone()], vec![elsewhere], 0)
-        );
-        // Releasing unloads everything; activating from empty loads everything.
-        let (unload, load, _) = plan(&held, &[]);
-        assert_eq!((unload.len(), load.len()), (2, 0));
-        let (unload, load, _) = plan(&[], &[nomic, llama]);
-        assert_eq!((unload.len(), load.len()), (0, 2));
-    }
-
-    #[test]
-    fn placement_follows_the_protocol() {
-        let mut m = model("embedder", "x", "", "m");
-        assert_eq!(m.placement(), "ollama");
-        m.protocol = "builtin".into();
-        assert_eq!(m.placement(), "cpu");
-        m.protocol = "openai".into();
-        assert_eq!(m.placement(), "remote");
-        assert_eq!(
-            SlotState::ALL.map(SlotState::name),
-            ["empty", "activating", "active", "failed"]
-        );
-    }
-}
+mod tests;

@@ -10,9 +10,10 @@
 //! - session statements (`SET`, `BEGIN`, `PREPARE`...) are refused: sessions are
 //!   per request, and transactions are not offered.
 
+mod envelope;
 mod params;
 mod provider;
-mod system;
+pub mod system;
 mod types;
 mod write;
 
@@ -29,14 +30,16 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 
+pub use envelope::{Commit, Envelope, Sealed, WriteOrigin};
 pub use params::{ParameterRows, parameter_schema};
 pub use provider::LakehouseCatalog;
-pub use system::SYSTEM_TABLES;
+pub use system::{SystemTable, SystemTables, table_fn};
 use write::check_query;
 pub use write::{Statement, TableName, Write, classify, count_schema, is_write};
 
 use crate::catalog::{CATALOG_NAME, Catalog, DEFAULT_SCHEMA, TableEntry};
 use crate::config::Settings;
+use crate::services::Services;
 
 /// The catalog and schema unqualified names resolve against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +72,9 @@ impl Default for SessionDefaults {
 #[derive(Debug)]
 pub struct QueryEngine {
     catalog: Arc<Catalog>,
+    services: Arc<Services>,
+    /// The tables of the `system` schema, registered by each subsystem.
+    system: Arc<SystemTables>,
     runtime: Arc<RuntimeEnv>,
     target_partitions: usize,
     batch_size: usize,
@@ -80,7 +86,11 @@ pub struct QueryEngine {
 
 impl QueryEngine {
     /// An engine whose queries share a memory pool of `settings.memory_limit` bytes.
-    pub fn new(catalog: Arc<Catalog>, settings: &Settings) -> Result<Self> {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        services: Arc<Services>,
+        settings: &Settings,
+    ) -> Result<Self> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(settings.memory_limit)))
             .build_arc()?;
@@ -101,8 +111,14 @@ impl QueryEngine {
                 .with_runtime_env(Arc::clone(&runtime))
                 .build(),
         );
+        let system = Arc::new(SystemTables::default());
+        for table in system::catalog_tables(&catalog, &scan_session) {
+            system.register(table);
+        }
         Ok(Self {
             catalog,
+            services,
+            system,
             runtime,
             target_partitions: settings.target_partitions,
             batch_size: settings.batch_size,
@@ -119,6 +135,16 @@ impl QueryEngine {
     /// The catalog queries run over.
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// Jobs, lineage and dataset events.
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    /// Adds a table to the `system` schema of every later session.
+    pub fn register_system_table(&self, table: Arc<dyn SystemTable>) {
+        self.system.register(table);
     }
 
     /// Adds a table function to every later session.
@@ -141,6 +167,7 @@ impl QueryEngine {
         let provider = LakehouseCatalog::new(
             Arc::clone(&self.catalog),
             Arc::clone(&self.scan_session),
+            Arc::clone(&self.system),
             defaults.profile.clone(),
         );
         ctx.register_catalog(CATALOG_NAME, Arc::new(provider));

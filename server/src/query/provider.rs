@@ -14,7 +14,7 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 
-use super::system::SystemSchema;
+use super::system::{SystemSchema, SystemTables};
 use crate::catalog::{Catalog, CatalogError, SYSTEM_SCHEMA, TableEntry};
 
 /// The `lakehouse` catalog.
@@ -22,6 +22,7 @@ use crate::catalog::{Catalog, CatalogError, SYSTEM_SCHEMA, TableEntry};
 pub struct LakehouseCatalog {
     catalog: Arc<Catalog>,
     scan_session: Arc<SessionState>,
+    system: Arc<SystemTables>,
     /// Schema names captured when the session was made (the provider API is sync).
     schemas: Vec<String>,
     /// The profile the session is bound to (the `system` schema shows only its indexes).
@@ -33,6 +34,7 @@ impl LakehouseCatalog {
     pub fn new(
         catalog: Arc<Catalog>,
         scan_session: Arc<SessionState>,
+        system: Arc<SystemTables>,
         profile: Option<String>,
     ) -> Self {
         let mut schemas = catalog.schema_names();
@@ -41,6 +43,7 @@ impl LakehouseCatalog {
         Self {
             catalog,
             scan_session,
+            system,
             schemas,
             profile,
         }
@@ -55,8 +58,7 @@ impl CatalogProvider for LakehouseCatalog {
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == SYSTEM_SCHEMA {
             return Some(Arc::new(SystemSchema::new(
-                Arc::clone(&self.catalog),
-                Arc::clone(&self.scan_session),
+                Arc::clone(&self.system),
                 self.profile.clone(),
             )));
         }

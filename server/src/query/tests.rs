@@ -8,7 +8,6 @@ use datafusion::logical_expr::LogicalPlan;
 
 use super::*;
 use crate::config::{ServeArgs, Settings};
-use crate::storage::BucketRegistry;
 
 async fn engine() -> (QueryEngine, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("lh-query-{}", uuid::Uuid::new_v4().simple()));
@@ -17,13 +16,7 @@ async fn engine() -> (QueryEngine, std::path::PathBuf) {
         ..Default::default()
     })
     .unwrap();
-    let buckets = Arc::new(BucketRegistry::open(&settings).unwrap());
-    let catalog = Arc::new(
-        Catalog::open(buckets, &crate::catalog::CatalogOptions::default())
-            .await
-            .unwrap(),
-    );
-    (QueryEngine::new(catalog, &settings).unwrap(), dir)
+    (crate::server::open_engine(&settings).await.unwrap(), dir)
 }
 
 async fn plan(sql: &str) -> LogicalPlan {
@@ -190,99 +183,92 @@ async fn binding_checks_counts_and_converts_types() {
     assert!(text.unwrap_err().to_string().contains("cannot convert"));
 }
 
-#[tokio::test]
-async fn committed_writes_publish_dataset_events_and_lineage() {
-    use crate::events::ChangeKind;
-    use crate::ingest::{BulkIngest, IfExists, IfMissing, bulk_ingest};
-    let (engine, dir) = engine().await;
-    let mut events = engine.catalog().events().subscribe();
+/// Runs SQL writes through the one write path (as DoPut does).
+async fn write_sql(engine: &QueryEngine, statements: &[&str]) {
     let ctx = engine.session(&SessionDefaults::default());
-    // SQL writes.
-    for sql in [
-        "CREATE TABLE ev (id BIGINT, name VARCHAR)",
-        "INSERT INTO ev VALUES (1, 'a'), (2, 'b')",
-        "DELETE FROM ev WHERE id = 1",
-    ] {
+    for sql in statements {
         let plan = engine.plan(&ctx, sql).await.unwrap();
         let Statement::Write(write) = classify(plan, &SessionDefaults::default()).unwrap() else {
             panic!("{sql} is not a write");
         };
         engine.execute_writes(&ctx, vec![write]).await.unwrap();
     }
-    // A bulk ingest (ADBC's path).
-    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![Arc::new(Int64Array::from(vec![7, 8, 9]))],
-    )
-    .unwrap();
-    let rows: datafusion::execution::SendableRecordBatchStream = Box::pin(
-        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-            schema,
-            futures::stream::iter([Ok(batch)]),
-        ),
-    );
-    let target = BulkIngest {
-        schema: "public".into(),
-        table: "bulk_ev".into(),
-        if_exists: IfExists::Fail,
-        if_missing: IfMissing::Create,
-        bucket: crate::storage::PRIMARY.into(),
-    };
-    assert_eq!(bulk_ingest(&engine, &target, rows, "ann").await.unwrap(), 3);
+}
 
-    let mut seen = Vec::new();
-    while let Ok(event) = events.try_recv() {
-        seen.push((
-            event.kind,
-            event.table,
-            event.version,
-            event.rows,
-            event.source,
-        ));
-    }
-    assert_eq!(
-        seen,
-        vec![
-            (
-                ChangeKind::Appended,
-                "public.ev".to_string(),
-                1,
-                2,
-                "sql".to_string()
-            ),
-            (
-                ChangeKind::Replaced,
-                "public.ev".to_string(),
-                2,
-                1,
-                "sql".to_string()
-            ),
-            (
-                ChangeKind::Appended,
-                "public.bulk_ev".to_string(),
-                0,
-                3,
-                "flight.bulk_ingest".to_string()
-            ),
-        ]
-    );
-    // Every row change has START and COMPLETE with the same run id.
-    let lineage = engine.catalog().lineage().events().await.unwrap();
-    let kinds: Vec<&str> = lineage
-        .iter()
-        .filter_map(|e| e["eventType"].as_str())
+#[tokio::test]
+async fn an_sql_insert_is_sampled_for_pii_and_counted() {
+    let (engine, dir) = engine().await;
+    let before = crate::observe::metrics().render(&Default::default());
+    let values: Vec<String> = (0..40)
+        .map(|i| format!("({i}, 'person{i}@example.org')"))
         .collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "START").count(), 4);
-    assert_eq!(kinds.iter().filter(|k| **k == "COMPLETE").count(), 4);
-    let bulk = lineage
-        .iter()
-        .find(|e| e["eventType"] == "COMPLETE" && e["outputs"][0]["name"] == "public.bulk_ev")
-        .unwrap();
-    assert_eq!(bulk["inputs"][0]["name"], "CommandStatementIngest by ann");
-    assert_eq!(
-        bulk["outputs"][0]["facets"]["outputStatistics"]["rowCount"],
-        3
+    let insert = format!("INSERT INTO contacts VALUES {}", values.join(", "));
+    write_sql(
+        &engine,
+        &[
+            "CREATE TABLE contacts (id BIGINT, contact VARCHAR)",
+            &insert,
+        ],
+    )
+    .await;
+    let entry = engine.catalog().table("public", "contacts").unwrap();
+    let pii = entry.effective_pii();
+    assert!(
+        pii.iter()
+            .any(|f| f.column == "contact" && f.entity_type == "email"),
+        "{pii:?}"
     );
+    assert!(!pii.iter().any(|f| f.column == "id"), "{pii:?}");
+    // The ingested-rows counter counts SQL rows under their job type.
+    let after = crate::observe::metrics().render(&Default::default());
+    let count = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("lakehouse_ingest_rows_total{kind=\"sql.insert\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(count(&after) - count(&before) >= 40.0, "{after}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn sql_writes_name_the_tables_they_read_in_lineage() {
+    let (engine, dir) = engine().await;
+    write_sql(
+        &engine,
+        &[
+            "CREATE TABLE orders (id BIGINT, customer BIGINT)",
+            "CREATE TABLE customers (id BIGINT, name VARCHAR)",
+            "INSERT INTO orders VALUES (1, 10), (2, 20)",
+            "INSERT INTO customers VALUES (10, 'a'), (20, 'b')",
+            "CREATE TABLE joined AS SELECT o.id, c.name FROM orders o JOIN customers c ON o.customer = c.id",
+            "INSERT INTO joined SELECT id, 'x' FROM orders WHERE customer IN (SELECT id FROM customers)",
+        ],
+    )
+    .await;
+    let events = engine.services().lineage.events().await.unwrap();
+    let inputs = |job: &str| -> Vec<String> {
+        let event = events
+            .iter()
+            .find(|e| e["eventType"] == "COMPLETE" && e["job"]["name"] == job)
+            .unwrap_or_else(|| panic!("no COMPLETE of {job}"));
+        event["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["namespace"] == crate::lineage::NAMESPACE)
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        inputs("sql.create_table:public.joined"),
+        ["public.customers", "public.orders"]
+    );
+    assert_eq!(
+        inputs("sql.insert:public.joined"),
+        ["public.customers", "public.orders"]
+    );
+    // VALUES read no table.
+    assert!(inputs("sql.insert:public.orders").is_empty());
     let _ = std::fs::remove_dir_all(dir);
 }

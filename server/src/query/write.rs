@@ -25,10 +25,11 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, Expr, LogicalPlan, Union, WriteOp};
 use datafusion::prelude::SessionContext;
 
+use super::envelope::{Commit, Envelope, WriteOrigin, read_tables};
 use super::{QueryEngine, SessionDefaults};
 use crate::catalog::{CATALOG_NAME, CatalogError, INFORMATION_SCHEMA, SYSTEM_SCHEMA, WriteMode};
-use crate::events::{ChangeKind, DatasetEvent};
-use crate::lineage::{Output, Run, Source};
+use crate::events::ChangeKind;
+use crate::lineage::Source;
 use crate::storage::PRIMARY;
 
 /// A planned statement: a query to stream, or a change to apply.
@@ -121,6 +122,14 @@ pub enum Write {
 
 impl Write {
     /// For writes that change a table's rows: (operation, table, kind of change).
+    /// The query whose rows the write brings (CREATE TABLE … AS, INSERT).
+    fn input(&self) -> Option<&LogicalPlan> {
+        match self {
+            Write::CreateTable { input, .. } | Write::Insert { input, .. } => Some(input),
+            _ => None,
+        }
+    }
+
     fn changes_rows(&self) -> Option<(&'static str, TableName, ChangeKind)> {
         match self {
             Write::CreateTable {
@@ -427,77 +436,65 @@ impl QueryEngine {
     /// REPLACE, UPDATE and DELETE (rows changed in place: consumers re-read).
     pub async fn execute_writes(&self, ctx: &SessionContext, writes: Vec<Write>) -> Result<u64> {
         let writes = merge_inserts(writes)?;
+        let default_schema = ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone();
         let mut affected = 0;
         for write in writes {
-            let tracked = write.changes_rows();
-            let run = match &tracked {
-                Some((op, table, _)) => Some(
-                    self.catalog
-                        .lineage()
-                        .start(
-                            &format!("sql.{op}"),
-                            Some(Source {
-                                system: "sql".into(),
-                                location: "Flight SQL statement".into(),
-                            }),
-                            &format!("{}.{}", table.schema, table.table),
-                            None,
-                        )
-                        .await,
-                ),
-                None => None,
+            let Some((op, table, kind)) = write.changes_rows() else {
+                affected += self.execute_write(ctx, write, None).await?;
+                continue;
             };
-            let outcome = self.execute_write(ctx, write).await;
-            if let (Some(run), Some((_, table, kind))) = (run, tracked) {
-                match &outcome {
-                    Ok(rows) => self.committed(&run, &table, *rows, kind).await,
-                    Err(error) => run.fail(&error.to_string()).await,
+            let origin = WriteOrigin {
+                job_type: format!("sql.{op}"),
+                event_source: "sql".into(),
+                source: Some(Source {
+                    system: "sql".into(),
+                    location: "Flight SQL statement".into(),
+                }),
+                inputs: write
+                    .input()
+                    .map_or_else(Vec::new, |plan| read_tables(plan, &default_schema)),
+                ..WriteOrigin::default()
+            };
+            let mut envelope = self
+                .open_envelope(origin, &table.schema, &table.table)
+                .await;
+            match self.execute_write(ctx, write, Some(&mut envelope)).await {
+                Ok(rows) => {
+                    let commit = Commit {
+                        kind,
+                        rows,
+                        version: None,
+                    };
+                    envelope.committed(self, commit).await;
+                    affected += rows;
+                }
+                Err(error) => {
+                    envelope.failed(&error).await;
+                    return Err(error);
                 }
             }
-            affected += outcome?;
         }
         Ok(affected)
     }
 
-    /// Lineage COMPLETE and the dataset event of a committed SQL write.
-    async fn committed(&self, run: &Run, table: &TableName, rows: u64, kind: ChangeKind) {
-        let state = match self.catalog.table(&table.schema, &table.table) {
-            Ok(entry) => self.catalog.table_state(&entry).await.ok(),
-            Err(_) => None,
+    /// Applies one write as one Delta commit (or one catalog change); the rows a
+    /// write brings stream through `envelope`'s PII sampling.
+    async fn execute_write(
+        &self,
+        ctx: &SessionContext,
+        write: Write,
+        envelope: Option<&mut Envelope>,
+    ) -> Result<u64> {
+        let sampled = |stream: datafusion::execution::SendableRecordBatchStream| match envelope {
+            Some(envelope) => envelope.sample(stream),
+            None => stream,
         };
-        let (columns, version) = match state {
-            Some((schema, version)) => (
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| (f.name().clone(), f.data_type().to_string()))
-                    .collect(),
-                version,
-            ),
-            None => (Vec::new(), -1),
-        };
-        run.complete(&Output {
-            columns,
-            rows,
-            bytes: 0,
-            version,
-            pii: Vec::new(),
-        })
-        .await;
-        if rows > 0 || kind == ChangeKind::Replaced {
-            self.catalog.events().publish(DatasetEvent {
-                kind,
-                table: format!("{}.{}", table.schema, table.table),
-                version,
-                rows,
-                run_id: run.id().to_string(),
-                source: "sql".into(),
-            });
-        }
-    }
-
-    /// Applies one write as one Delta commit (or one catalog change).
-    pub async fn execute_write(&self, ctx: &SessionContext, write: Write) -> Result<u64> {
         let catalog = &self.catalog;
         let session = Arc::new(ctx.state());
         let entry_of = |table: &TableName| {
@@ -521,7 +518,7 @@ impl QueryEngine {
                 if existing.is_some() && if_not_exists {
                     return Ok(0);
                 }
-                let stream = self.execute(ctx, input).await?;
+                let stream = sampled(self.execute(ctx, input).await?);
                 match existing {
                     Some(entry) if or_replace => catalog
                         .write(&entry, WriteMode::Replace, stream, session)
@@ -541,7 +538,7 @@ impl QueryEngine {
                 ..
             } => {
                 let entry = entry_of(&table)?;
-                let stream = self.execute(ctx, input).await?;
+                let stream = sampled(self.execute(ctx, input).await?);
                 let mode = if overwrite {
                     WriteMode::Replace
                 } else {

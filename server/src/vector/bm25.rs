@@ -58,11 +58,6 @@ impl Bm25 {
         self.documents.len() - self.removed
     }
 
-    /// True when no document is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Memory of postings and documents, in bytes (an estimate).
     pub fn memory_bytes(&self) -> usize {
         let postings: usize = self.postings.iter().map(|p| p.capacity() * 8 + 24).sum();

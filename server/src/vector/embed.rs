@@ -8,7 +8,7 @@
 //! L2-normalises, so a dot product is the cosine similarity. Texts are sorted by length
 //! and padded per sub-batch, so short texts don't pay for long ones.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
@@ -20,7 +20,7 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 pub const BUILTIN_MODEL: &str = "all-minilm-l6-v2";
 
 /// The embedder name of the built-in model (configured HTTP embedders have others).
-pub const BUILTIN: &str = "builtin";
+pub const BUILTIN: &str = crate::names::BUILTIN_EMBEDDER;
 
 /// Tokens per text: sentence-transformers' `max_seq_length` for this model.
 const MAX_TOKENS: usize = 256;
@@ -141,15 +141,6 @@ fn windows<'a>(
         out.push(text);
     }
     out
-}
-
-/// The default models folder: `$LAKEHOUSE_MODELS`, else `~/.cache/lakehouse/models`.
-pub fn default_models_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("LAKEHOUSE_MODELS") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".cache").join("lakehouse").join("models")
 }
 
 /// all-MiniLM-L6-v2 on the CPU.
@@ -368,7 +359,7 @@ mod tests {
     /// by scripts/minilm_reference.py) for every sentence, in one mixed-length batch.
     #[tokio::test]
     async fn matches_sentence_transformers() {
-        let model = MiniLm::load_from(&default_models_dir())
+        let model = MiniLm::load_from(&crate::config::default_models_dir())
             .expect("the built-in model: run scripts/fetch-model.sh");
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/minilm_reference.json");

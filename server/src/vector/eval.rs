@@ -26,8 +26,11 @@ use lakehouse_flight_ext::v1::{
     VectorEvalResult, VectorEvalRun, VectorEvalSetCreateRequest, VectorEvalSetInfo,
 };
 
+use super::error::{VectorError, internal};
 use super::index::{FlatIndex, Metric, SearchParams, VectorIndex};
-use super::service::{State, VectorError, VectorIndexes, internal, vectors_of};
+use super::service::VectorIndexes;
+use super::state::State;
+use super::store::vectors_of;
 use crate::catalog::{EvalSetEntry, TableEntry, WriteMode};
 use crate::query::SessionDefaults;
 
@@ -124,7 +127,7 @@ impl VectorIndexes {
                 request.index
             )));
         };
-        self.check_embedder(super::service::embedder_name(&index))
+        self.check_embedder(super::embedders::embedder_name(&index))
             .map_err(|e| VectorError::Unavailable(format!("index {}: {e}", index.name)))?;
         let depth = if request.depth == 0 {
             100
@@ -320,10 +323,10 @@ impl VectorIndexes {
                 set.depth
             )));
         }
-        if efs.len() > MAX_RUNS || efs.iter().any(|&ef| ef > super::service::MAX_EF) {
+        if efs.len() > MAX_RUNS || efs.iter().any(|&ef| ef > super::search::MAX_EF) {
             return Err(VectorError::Invalid(format!(
                 "ef: at most {MAX_RUNS} values, each at most {}",
-                super::service::MAX_EF
+                super::search::MAX_EF
             )));
         }
         let loaded = self.get(index).await?;
@@ -339,11 +342,7 @@ impl VectorIndexes {
                 entry.dimension
             )));
         }
-        let default_ef = entry
-            .parameters
-            .get("ef_search")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0) as usize;
+        let default_ef = entry.build.backend.default_ef();
         let efs: Vec<usize> = if efs.is_empty() {
             vec![default_ef]
         } else {
@@ -439,8 +438,8 @@ impl VectorIndexes {
             k: k as u32,
             queries: vectors.len() as u32,
             runs,
-            backend: entry.backend.clone(),
-            parameters: entry.parameters.to_string(),
+            backend: entry.build.backend.name().to_string(),
+            parameters: entry.build.parameters().to_string(),
             build_seconds: entry.build_seconds,
             bytes: entry.bytes,
             vectors: entry.vectors,

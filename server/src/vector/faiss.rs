@@ -28,85 +28,15 @@ use lakehouse_flight_ext::worker_actions::{FAISS_DROP, FAISS_LOAD, FAISS_SEARCH}
 use prost::Message;
 use tracing::Instrument;
 
-use super::index::{Hit, IndexError, Metric, SearchParams, VectorIndex, normalized};
+use super::index::{FaissParams, Hit, IndexError, Metric, SearchParams, VectorIndex, normalized};
 use crate::workers::{Worker, WorkerError};
 
 /// Vectors per Arrow batch sent to the worker.
 const PUT_ROWS: usize = 4096;
-/// Lists an IVF search probes by default.
-pub const DEFAULT_NPROBE: usize = 16;
 /// Times a search that found fewer than k passing vectors is widened.
 const WIDEN_ROUNDS: usize = 8;
 /// Vectors an IVF index trains on at most (Faiss needs ~39–256 per list).
 const TRAIN_LIMIT: u64 = 200_000;
-
-/// What `lakehouse.vector.index.create` says of a Faiss index.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FaissParams {
-    /// `index_factory` string ("" → [`default_factory`] for the vector count).
-    pub factory: String,
-    /// Lists a search probes unless it sets its own.
-    pub nprobe: usize,
-    /// HNSW candidates a search keeps unless it sets its own (0: Faiss's default).
-    pub ef_search: usize,
-}
-
-impl FaissParams {
-    /// With the defaults filled in for an index of `vectors`: the factory
-    /// ([`default_factory`]) and nprobe ([`DEFAULT_NPROBE`]).
-    pub fn resolved(&self, vectors: usize) -> Self {
-        let factory = self.factory.trim();
-        Self {
-            factory: if factory.is_empty() {
-                default_factory(vectors)
-            } else {
-                factory.to_string()
-            },
-            nprobe: if self.nprobe == 0 {
-                DEFAULT_NPROBE
-            } else {
-                self.nprobe
-            },
-            ef_search: self.ef_search,
-        }
-    }
-
-    /// As recorded in the catalog entry's `parameters`.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "factory": self.factory,
-            "nprobe": self.nprobe,
-            "ef_search": self.ef_search,
-        })
-    }
-
-    /// Read back from an entry's `parameters` (absent keys: 0 / "").
-    pub fn from_json(parameters: &serde_json::Value) -> Self {
-        let number = |key: &str| {
-            parameters
-                .get(key)
-                .and_then(serde_json::Value::as_u64)
-                .map_or(0, |v| v as usize)
-        };
-        Self {
-            factory: parameters
-                .get("factory")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            nprobe: number("nprobe"),
-            ef_search: number("ef_search"),
-        }
-    }
-}
-
-/// `IVF{n},Flat` with n ≈ 4·√vectors but at least 39 vectors a list (Faiss's
-/// minimum for a sound k-means), between 1 and 65536.
-pub fn default_factory(vectors: usize) -> String {
-    let by_root = (4.0 * (vectors as f64).sqrt()) as usize;
-    let lists = by_root.min(vectors / 39).clamp(1, 65_536);
-    format!("IVF{lists},Flat")
-}
 
 /// A worker call's failure as an index error (Faiss's refusals stay INVALID_ARGUMENT).
 fn index_error(error: WorkerError) -> IndexError {

@@ -1,23 +1,47 @@
 //! Vector search.
 //!
-//! Owns: embedding providers ([`embed`]: the built-in MiniLM model; [`http`]: Ollama and
-//! OpenAI-compatible services) and the in-process
-//! index backends ([`index`]: exact flat, HNSW) behind the trait the worker backends
-//! implement too ([`faiss`]: Faiss indexes in the Faiss worker process); indexes over tables ([`service`]: build job, load,
-//! search with SQL filters, refresh on appends), BM25 text ranking and rank fusion
-//! ([`bm25`]) and the `vector_search`/`text_search`/`hybrid_search` SQL table
-//! functions ([`sql`]).
-//! May call: `catalog`, `query`, `jobs`, `workers`.
+//! Owns: embedding providers ([`embed`]: the built-in MiniLM model; [`http`]: Ollama
+//! and OpenAI-compatible services) and their registry ([`embedders`]); the
+//! in-process index backends ([`index`]: exact flat, HNSW, and the [`Backend`] type
+//! naming every backend with its parameters) behind the trait the worker backends
+//! implement too ([`faiss`]: Faiss indexes in the Faiss worker process); indexes over
+//! tables ([`service`]), each concern in its own file: the build job ([`build`]),
+//! stored vectors and saved structures ([`store`]), search by vector, text or both
+//! with SQL filters ([`search`]), hit shaping ([`hits`]), refresh on every table
+//! change ([`refresh`]), moving between buckets ([`relocate`]), eval sets
+//! ([`eval`]); BM25 text ranking and rank fusion ([`bm25`]), the
+//! `vector_search`/`text_search`/`hybrid_search` SQL table functions ([`sql`]) and
+//! the `system.vector_*` tables ([`system`]).
+//! May call: `catalog`, `query`, `jobs`, `events`, `workers`, `config`, `names`.
 //! Invariants:
 //! - an index is recorded in the catalog only after its vectors are committed;
 //! - a filtered search returns k rows whenever k rows match the filter.
 
-pub mod bm25;
+mod bm25;
+mod build;
 pub mod embed;
-pub mod eval;
+mod embedders;
+mod error;
+mod eval;
 pub mod faiss;
+mod hits;
 pub mod http;
 pub mod index;
 mod refresh;
+mod relocate;
+mod search;
 pub mod service;
-pub mod sql;
+mod sql;
+mod state;
+mod store;
+pub mod system;
+
+pub use build::{Chunking, CreateIndex};
+pub use embedders::embedder_name;
+pub use error::VectorError;
+pub use hits::hits_schema;
+pub use index::{BACKEND_NAMES, Backend};
+pub use refresh::Refreshed;
+pub use search::{MAX_EF, MAX_K, Mode, Search};
+pub use service::{VectorIndexes, info_of};
+pub use sql::SearchFunction;

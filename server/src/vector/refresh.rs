@@ -26,12 +26,14 @@ use std::sync::Arc;
 
 use datafusion::prelude::{col, lit};
 
+use super::build::Chunking;
+use super::error::{VectorError, internal};
 use super::index::{Metric, VectorIndex};
-use super::service::{
-    Chunking, Embedded, Loaded, STRUCTURE_FILE, TEXT_HASH, VectorError, VectorIndexes, internal,
-    keyed, vectors_batch, vectors_table,
-};
+use super::service::VectorIndexes;
+use super::state::{Embedded, Loaded};
+use super::store::{STRUCTURE_FILE, TEXT_HASH, keyed, vectors_batch, vectors_table};
 use crate::catalog::{IndexEntry, WriteMode};
+use crate::events::EventBus;
 use crate::query::SessionDefaults;
 
 /// What one refresh found.
@@ -108,7 +110,7 @@ impl VectorIndexes {
                 stream,
                 &mut wanted,
                 false,
-                Chunking::of(&entry.parameters),
+                Chunking::of(&entry.build),
                 None,
                 Some(&mut documents),
                 |batch, _| {
@@ -264,5 +266,74 @@ impl VectorIndexes {
             self.write_vectors(&table, WriteMode::Append, batch).await?;
         }
         Ok(())
+    }
+}
+
+impl VectorIndexes {
+    /// Keeps indexes fresh: every change to a source table refreshes its indexes
+    /// (in the background, one event after another; see [`super::refresh`]). At start, indexes whose table
+    /// moved on while the server was down are refreshed first.
+    pub fn follow(self: &Arc<Self>, events: &EventBus) -> tokio::task::JoinHandle<()> {
+        let mut receiver = events.subscribe();
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            this.refresh_behind().await;
+            loop {
+                match receiver.recv().await {
+                    // Appends, and rewrites (UPDATE, DELETE, overwrite): a refresh
+                    // reconciles the index with the table either way.
+                    Ok(event) => this.refresh_table(Some(&event.table)).await,
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "missed dataset events; refreshing every index");
+                        this.refresh_table(None).await;
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        })
+    }
+
+    /// Refreshes the indexes whose source table has commits they have not seen.
+    pub(super) async fn refresh_behind(&self) {
+        let catalog = self.engine.catalog();
+        let indexes = catalog.snapshot().indexes.clone();
+        for entry in indexes {
+            let Ok(table) = catalog.table(&entry.schema, &entry.table) else {
+                continue;
+            };
+            let behind = catalog
+                .table_state(&table)
+                .await
+                .is_ok_and(|(_, version)| version > entry.source_version);
+            if behind {
+                match self.refresh(&entry.name).await {
+                    Ok(rows) => tracing::info!(index = %entry.name, rows, "vector index caught up"),
+                    Err(error) => {
+                        tracing::warn!(index = %entry.name, %error, "vector index refresh failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refreshes the indexes over `table` (`schema.table`), or every index.
+    pub(super) async fn refresh_table(&self, table: Option<&str>) {
+        let names: Vec<String> = self
+            .engine
+            .catalog()
+            .snapshot()
+            .indexes
+            .iter()
+            .filter(|i| table.is_none_or(|t| t == format!("{}.{}", i.schema, i.table)))
+            .map(|i| i.name.clone())
+            .collect();
+        for name in names {
+            match self.refresh(&name).await {
+                Ok(0) => {}
+                Ok(rows) => tracing::info!(index = %name, rows, "vector index refreshed"),
+                Err(error) => tracing::warn!(index = %name, %error, "vector index refresh failed"),
+            }
+        }
     }
 }

@@ -24,7 +24,10 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::service::{Mode, Search, VectorError, VectorIndexes, hits_schema};
+use super::error::VectorError;
+use super::hits::hits_schema;
+use super::search::{Mode, Search};
+use super::service::VectorIndexes;
 use crate::query::BoundProfile;
 
 /// One of the search table functions.

@@ -13,6 +13,8 @@
 //!   [`Live::generation`];
 //! - every call carries the worker's bearer token and the caller's request id.
 
+pub mod system;
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -63,16 +65,6 @@ pub enum WorkerError {
     Status(tonic::Status),
 }
 
-/// Default path of a worker binary: beside the running executable, else its bare
-/// name (found on PATH).
-pub fn default_binary(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
-        .filter(|path| path.is_file())
-        .unwrap_or_else(|| PathBuf::from(name))
-}
-
 /// A running worker: what a call needs.
 #[derive(Clone, Debug)]
 pub struct Live {
@@ -83,7 +75,12 @@ pub struct Live {
     pub generation: u64,
     /// The process id.
     pub pid: u32,
+    /// The id of the request being served, sent along as `x-request-id`.
+    request_id: RequestIdSource,
 }
+
+/// Where a call's request id comes from (the server's observability layer).
+pub type RequestIdSource = fn() -> Option<String>;
 
 impl Live {
     /// The Flight client (cheap to clone).
@@ -109,7 +106,7 @@ impl Live {
         request
             .metadata_mut()
             .insert("authorization", self.authorization.clone());
-        if let Some(id) = crate::observe::current_request_id()
+        if let Some(id) = (self.request_id)()
             && let Ok(value) = id.parse()
         {
             request.metadata_mut().insert("x-request-id", value);
@@ -144,6 +141,7 @@ pub struct WorkerState {
 pub struct Worker {
     name: &'static str,
     binary: PathBuf,
+    request_id: RequestIdSource,
     live: RwLock<Option<Live>>,
     /// Serialises starts.
     starting: tokio::sync::Mutex<()>,
@@ -187,10 +185,11 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
 
 impl Worker {
     /// A worker running `binary`, started on first use.
-    pub fn new(name: &'static str, binary: PathBuf) -> Arc<Self> {
+    pub fn new(name: &'static str, binary: PathBuf, request_id: RequestIdSource) -> Arc<Self> {
         Arc::new(Self {
             name,
             binary,
+            request_id,
             live: RwLock::new(None),
             starting: tokio::sync::Mutex::new(()),
             process: Mutex::new(None),
@@ -350,6 +349,7 @@ impl Worker {
             authorization,
             generation,
             pid,
+            request_id: self.request_id,
         };
         let health = health(&live).await.map_err(|status| {
             unavailable(format!(
@@ -526,9 +526,9 @@ pub struct Workers {
 
 impl Workers {
     /// Workers run from these binaries, keeping their files under `dir`.
-    pub fn new(faiss_binary: PathBuf, dir: PathBuf) -> Self {
+    pub fn new(faiss_binary: PathBuf, dir: PathBuf, request_id: RequestIdSource) -> Self {
         Self {
-            faiss: Worker::new("faiss", faiss_binary),
+            faiss: Worker::new("faiss", faiss_binary, request_id),
             dir,
         }
     }

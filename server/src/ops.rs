@@ -1,6 +1,9 @@
 //! The operations HTTP port: `/metrics` (Prometheus text), `/healthz` (the process
 //! answers) and `/readyz` (it can serve: catalog loaded, primary bucket reachable, not
 //! shutting down).
+//!
+//! Owns: the operations listener. May call: `observe` (rendering), `query`,
+//! `catalog`, `vector`, `workers`, `profiles` (read-only, at scrape time).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,11 +18,14 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
-use super::metrics::{Gauges, metrics, resident_bytes};
+use lakehouse_flight_ext::names::{is_terminal, state_name};
+
 use crate::flight::Limits;
-use crate::jobs::{is_terminal, state_name};
+use crate::observe::metrics::{Gauges, WorkerGauge, metrics, resident_bytes};
+use crate::profiles::{Slot, SlotState};
 use crate::query::QueryEngine;
-use crate::vector::service::VectorIndexes;
+use crate::vector::VectorIndexes;
+use crate::workers::Workers;
 
 /// What the endpoints look at.
 #[derive(Clone)]
@@ -27,6 +33,8 @@ pub struct Ops {
     pub engine: Arc<QueryEngine>,
     pub limits: Limits,
     pub vectors: Option<Arc<VectorIndexes>>,
+    pub workers: Option<Arc<Workers>>,
+    pub slot: Option<Arc<Slot>>,
     /// Set once the server stops taking calls.
     pub stopping: Arc<AtomicBool>,
 }
@@ -40,15 +48,20 @@ async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
         indexes_loaded: ops.vectors.as_ref().map_or(0, |v| v.loaded_count() as u64),
         resident_bytes: resident_bytes(),
         workers: ops
-            .engine
-            .catalog()
-            .workers()
-            .map(|w| w.states())
-            .unwrap_or_default(),
-        slot: ops.engine.catalog().slot().map(|slot| slot.report()),
+            .workers
+            .iter()
+            .flat_map(|w| w.states())
+            .map(|w| WorkerGauge {
+                name: w.name.to_string(),
+                up: w.state == "running",
+                restarts: w.restarts,
+            })
+            .collect(),
+        slot: ops.slot.as_ref().map(|slot| slot.report()),
+        slot_states: SlotState::ALL.map(SlotState::name).to_vec(),
         ..Gauges::default()
     };
-    for job in ops.engine.catalog().jobs().list() {
+    for job in ops.engine.services().jobs.list() {
         let state = if is_terminal(job.state) {
             state_name(job.state)
         } else {

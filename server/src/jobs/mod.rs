@@ -14,6 +14,8 @@
 //!   stopped the same way and end FAILED (UNAVAILABLE, "run it again"), their
 //!   records written before the server exits.
 
+pub mod system;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 use tracing::Instrument;
 
+use lakehouse_flight_ext::names::{code_name, is_terminal};
+
 use crate::storage::{Bucket, StorageError};
 
 /// Jobs kept in memory and on disk.
@@ -37,22 +41,6 @@ const FOLDER: &str = "_lakehouse/jobs/";
 pub const STAGING: &str = "_lakehouse/staging/";
 /// Least time between two progress snapshots sent to a listener.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
-
-/// Whether a job has ended.
-pub fn is_terminal(state: i32) -> bool {
-    state != JobState::Running as i32 && state != JobState::Unspecified as i32
-}
-
-/// `running`, `succeeded`, `failed`, `cancelled` (`unknown` for anything else).
-pub fn state_name(state: i32) -> &'static str {
-    match JobState::try_from(state).unwrap_or(JobState::Unspecified) {
-        JobState::Running => "running",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
-        JobState::Cancelled => "cancelled",
-        JobState::Unspecified => "unknown",
-    }
-}
 
 /// One job: its latest snapshot and its cancel switch.
 #[derive(Debug)]
@@ -208,7 +196,7 @@ impl Jobs {
                 job.error =
                     "the server stopped while the job ran; nothing it had not committed was kept"
                         .into();
-                job.error_code = code_name(Code::Aborted).into();
+                job.error_code = code_name(Code::Aborted as i32).into();
                 job.finished_at = now();
                 if let Err(error) = bucket.put(&path, record(&job).into()).await {
                     tracing::warn!(%path, %error, "cannot mark an interrupted job as failed");
@@ -320,22 +308,22 @@ impl Jobs {
                         let status = shutdown_status();
                         job.state = JobState::Failed as i32;
                         job.error = status.message().into();
-                        job.error_code = code_name(status.code()).into();
+                        job.error_code = code_name(status.code() as i32).into();
                     }
                     Ok(Err(status)) if cancelled || status.code() == Code::Cancelled => {
                         job.state = JobState::Cancelled as i32;
                         job.error = cancelled_status().message().into();
-                        job.error_code = code_name(Code::Cancelled).into();
+                        job.error_code = code_name(Code::Cancelled as i32).into();
                     }
                     Ok(Err(status)) => {
                         job.state = JobState::Failed as i32;
                         job.error = status.message().into();
-                        job.error_code = code_name(status.code()).into();
+                        job.error_code = code_name(status.code() as i32).into();
                     }
                     Err(panic) => {
                         job.state = JobState::Failed as i32;
                         job.error = format!("the job crashed: {panic}");
-                        job.error_code = code_name(Code::Internal).into();
+                        job.error_code = code_name(Code::Internal as i32).into();
                     }
                 }
             });
@@ -423,29 +411,6 @@ fn record(job: &Job) -> Vec<u8> {
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// The gRPC name of a status code, e.g. `INVALID_ARGUMENT`.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,323 @@
+//! `lakehouse index`: create, list, search, evaluate and drop vector indexes, and
+//! eval sets.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Subcommand;
+use lakehouse_flight_ext::VECTOR_SEARCH_TYPE_URL;
+use lakehouse_flight_ext::actions::{VECTOR_EVAL, VECTOR_EVAL_SET_CREATE, VECTOR_INDEX_CREATE};
+use lakehouse_flight_ext::v1::{
+    VectorEvalRequest, VectorEvalResult, VectorEvalSetCreateRequest, VectorIndexCreateRequest,
+    VectorSearchCommand, VectorSearchRequest,
+};
+use prost::Message;
+
+use super::client::{CliError, Client};
+use super::output::{Format, Sink};
+use super::{JobFlags, client, print_json, some, start_job};
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Embed a table's text column and build an index over it.
+    Create {
+        /// Index name.
+        name: String,
+        #[arg(long, short = 't')]
+        table: String,
+        #[arg(long)]
+        text_column: String,
+        #[arg(long)]
+        id_column: String,
+        /// hnsw, flat, or faiss (built by the Faiss worker from --factory) [default: the
+        /// profile's, else hnsw].
+        #[arg(long)]
+        backend: Option<String>,
+        /// cosine, l2 or dot.
+        #[arg(long, default_value = "cosine")]
+        metric: String,
+        /// Home bucket of the index's files [default: primary].
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Replace an index of the same name.
+        #[arg(long)]
+        replace: bool,
+        /// HNSW neighbours per node.
+        #[arg(long)]
+        m: Option<u32>,
+        /// HNSW candidates while building.
+        #[arg(long)]
+        ef_construction: Option<u32>,
+        /// HNSW default candidates of a search.
+        #[arg(long)]
+        ef_search: Option<u32>,
+        /// Faiss index_factory string, e.g. IVF256,Flat or HNSW32 [default: IVF{n},Flat].
+        #[arg(long)]
+        factory: Option<String>,
+        /// Faiss IVF lists a search probes by default [default: 16].
+        #[arg(long)]
+        nprobe: Option<u32>,
+        /// Tokens per chunk of long texts (at most 254).
+        #[arg(long)]
+        chunk_tokens: Option<u32>,
+        /// Tokens neighbouring chunks share.
+        #[arg(long)]
+        chunk_overlap: Option<u32>,
+        /// What embeds the texts: builtin, or an [embedders.NAME] the server configures
+        /// [default: the profile's, else builtin].
+        #[arg(long)]
+        embedder: Option<String>,
+        /// The model profile the index belongs to (its embedder, backend and bucket are
+        /// the defaults).
+        #[arg(long)]
+        profile: Option<String>,
+        #[command(flatten)]
+        job: JobFlags,
+    },
+    /// The k best rows for a text.
+    Search {
+        /// Index name.
+        name: String,
+        /// Query text.
+        query: String,
+        #[arg(short = 'k', long, default_value_t = 10)]
+        k: u32,
+        /// HNSW candidates.
+        #[arg(long)]
+        ef: Option<u32>,
+        /// Faiss IVF lists probed.
+        #[arg(long)]
+        nprobe: Option<u32>,
+        /// SQL predicate on the source table.
+        #[arg(long)]
+        filter: Option<String>,
+        /// vector, text (BM25) or hybrid.
+        #[arg(long, default_value = "vector")]
+        mode: String,
+        /// Source table columns to show beside each hit (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Store an eval set: queries with their exact nearest rows.
+    EvalSet {
+        /// Eval set name.
+        name: String,
+        /// The index whose vectors define the truth.
+        #[arg(long)]
+        index: String,
+        /// A query text (repeatable).
+        #[arg(long = "query")]
+        queries: Vec<String>,
+        /// SQL whose first column is the query text.
+        #[arg(long)]
+        queries_sql: Option<String>,
+        /// Exact nearest rows kept per query.
+        #[arg(long)]
+        depth: Option<u32>,
+        #[arg(long)]
+        bucket: Option<String>,
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        job: JobFlags,
+    },
+    /// Recall and speed of an index against an eval set.
+    Eval {
+        /// Index name.
+        name: String,
+        #[arg(long)]
+        eval_set: String,
+        #[arg(short = 'k', long)]
+        k: Option<u32>,
+        /// HNSW candidate counts to try (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        ef: Vec<u32>,
+        /// Embed the queries inside the timed loop (end-to-end latency).
+        #[arg(long)]
+        embed_queries: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<(), CliError> {
+    match command {
+        IndexCommand::Create {
+            name,
+            table,
+            text_column,
+            id_column,
+            backend,
+            metric,
+            bucket,
+            replace,
+            m,
+            ef_construction,
+            ef_search,
+            factory,
+            nprobe,
+            chunk_tokens,
+            chunk_overlap,
+            embedder,
+            profile,
+            job,
+        } => {
+            let request = VectorIndexCreateRequest {
+                embedder: embedder.unwrap_or_default(),
+                profile: profile.unwrap_or_default(),
+                name,
+                table,
+                text_column,
+                id_column,
+                backend: backend.unwrap_or_default(),
+                metric,
+                m: m.unwrap_or_default(),
+                ef_construction: ef_construction.unwrap_or_default(),
+                ef_search: ef_search.unwrap_or_default(),
+                bucket: some(bucket),
+                replace,
+                detach: job.detach,
+                chunk_tokens: chunk_tokens.unwrap_or_default(),
+                chunk_overlap,
+                factory: factory.unwrap_or_default(),
+                nprobe: nprobe.unwrap_or_default(),
+            };
+            start_job(client, VECTOR_INDEX_CREATE, request.encode_to_vec(), &job).await
+        }
+        IndexCommand::Search {
+            name,
+            query,
+            k,
+            ef,
+            nprobe,
+            filter,
+            mode,
+            columns,
+            format,
+            output,
+        } => {
+            let command = VectorSearchCommand {
+                search: Some(VectorSearchRequest {
+                    index: name,
+                    query,
+                    k,
+                    ef: ef.unwrap_or_default(),
+                    nprobe: nprobe.unwrap_or_default(),
+                    filter: some(filter),
+                    mode,
+                    ..VectorSearchRequest::default()
+                }),
+                columns,
+            };
+            let started = Instant::now();
+            let info = client
+                .plan_command(VECTOR_SEARCH_TYPE_URL, command.encode_to_vec())
+                .await?;
+            let schema = client::info_schema(&info)?;
+            let batches = client.fetch(&info).await?;
+            let sink = Sink {
+                format,
+                output,
+                max_rows: usize::MAX,
+            };
+            let rows = sink.write(schema, Box::pin(batches)).await?;
+            if format == Format::Table {
+                println!("({rows} hits in {:.3} s)", started.elapsed().as_secs_f64());
+            }
+            Ok(())
+        }
+        IndexCommand::EvalSet {
+            name,
+            index,
+            queries,
+            queries_sql,
+            depth,
+            bucket,
+            replace,
+            job,
+        } => {
+            if queries.is_empty() == queries_sql.is_none() {
+                return Err(CliError::local(
+                    "give --query (repeatable) or --queries-sql",
+                ));
+            }
+            let request = VectorEvalSetCreateRequest {
+                name,
+                index,
+                queries,
+                queries_sql: some(queries_sql),
+                depth: depth.unwrap_or_default(),
+                bucket: some(bucket),
+                replace,
+                detach: job.detach,
+            };
+            start_job(
+                client,
+                VECTOR_EVAL_SET_CREATE,
+                request.encode_to_vec(),
+                &job,
+            )
+            .await
+        }
+        IndexCommand::Eval {
+            name,
+            eval_set,
+            k,
+            ef,
+            embed_queries,
+            json,
+        } => {
+            let request = VectorEvalRequest {
+                index: name,
+                eval_set,
+                k: k.unwrap_or_default(),
+                ef,
+                embed_queries,
+            };
+            let result: VectorEvalResult = client.action(VECTOR_EVAL, &request).await?;
+            if json {
+                return print_json(&result);
+            }
+            println!(
+                "index {} ({}, {} vectors) against eval set {}: {} queries, recall@{}",
+                result.index,
+                result.backend,
+                result.vectors,
+                result.eval_set,
+                result.queries,
+                result.k
+            );
+            let mut table = comfy_table::Table::new();
+            table.load_preset(comfy_table::presets::ASCII_MARKDOWN);
+            table.set_header([
+                "ef",
+                "recall mean",
+                "recall p5",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "QPS",
+            ]);
+            for run in &result.runs {
+                table.add_row([
+                    run.ef.to_string(),
+                    format!("{:.4}", run.recall_mean),
+                    format!("{:.4}", run.recall_p5),
+                    format!("{:.3}", run.latency_p50_ms),
+                    format!("{:.3}", run.latency_p95_ms),
+                    format!("{:.3}", run.latency_p99_ms),
+                    format!("{:.0}", run.qps),
+                ]);
+            }
+            println!("{table}");
+            if !result.warning.is_empty() {
+                eprintln!("warning: {}", result.warning);
+            }
+            Ok(())
+        }
+    }
+}
