@@ -79,6 +79,28 @@ def ids(hits) -> list[int]:
     return [int(h["id"]) for h in hits]
 
 
+def killed_during(server, call) -> tuple[dict, dict]:
+    """Runs `call` while the Faiss worker is stopped (it takes the call and never
+    answers), then kills the worker under it. Returns the worker's row from before and
+    the call's outcome: {"value": ...} or {"error": exception}."""
+    old = worker(server)
+    os.kill(old["pid"], signal.SIGSTOP)
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = call()
+        except Exception as error:  # noqa: BLE001 - inspected by the caller
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(1.0)
+    os.kill(old["pid"], signal.SIGKILL)
+    thread.join(60)
+    return old, outcome
+
+
 QUERIES = gcide_definitions(20)
 
 
@@ -147,22 +169,7 @@ def test_a_worker_killed_mid_search_fails_only_that_call(node):
     create(server, name="g_ivf", table="glosses", textColumn="body", idColumn="id",
            backend="faiss", replace=True)
     before = ids(search(server, index="g_ivf", query=QUERIES[1], k=K))
-    old = worker(server)
-    # Stopped, the worker takes the search and never answers; then it is killed under it.
-    os.kill(old["pid"], signal.SIGSTOP)
-    outcome = {}
-
-    def run():
-        try:
-            outcome["hits"] = search(server, index="g_ivf", query=QUERIES[1], k=K)
-        except Exception as error:  # noqa: BLE001 - inspected below
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    time.sleep(1.0)
-    os.kill(old["pid"], signal.SIGKILL)
-    thread.join(60)
+    old, outcome = killed_during(server, lambda: search(server, index="g_ivf", query=QUERIES[1], k=K))
     assert isinstance(outcome.get("error"), fl.FlightUnavailableError), outcome
     assert "exited during this call" in str(outcome["error"]), outcome["error"]
     assert "signal 9" in str(outcome["error"]), outcome["error"]
@@ -219,21 +226,7 @@ def test_a_worker_killed_under_sql_is_unavailable(node):
     sql = f"SELECT id FROM vector_search('g_sql', '{text}', {K}) ORDER BY rank"
     before = query(server, sql).column("id").to_pylist()
     assert len(before) == K
-    old = worker(server)
-    os.kill(old["pid"], signal.SIGSTOP)
-    outcome = {}
-
-    def run():
-        try:
-            outcome["rows"] = query(server, sql)
-        except Exception as error:  # noqa: BLE001 - inspected below
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    time.sleep(1.0)
-    os.kill(old["pid"], signal.SIGKILL)
-    thread.join(60)
+    old, outcome = killed_during(server, lambda: query(server, sql))
     error = str(outcome.get("error"))
     assert "UNAVAILABLE" in error or "Unavailable" in error, outcome
     assert "INTERNAL" not in error and "exited during this call" in error, error

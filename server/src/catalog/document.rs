@@ -78,7 +78,7 @@ impl TableEntry {
 }
 
 /// Everything the catalog persists, written as one JSON object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CatalogDocument {
     format_version: u32,
     /// User schemas, sorted.

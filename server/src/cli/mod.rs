@@ -2,7 +2,7 @@
 //! `profile` and `job` talk Flight SQL (and the `lakehouse.*` actions) to a server.
 //!
 //! Owns: argument parsing of the client subcommands, output formats, progress bars.
-//! May call: `lakehouse_flight_ext` (the protocol) and, for shared names, `jobs`;
+//! May call: `lakehouse_flight_ext` only (the protocol, job-state and code names);
 //! never the server's internals: everything goes over the wire, as for any client.
 
 mod buckets;

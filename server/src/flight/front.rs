@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::LakehouseService;
 use super::auth::Caller;
-use super::service::SchemaOnly;
+use super::statements::SchemaOnly;
 
 /// Serves [`LakehouseService`] over gRPC.
 pub struct FrontDoor {

@@ -1,8 +1,9 @@
 //! The Flight SQL front door.
 //!
 //! Owns: protocol handling (handshake, Flight SQL commands, session and cancel
-//! actions), statement handles and result streaming. May call: `query`,
-//! `catalog`. Invariants:
+//! actions), statement handles and result streaming. May call: `query`, `ingest`,
+//! `vector`, `profiles`, `jobs`, `lineage`, `pii`, `catalog`, `storage`, `observe`.
+//! Every error becomes a status here (`status.rs`) and nowhere below. Invariants:
 //! - GetFlightInfo only plans a query, which runs lazily in DoGet; a write sent as a
 //!   query (DDL/DML) runs in GetFlightInfo, and its ticket carries the row count
 //!   that DoGet answers, so it runs exactly once whether or not the client fetches;
@@ -29,6 +30,7 @@ mod running;
 mod service;
 mod sessions;
 mod sql_info;
+mod statements;
 mod status;
 mod vector;
 

@@ -22,7 +22,8 @@ use lakehouse_flight_ext::DecodedBatches;
 
 use tonic::{Request, Status};
 
-use super::service::{LakehouseService, handle_bytes, handle_from};
+use super::service::LakehouseService;
+use super::statements::{handle_bytes, handle_from};
 use super::status;
 use crate::query::{ParameterRows, is_write, parameter_schema};
 

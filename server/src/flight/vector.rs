@@ -17,7 +17,8 @@ use tonic::{Request, Response, Status};
 
 use super::auth::Caller;
 use super::extension::{ActionStream, decode, job_reply, one};
-use super::service::{FlightDataStream, LakehouseService, flight_info};
+use super::service::{FlightDataStream, LakehouseService};
+use super::statements::flight_info;
 use super::status::vector_status;
 use crate::storage::PRIMARY;
 use crate::vector::index::Metric;

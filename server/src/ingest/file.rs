@@ -28,7 +28,7 @@ use super::source::{self, InputFile};
 use super::{
     IfExists, IfMissing, IngestError, Origin, Target, columnar, commit, ndjson, pdf, types,
 };
-use crate::catalog::{CatalogError, DEFAULT_SCHEMA};
+use crate::catalog::CatalogError;
 use crate::jobs::JobContext;
 use crate::lineage::Source;
 use crate::query::QueryEngine;
@@ -74,14 +74,7 @@ pub fn split_table(name: &str, field: &str) -> Result<(String, String), IngestEr
             "is empty: name the target table",
         ));
     }
-    let (schema, table) = match name.split_once('.') {
-        Some((s, t)) => (s.to_string(), t.to_string()),
-        None => (DEFAULT_SCHEMA.to_string(), name.to_string()),
-    };
-    crate::catalog::validate_name(&schema)
-        .and_then(|()| crate::catalog::validate_name(&table))
-        .map_err(|e| IngestError::invalid(field, e.to_string()))?;
-    Ok((schema, table))
+    crate::catalog::split_table(name).map_err(|e| IngestError::invalid(field, e.to_string()))
 }
 
 impl FileIngest {

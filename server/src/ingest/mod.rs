@@ -3,7 +3,8 @@
 //! Owns: bulk ingest (ADBC `adbc_ingest`, Flight SQL `CommandStatementIngest`),
 //! file ingest (CSV, NDJSON, Parquet, Arrow IPC, PDF) and what every ingest does
 //! around its commit ([`commit`]): lineage, PII detection, the dataset event.
-//! May call: `catalog`, `query`, `storage`, `jobs`, `lineage`, `pii`, `events`.
+//! May call: `query` (planning and the write envelope), `catalog`, `storage`, `jobs`,
+//! `lineage`, `events`, and the leaves `config`, `secrets`.
 //! Invariants:
 //! - rows stream from the source into one Delta commit; nothing holds the whole
 //!   input in memory, and a failed, cancelled or abandoned ingest commits nothing;

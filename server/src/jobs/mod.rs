@@ -1,7 +1,7 @@
 //! Jobs: long work that outlives the call that started it.
 //!
 //! Owns: the registry of jobs (in memory, newest [`KEEP`] kept) and their records
-//! under `_lakehouse/jobs/` in the primary bucket. May call: `storage`.
+//! under `_lakehouse/jobs/` in the primary bucket. May call: `storage` and the leaves `config`, `rows`.
 //! Invariants:
 //! - a job runs on its own task: a client that stops listening does not stop it;
 //! - a job's record is written when it starts and when it ends, so after a restart

@@ -2,7 +2,7 @@
 //!
 //! Owns: `_lakehouse/lineage/` in the primary bucket (one JSON object per event,
 //! exactly the OpenLineage `RunEvent` wire format) and the optional posting of
-//! events to an OpenLineage HTTP endpoint. May call: `storage`. Invariants:
+//! events to an OpenLineage HTTP endpoint. May call: `storage` and the leaves `secrets`, `rows`. Invariants:
 //! - a run records START before its work and COMPLETE or FAIL after it, with the
 //!   same run id;
 //! - every location is redacted before it is recorded: no password, token or

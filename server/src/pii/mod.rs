@@ -1,7 +1,7 @@
 //! PII detection: which columns hold personal data.
 //!
-//! Owns: the detectors and the seeded sampler that feeds them. May call nothing
-//! else. Invariants:
+//! Owns: the detectors and the seeded sampler that feeds them. May call: `catalog`
+//! (its system table reads the entries) and the leaf `rows`. Invariants:
 //! - detection sees a reservoir sample of each column's non-null values, drawn
 //!   with a fixed seed, so the same data gives the same report;
 //! - `match_share` is the share of *sampled non-null values* that match an

@@ -1,8 +1,8 @@
 //! Model profiles and the single GPU slot.
 //!
 //! Owns: the catalog's `profiles` and `active_profile`, and the slot's state. May
-//! call: `catalog`, `vector` (the built-in model, embedder pins), Ollama over HTTP,
-//! NVML. Invariants:
+//! call: `vector` (the built-in model, embedder pins), `query`, `catalog`, `storage`,
+//! `jobs`, the leaves `config`, `observe`, `rows`; Ollama over HTTP, NVML. Invariants:
 //! - one activation runs at a time; the slot's state names the profile holding it;
 //! - activating unloads the models only the previous profile used, preloads and pins
 //!   those only the new one uses, and leaves the shared ones loaded;

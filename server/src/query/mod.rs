@@ -1,7 +1,9 @@
 //! SQL over the catalog with DataFusion.
 //!
 //! Owns: the shared runtime (memory pool, spill space) and the construction of a
-//! fresh `SessionContext` for every request. May call: `catalog`, `storage`.
+//! fresh `SessionContext` for every request. May call: `catalog`, `storage`,
+//! `jobs`/`lineage`/`events` (through `Services`), `pii` (the write envelope's
+//! sampler), and the leaves `config`, `observe`, `rows`.
 //! Invariants:
 //! - every query runs under the one bounded memory pool, so no single query can
 //!   exhaust the machine (it fails with ResourcesExhausted instead);

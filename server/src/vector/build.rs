@@ -147,8 +147,8 @@ impl VectorIndexes {
                 "vector index {name} already exists; set replace to rebuild it"
             )));
         }
-        let (schema, table) = crate::ingest::file::split_table(table, "table")
-            .map_err(|e| VectorError::Invalid(e.to_string()))?;
+        let (schema, table) = crate::catalog::split_table(table)
+            .map_err(|e| VectorError::Invalid(format!("table: {e}")))?;
         let entry = self
             .engine
             .catalog()

@@ -7,17 +7,8 @@ use std::sync::Arc;
 use super::embed::{BUILTIN, Embedder, MiniLm};
 use super::error::{VectorError, internal};
 use super::http::HttpEmbedder;
-use super::service::VectorIndexes;
+use super::service::{VectorIndexes, embedder_name};
 use crate::catalog::IndexEntry;
-
-/// The embedder an index was built with ([`BUILTIN`] when it records none).
-pub fn embedder_name(entry: &IndexEntry) -> &str {
-    if entry.embedder.is_empty() {
-        BUILTIN
-    } else {
-        &entry.embedder
-    }
-}
 
 impl VectorIndexes {
     /// Checks that `name` is the built-in model or a configured embedder.

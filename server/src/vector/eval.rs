@@ -127,7 +127,7 @@ impl VectorIndexes {
                 request.index
             )));
         };
-        self.check_embedder(super::embedders::embedder_name(&index))
+        self.check_embedder(super::service::embedder_name(&index))
             .map_err(|e| VectorError::Unavailable(format!("index {}: {e}", index.name)))?;
         let depth = if request.depth == 0 {
             100

@@ -12,7 +12,8 @@
 //! ([`eval`]); BM25 text ranking and rank fusion ([`bm25`]), the
 //! `vector_search`/`text_search`/`hybrid_search` SQL table functions ([`sql`]) and
 //! the `system.vector_*` tables ([`system`]).
-//! May call: `catalog`, `query`, `jobs`, `events`, `workers`, `config`, `names`.
+//! May call: `query`, `catalog`, `storage`, `jobs`, `events`, `workers`, and the leaves
+//! `config`, `names`, `observe`, `rows`.
 //! Invariants:
 //! - an index is recorded in the catalog only after its vectors are committed;
 //! - a filtered search returns k rows whenever k rows match the filter.
@@ -37,11 +38,10 @@ mod store;
 pub mod system;
 
 pub use build::{Chunking, CreateIndex};
-pub use embedders::embedder_name;
 pub use error::VectorError;
 pub use hits::hits_schema;
 pub use index::{BACKEND_NAMES, Backend};
 pub use refresh::Refreshed;
 pub use search::{MAX_EF, MAX_K, Mode, Search};
-pub use service::{VectorIndexes, info_of};
+pub use service::{VectorIndexes, embedder_name, info_of};
 pub use sql::SearchFunction;

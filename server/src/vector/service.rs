@@ -11,8 +11,7 @@ use std::sync::{Arc, RwLock};
 use lakehouse_flight_ext::v1::VectorIndexInfo;
 use tokio::sync::OnceCell;
 
-use super::embed::MiniLm;
-use super::embedders::embedder_name;
+use super::embed::{BUILTIN, MiniLm};
 use super::error::VectorError;
 use super::http::HttpEmbedder;
 use super::state::Loaded;
@@ -169,5 +168,14 @@ pub fn info_of(entry: &IndexEntry) -> VectorIndexInfo {
         embed_seconds: entry.embed_seconds,
         built_at: entry.built_at.clone(),
         parameters: entry.build.parameters().to_string(),
+    }
+}
+
+/// The embedder an index was built with ([`BUILTIN`] when it records none).
+pub fn embedder_name(entry: &IndexEntry) -> &str {
+    if entry.embedder.is_empty() {
+        BUILTIN
+    } else {
+        &entry.embedder
     }
 }

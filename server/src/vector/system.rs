@@ -92,7 +92,7 @@ fn vector_indexes(indexes: &[&IndexEntry]) -> Result<RecordBatch, ArrowError> {
             strings(&|i| i.build.backend.name().to_string()),
             strings(&|i| i.metric.clone()),
             strings(&|i| i.model.clone()),
-            strings(&|i| super::embedders::embedder_name(i).to_string()),
+            strings(&|i| super::service::embedder_name(i).to_string()),
             Arc::new(StringArray::from(
                 indexes
                     .iter()
