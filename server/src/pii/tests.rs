@@ -1,3 +1,4 @@
+use super::entities::{DATE, EMAIL, IBAN, NAME_TOKEN, PHONE_E164, PHONE_NANP, PHONE_NATIONAL, SSN};
 use super::*;
 
 fn sample(values: &[&str]) -> Vec<String> {

@@ -12,6 +12,7 @@
 //! - session statements (`SET`, `BEGIN`, `PREPARE`...) are refused: sessions are
 //!   per request, and transactions are not offered.
 
+mod apply;
 mod envelope;
 mod params;
 mod provider;
