@@ -78,6 +78,8 @@ pub struct Envelope {
     table: String,
     /// Set once the write's rows are tapped ([`Self::sample`]).
     sampler: Option<Arc<Mutex<Sampler>>>,
+    /// (name, Arrow type) of the rows streamed through [`Self::sample`].
+    written: Option<Vec<(String, String)>>,
 }
 
 impl QueryEngine {
@@ -100,6 +102,7 @@ impl QueryEngine {
             schema: schema.to_string(),
             table: table.to_string(),
             sampler: None,
+            written: None,
         }
     }
 }
@@ -115,6 +118,13 @@ impl Envelope {
         let schema = rows.schema();
         let sampler = Arc::new(Mutex::new(Sampler::new(&schema)));
         self.sampler = Some(Arc::clone(&sampler));
+        self.written = Some(
+            schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().to_string()))
+                .collect(),
+        );
         let tapped = rows.map(move |item| {
             if let Ok(batch) = &item {
                 sampler
@@ -134,29 +144,32 @@ impl Envelope {
     }
 
     /// The write committed: PII findings, lineage COMPLETE, metrics, dataset event.
-    pub async fn committed(self, engine: &QueryEngine, commit: Commit) -> Sealed {
+    pub async fn committed(mut self, engine: &QueryEngine, commit: Commit) -> Sealed {
         let catalog = engine.catalog();
         let qualified = format!("{}.{}", self.schema, self.table);
-        let state = match catalog.table(&self.schema, &self.table) {
-            Ok(entry) => {
-                let state = catalog.table_state(&entry).await.ok();
-                Some((entry, state))
+        let mut entry = catalog.table(&self.schema, &self.table).ok();
+        // A writer that knows its version and streamed its rows here needs no read of
+        // the Delta log; an SQL write (or one that brought no rows) reads the state.
+        let (columns, version) = match (commit.version, self.written.take()) {
+            (Some(version), Some(columns)) => (columns, version),
+            (known, _) => {
+                let state = match &entry {
+                    Some(listed) => catalog.table_state(listed).await.ok(),
+                    None => None,
+                };
+                match state {
+                    Some((schema, current)) => (
+                        schema
+                            .fields()
+                            .iter()
+                            .map(|f| (f.name().clone(), f.data_type().to_string()))
+                            .collect(),
+                        known.unwrap_or(current),
+                    ),
+                    None => (Vec::new(), known.unwrap_or(-1)),
+                }
             }
-            Err(_) => None,
         };
-        let (columns, current) = match &state {
-            Some((_, Some((schema, version)))) => (
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| (f.name().clone(), f.data_type().to_string()))
-                    .collect(),
-                *version,
-            ),
-            _ => (Vec::new(), -1),
-        };
-        let version = commit.version.unwrap_or(current);
-        let mut entry = state.map(|(entry, _)| entry);
         let replaced = commit.kind == ChangeKind::Replaced;
         if let (Some(sampler), Some(listed)) = (&self.sampler, &entry) {
             let findings = sampler.lock().unwrap_or_else(|p| p.into_inner()).findings();
