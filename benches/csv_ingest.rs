@@ -21,9 +21,8 @@ use std::time::Instant;
 
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
-use futures::StreamExt;
 use lakehouse::config::{ServeArgs, Settings};
-use lakehouse::ingest::file::{self, FileIngest};
+use lakehouse::ingest::file;
 use lakehouse::server::open_engine;
 use lakehouse_flight_ext::v1::{IngestFileRequest, JobState, job};
 use tpchgen::csv::LineItemCsv;
@@ -80,28 +79,9 @@ fn main() {
             table: "lineitem".into(),
             ..Default::default()
         };
-        let bucket = engine.catalog().buckets().primary().unwrap();
         let started = Instant::now();
-        let ingest = FileIngest::prepare(&request, bucket, None).await.unwrap();
-        let job_engine = std::sync::Arc::clone(&engine);
-        let handle = engine.services().jobs.spawn(
-            "bench",
-            ingest.describe(),
-            String::new(),
-            move |ctx| async move {
-                file::run(job_engine, ctx, ingest)
-                    .await
-                    .map(job::Result::Ingest)
-                    .map_err(|e| tonic::Status::internal(e.to_string()))
-            },
-        );
-        let mut last = None;
-        let mut follow = Box::pin(handle.follow());
-        while let Some(job) = follow.next().await {
-            last = Some(job);
-        }
+        let last = file::ingest_and_wait(engine, &request).await.unwrap();
         let elapsed = started.elapsed().as_secs_f64();
-        let last = last.unwrap();
         assert_eq!(last.state, JobState::Succeeded as i32, "{}", last.error);
         let Some(job::Result::Ingest(result)) = last.result else {
             panic!()

@@ -36,6 +36,13 @@ rule "config imports only names and secrets" \
   'crate::(catalog|query|storage|jobs|lineage|pii|events|services|server|ops|observe)\b' $src/config
 rule "the CLI speaks the protocol, not server internals" \
   'crate::(catalog|query|storage|vector|ingest|flight|jobs|lineage|pii|profiles|workers|services)\b' $src/cli
+# Below the protocol, errors speak the domain: gRPC statuses are made in flight/
+# (flight/status.rs); the worker clients (workers/, vector/faiss.rs) speak Flight to
+# their processes and are the exception.
+rule "below flight, errors are domain errors, not gRPC statuses" \
+  'tonic::(Status|Code)|use tonic' \
+  $src/catalog $src/storage $src/query $src/jobs $src/lineage $src/pii $src/events \
+  $src/ingest $src/profiles $src/vector --exclude=faiss.rs --exclude=tests.rs
 
 if [[ $status -eq 0 ]]; then
   echo "layers point one way"

@@ -24,6 +24,15 @@ const CODE_NAMES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
+/// `CANCELLED`: a job a user cancelled.
+pub const CANCELLED: &str = CODE_NAMES[1];
+/// `ABORTED`: a job the server stopped (it was running when the server went down).
+pub const ABORTED: &str = CODE_NAMES[10];
+/// `INTERNAL`: a job that crashed.
+pub const INTERNAL: &str = CODE_NAMES[13];
+/// `UNAVAILABLE`: a job stopped at shutdown (running it again may succeed).
+pub const UNAVAILABLE: &str = CODE_NAMES[14];
+
 /// The name of gRPC status code `code` (`UNKNOWN` for a number outside the range).
 pub fn code_name(code: i32) -> &'static str {
     usize::try_from(code)

@@ -1,4 +1,5 @@
 use super::*;
+use crate::distance::{dot_portable, squared_l2_portable};
 
 /// Deterministic pseudo-random vectors (xorshift), clustered so search is non-trivial.
 fn vectors(n: usize, dimension: usize, seed: u64) -> Vec<Vec<f32>> {

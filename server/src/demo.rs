@@ -17,7 +17,7 @@ use crate::catalog::{Catalog, CatalogError, DEFAULT_SCHEMA};
 use crate::storage::PRIMARY;
 
 /// TPC-H table names, smallest first.
-pub const TPCH_TABLES: [&str; 8] = [
+pub(crate) const TPCH_TABLES: [&str; 8] = [
     "region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem",
 ];
 
@@ -70,7 +70,7 @@ fn generator(table: &str, scale: f64) -> Option<Box<dyn RecordBatchIterator>> {
 }
 
 /// Creates the TPC-H tables that don't exist yet in `public`, each in one commit.
-pub async fn create_tpch(catalog: &Catalog, scale: f64) -> Result<Vec<String>, DemoError> {
+pub(crate) async fn create_tpch(catalog: &Catalog, scale: f64) -> Result<Vec<String>, DemoError> {
     let mut created = Vec::new();
     for table in TPCH_TABLES {
         if catalog.table(DEFAULT_SCHEMA, table).is_ok() {

@@ -24,7 +24,7 @@ pub enum ChangeKind {
 
 /// One committed change to a table.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DatasetEvent {
+pub(crate) struct DatasetEvent {
     /// `DatasetAppended` or `DatasetReplaced`.
     pub kind: ChangeKind,
     /// `schema.table`.
@@ -41,26 +41,26 @@ pub struct DatasetEvent {
 
 /// The bus; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct EventBus {
+pub(crate) struct EventBus {
     sender: broadcast::Sender<DatasetEvent>,
 }
 
 impl EventBus {
     /// An empty bus.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let (sender, _) = broadcast::channel(CAPACITY);
         Self { sender }
     }
 
     /// Sends `event` to every subscriber.
-    pub fn publish(&self, event: DatasetEvent) {
+    pub(crate) fn publish(&self, event: DatasetEvent) {
         tracing::debug!(?event, "dataset event");
         // An error only means nobody listens.
         let _ = self.sender.send(event);
     }
 
     /// A receiver of every event published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<DatasetEvent> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<DatasetEvent> {
         self.sender.subscribe()
     }
 }

@@ -7,26 +7,34 @@
 //!        └──────────► ingest (bulk uploads) ──┘
 //! ```
 //! Each module's doc says what it owns, what it may call and its invariants.
+//!
+//! The crate's public face is what the binary, the integration tests and the benches
+//! use (`server::serve`, `server::open_engine`, `config`, `cli`, `flight::hash_password`,
+//! `observe`'s tracing layers, `query`'s engine and session defaults, file ingest,
+//! `vector::index`); everything else is `pub(crate)` or narrower, and the
+//! `unreachable_pub` lint keeps it so.
 
-pub mod catalog;
+#![warn(unreachable_pub)]
+
+mod catalog;
 pub mod cli;
 pub mod config;
 pub mod demo;
-pub mod events;
+mod events;
 pub mod flight;
 pub mod ingest;
-pub mod jobs;
-pub mod lineage;
-pub mod names;
+mod jobs;
+mod lineage;
+mod names;
 pub mod observe;
-pub mod ops;
-pub mod pii;
-pub mod profiles;
+mod ops;
+mod pii;
+mod profiles;
 pub mod query;
-pub mod rows;
-pub mod secrets;
+mod rows;
+mod secrets;
 pub mod server;
-pub mod services;
-pub mod storage;
+mod services;
+mod storage;
 pub mod vector;
-pub mod workers;
+mod workers;

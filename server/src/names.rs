@@ -4,11 +4,11 @@
 //! Owns: nothing. May call: nothing (a leaf, used by `config` and `catalog`).
 
 /// The name of the built-in embedding model, which no configured model service may take.
-pub const BUILTIN_EMBEDDER: &str = "builtin";
+pub(crate) const BUILTIN_EMBEDDER: &str = "builtin";
 
 /// Accepts lower-case ASCII identifiers of at most 128 characters, which is what
 /// DataFusion resolves unquoted identifiers to; otherwise says why not.
-pub fn check(name: &str) -> Result<(), &'static str> {
+pub(crate) fn check(name: &str) -> Result<(), &'static str> {
     let mut chars = name.chars();
     match chars.next() {
         None => return Err("empty"),

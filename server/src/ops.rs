@@ -29,7 +29,7 @@ use crate::workers::Workers;
 
 /// What the endpoints look at.
 #[derive(Clone)]
-pub struct Ops {
+pub(crate) struct Ops {
     pub engine: Arc<QueryEngine>,
     pub limits: Limits,
     pub vectors: Option<Arc<VectorIndexes>>,
@@ -105,7 +105,7 @@ async fn readyz(State(ops): State<Ops>) -> (StatusCode, String) {
 
 /// Binds `addr` and serves the endpoints until `shutdown` resolves; returns the bound
 /// address at once (the serving runs on a task of its own).
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     ops: Ops,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,

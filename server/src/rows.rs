@@ -10,12 +10,12 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::error::ArrowError;
 
 /// A UTF-8 column.
-pub fn utf8(name: &str, nullable: bool) -> Field {
+pub(crate) fn utf8(name: &str, nullable: bool) -> Field {
     Field::new(name, DataType::Utf8, nullable)
 }
 
 /// A UTC timestamp column in microseconds.
-pub fn timestamp_field(name: &str, nullable: bool) -> Field {
+pub(crate) fn timestamp_field(name: &str, nullable: bool) -> Field {
     Field::new(
         name,
         DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
@@ -24,18 +24,18 @@ pub fn timestamp_field(name: &str, nullable: bool) -> Field {
 }
 
 /// The values of a [`timestamp_field`].
-pub fn timestamps(values: Vec<Option<i64>>) -> ArrayRef {
+pub(crate) fn timestamps(values: Vec<Option<i64>>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC"))
 }
 
 /// Microseconds since the epoch of an RFC 3339 time (none when unset or unreadable).
-pub fn micros(rfc3339: &str) -> Option<i64> {
+pub(crate) fn micros(rfc3339: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
         .ok()
         .map(|t| t.timestamp_micros())
 }
 
 /// One batch of `columns` under `fields`.
-pub fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch, ArrowError> {
+pub(crate) fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }

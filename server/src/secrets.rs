@@ -7,7 +7,7 @@
 /// the password of every `scheme://user:password@host` (whatever the scheme),
 /// `password=`/`secret=`/`token=`-style parameters (URL query or libpq
 /// `key=value` form), and AWS-style secret keys.
-pub fn redact(text: &str) -> String {
+pub(crate) fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     // 1. userinfo passwords: scan every "://".

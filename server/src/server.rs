@@ -341,9 +341,9 @@ const HTTP2_MAX_FRAME: u32 = 1 << 20;
 #[error("cannot read TLS file {path}: {source}")]
 pub struct TlsFileError {
     /// The file.
-    pub path: std::path::PathBuf,
+    pub(crate) path: std::path::PathBuf,
     /// The I/O error.
-    pub source: std::io::Error,
+    pub(crate) source: std::io::Error,
 }
 
 /// Server TLS from PEM files; with a client CA, clients must present a certificate.
@@ -363,7 +363,7 @@ fn tls_config(tls: &TlsSettings) -> Result<tonic::transport::ServerTlsConfig, Tl
 }
 
 /// Opens the buckets and loads the catalog.
-pub async fn open_catalog(settings: &Settings) -> Result<Arc<Catalog>, ServeError> {
+pub(crate) async fn open_catalog(settings: &Settings) -> Result<Arc<Catalog>, ServeError> {
     let buckets = Arc::new(BucketRegistry::open(settings)?);
     Ok(Arc::new(Catalog::open(buckets).await?))
 }

@@ -12,12 +12,9 @@ use crate::jobs::Jobs;
 use crate::lineage::Lineage;
 use crate::storage::{Bucket, StorageError};
 
-/// Jobs working at once by default (more wait, queued).
-pub const DEFAULT_MAX_RUNNING_JOBS: usize = 4;
-
 /// Jobs, lineage and dataset events of one server.
 #[derive(Debug)]
-pub struct Services {
+pub(crate) struct Services {
     /// Long-running work with progress, cancel and a persisted record.
     pub jobs: Arc<Jobs>,
     /// OpenLineage run events of every write.
@@ -28,7 +25,7 @@ pub struct Services {
 
 impl Services {
     /// Opens the services kept in the primary bucket `primary`.
-    pub async fn open(
+    pub(crate) async fn open(
         primary: Arc<Bucket>,
         max_running_jobs: usize,
         lineage_endpoint: Option<url::Url>,

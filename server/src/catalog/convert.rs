@@ -23,7 +23,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::TryStreamExt;
 
 /// The Delta-storable type closest to `data_type`, or why there is none.
-pub fn delta_type(data_type: &DataType) -> Result<DataType, String> {
+pub(super) fn delta_type(data_type: &DataType) -> Result<DataType, String> {
     use DataType::*;
     Ok(match data_type {
         Null => Utf8,
@@ -87,7 +87,7 @@ fn delta_field(field: &FieldRef) -> Result<FieldRef, String> {
 }
 
 /// Schema of a new table for data of `schema`.
-pub fn delta_schema(schema: &Schema) -> Result<SchemaRef, String> {
+pub(super) fn delta_schema(schema: &Schema) -> Result<SchemaRef, String> {
     let fields = schema
         .fields()
         .iter()
@@ -99,7 +99,7 @@ pub fn delta_schema(schema: &Schema) -> Result<SchemaRef, String> {
 /// `input` with every batch converted to `target`, matching columns by name.
 /// Errors up front when a column is missing or extra; per batch when a value
 /// does not fit its column.
-pub fn conform_by_name(
+pub(super) fn conform_by_name(
     input: SendableRecordBatchStream,
     target: SchemaRef,
 ) -> Result<SendableRecordBatchStream, String> {
@@ -138,7 +138,7 @@ pub fn conform_by_name(
 }
 
 /// `input` converted to [`delta_schema`] of its own schema, by position.
-pub fn conform_to_delta(
+pub(super) fn conform_to_delta(
     input: SendableRecordBatchStream,
 ) -> Result<SendableRecordBatchStream, String> {
     let source = input.schema();
@@ -224,11 +224,11 @@ fn refuse_lost_nanoseconds(column: &ArrayRef, field: &FieldRef) -> DFResult<()> 
 
 /// The bulk-ingest option (`CommandStatementIngest.options`) that accepts truncating
 /// nanosecond timestamps to microseconds.
-pub const TRUNCATE_NANOSECONDS: &str = "lakehouse.truncate_nanoseconds";
+pub(crate) const TRUNCATE_NANOSECONDS: &str = "lakehouse.truncate_nanoseconds";
 
 /// `input` with its nanosecond timestamp columns truncated to microseconds (what a
 /// client that accepts the loss asks for).
-pub fn truncate_nanoseconds(input: SendableRecordBatchStream) -> SendableRecordBatchStream {
+pub(crate) fn truncate_nanoseconds(input: SendableRecordBatchStream) -> SendableRecordBatchStream {
     let source = input.schema();
     let micros = |data_type: &DataType| match data_type {
         DataType::Timestamp(TimeUnit::Nanosecond, tz) => {

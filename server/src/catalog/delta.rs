@@ -116,7 +116,7 @@ pub(super) async fn open_version(
 
 /// How a streamed write lands in a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteMode {
+pub(crate) enum WriteMode {
     /// First commit of a new table.
     Create,
     /// Add rows; the schema must match the table's.
@@ -127,7 +127,7 @@ pub enum WriteMode {
 
 /// What one write committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Written {
+pub(crate) struct Written {
     /// Rows written.
     pub rows: u64,
     /// The Delta version the commit produced.
@@ -326,7 +326,7 @@ fn count_rows(table: &DeltaTable) -> u64 {
 
 /// One commit of a table's log, as recorded in its `commitInfo`.
 #[derive(Debug, Clone)]
-pub struct Commit {
+pub(crate) struct Commit {
     /// Table version the commit produced.
     pub version: i64,
     /// Commit time, milliseconds since the epoch.

@@ -79,7 +79,7 @@ impl TableEntry {
 
 /// Everything the catalog persists, written as one JSON object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CatalogDocument {
+pub(crate) struct CatalogDocument {
     format_version: u32,
     /// User schemas, sorted.
     pub schemas: Vec<String>,
@@ -103,7 +103,7 @@ pub struct CatalogDocument {
 /// A model profile: the embedder, optional LLM, home bucket and vector backend that
 /// belong together (see `profiles`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProfileEntry {
+pub(crate) struct ProfileEntry {
     /// Profile name (unique).
     pub name: String,
     /// `builtin` or a configured embedder (`[embedders.NAME]`).
@@ -122,7 +122,7 @@ pub struct ProfileEntry {
 /// Queries with their ground truth (the exact nearest rows over an index's vectors at
 /// one moment), stored as a Delta table under `location` in `bucket`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvalSetEntry {
+pub(crate) struct EvalSetEntry {
     /// Set name (unique).
     pub name: String,
     /// The index whose vectors defined the truth.
@@ -148,7 +148,7 @@ pub struct EvalSetEntry {
 /// A vector index over a table's text column; its files live under `location` in
 /// `bucket` (the index's home bucket).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IndexEntry {
+pub(crate) struct IndexEntry {
     /// Index name (unique).
     pub name: String,
     /// Source table's schema.
@@ -203,7 +203,7 @@ pub struct IndexEntry {
 /// written, so older catalogs read back as they are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RecordedBuild", into = "RecordedBuild")]
-pub struct IndexBuild {
+pub(crate) struct IndexBuild {
     /// The backend and its parameters.
     pub backend: Backend,
     /// Tokens per chunk (`None`: recorded before chunking was configurable).
@@ -214,7 +214,7 @@ pub struct IndexBuild {
 
 impl IndexBuild {
     /// The parameters as one JSON object (what `system.vector_indexes` shows).
-    pub fn parameters(&self) -> serde_json::Value {
+    pub(crate) fn parameters(&self) -> serde_json::Value {
         let mut parameters = self.backend.parameters();
         if let Some(object) = parameters.as_object_mut() {
             if let Some(tokens) = self.chunk_tokens {
@@ -267,7 +267,7 @@ impl From<IndexBuild> for RecordedBuild {
 
 impl CatalogDocument {
     /// The catalog of a fresh data directory: schema `public`, no tables.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             format_version: FORMAT_VERSION,
             schemas: vec![DEFAULT_SCHEMA.to_string()],
@@ -280,19 +280,19 @@ impl CatalogDocument {
     }
 
     /// Finds a profile.
-    pub fn profile(&self, name: &str) -> Option<&ProfileEntry> {
+    pub(crate) fn profile(&self, name: &str) -> Option<&ProfileEntry> {
         self.profiles.iter().find(|p| p.name == name)
     }
 
     /// Finds a table.
-    pub fn table(&self, schema: &str, name: &str) -> Option<&TableEntry> {
+    pub(crate) fn table(&self, schema: &str, name: &str) -> Option<&TableEntry> {
         self.tables
             .iter()
             .find(|t| t.schema == schema && t.name == name)
     }
 
     /// Tables of one schema, sorted by name.
-    pub fn tables_in(&self, schema: &str) -> Vec<&TableEntry> {
+    pub(crate) fn tables_in(&self, schema: &str) -> Vec<&TableEntry> {
         let mut tables: Vec<_> = self.tables.iter().filter(|t| t.schema == schema).collect();
         tables.sort_by(|a, b| a.name.cmp(&b.name));
         tables

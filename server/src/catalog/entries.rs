@@ -35,20 +35,13 @@ pub(super) fn contents_of(doc: &CatalogDocument, bucket: &str) -> BucketContents
 
 /// Catalog entries that live in one bucket (see [`Catalog::in_bucket`]).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct BucketContents {
+pub(crate) struct BucketContents {
     /// `schema.table` of the tables.
     pub tables: Vec<String>,
     /// Index names.
     pub indexes: Vec<String>,
     /// Eval set names.
     pub eval_sets: Vec<String>,
-}
-
-impl BucketContents {
-    /// Nothing listed.
-    pub fn is_empty(&self) -> bool {
-        self.tables.is_empty() && self.indexes.is_empty() && self.eval_sets.is_empty()
-    }
 }
 
 /// Puts `item` in the list kept sorted by name, replacing (and returning) the item of
@@ -66,7 +59,7 @@ pub(super) fn upsert<T>(items: &mut Vec<T>, item: T, name: impl Fn(&T) -> &Strin
 impl Catalog {
     /// Records the detector's PII findings for `schema.table`: each replaces the
     /// earlier finding of its column, other columns keep theirs.
-    pub async fn record_pii(
+    pub(crate) async fn record_pii(
         &self,
         schema: &str,
         table: &str,
@@ -89,7 +82,7 @@ impl Catalog {
 
     /// Records a manual PII verdict on a column (`entity_type` empty: not PII), or
     /// with `clear` removes it. The column must exist.
-    pub async fn mark_pii(
+    pub(crate) async fn mark_pii(
         &self,
         schema: &str,
         table: &str,
@@ -124,7 +117,7 @@ impl Catalog {
     }
 
     /// Stores an incremental-ingest watermark with `schema.table`.
-    pub async fn set_watermark(
+    pub(crate) async fn set_watermark(
         &self,
         schema: &str,
         table: &str,
@@ -140,7 +133,7 @@ impl Catalog {
     }
 
     /// The vector index `name`.
-    pub fn index(&self, name: &str) -> Option<IndexEntry> {
+    pub(crate) fn index(&self, name: &str) -> Option<IndexEntry> {
         self.snapshot()
             .indexes
             .iter()
@@ -149,14 +142,14 @@ impl Catalog {
     }
 
     /// Records an index (its files are written); returns the entry it replaced.
-    pub async fn put_index(&self, entry: IndexEntry) -> Result<Option<IndexEntry>> {
+    pub(crate) async fn put_index(&self, entry: IndexEntry) -> Result<Option<IndexEntry>> {
         self.change(|doc| Ok(upsert(&mut doc.indexes, entry, |i| &i.name)))
             .await
     }
 
     /// Changes the entry of index `name` if it is still the build at `location` (a
     /// rebuild or drop in between wins); returns the updated entry, `None` if not.
-    pub async fn update_index(
+    pub(crate) async fn update_index(
         &self,
         name: &str,
         location: &str,
@@ -178,7 +171,7 @@ impl Catalog {
     /// The one way the catalog changes: applies `change` to a copy of the document
     /// and publishes the result, in turn with every other catalog write. When
     /// `change` refuses, or changes nothing, nothing is written.
-    pub async fn change<T, E: From<CatalogError>>(
+    pub(crate) async fn change<T, E: From<CatalogError>>(
         &self,
         change: impl FnOnce(&mut CatalogDocument) -> Result<T, E>,
     ) -> Result<T, E> {
@@ -193,7 +186,7 @@ impl Catalog {
     }
 
     /// The eval set `name`.
-    pub fn eval_set(&self, name: &str) -> Option<EvalSetEntry> {
+    pub(crate) fn eval_set(&self, name: &str) -> Option<EvalSetEntry> {
         self.snapshot()
             .eval_sets
             .iter()
@@ -202,32 +195,32 @@ impl Catalog {
     }
 
     /// Records an eval set (its files are written); returns the entry it replaced.
-    pub async fn put_eval_set(&self, entry: EvalSetEntry) -> Result<Option<EvalSetEntry>> {
+    pub(crate) async fn put_eval_set(&self, entry: EvalSetEntry) -> Result<Option<EvalSetEntry>> {
         self.change(|doc| Ok(upsert(&mut doc.eval_sets, entry, |e| &e.name)))
             .await
     }
 
     /// Deletes the files of an eval set that is no longer recorded.
-    pub async fn remove_eval_set_files(&self, entry: &EvalSetEntry) {
+    pub(crate) async fn remove_eval_set_files(&self, entry: &EvalSetEntry) {
         self.delete_folder(&entry.bucket, &entry.location, &entry.name)
             .await;
     }
 
     /// Deletes the files of an index that is no longer recorded.
-    pub async fn remove_index_files(&self, entry: &IndexEntry) {
+    pub(crate) async fn remove_index_files(&self, entry: &IndexEntry) {
         self.delete_folder(&entry.bucket, &entry.location, &entry.name)
             .await;
     }
 
     /// What the catalog keeps in `bucket`: tables there, indexes whose files are
     /// there or whose table is, eval sets whose files are there or whose index goes.
-    pub fn in_bucket(&self, bucket: &str) -> BucketContents {
+    pub(crate) fn in_bucket(&self, bucket: &str) -> BucketContents {
         contents_of(&self.snapshot(), bucket)
     }
 
     /// Unlists, in one change, everything [`Self::in_bucket`] finds for `bucket`
     /// (a forced bucket removal); the files are left where they are.
-    pub async fn forget_bucket(&self, bucket: &str) -> Result<BucketContents> {
+    pub(crate) async fn forget_bucket(&self, bucket: &str) -> Result<BucketContents> {
         self.change(|doc| {
             let gone = contents_of(doc, bucket);
             doc.tables

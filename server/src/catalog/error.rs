@@ -141,4 +141,4 @@ pub enum CatalogError {
 }
 
 /// Result alias of the catalog.
-pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = CatalogError> = std::result::Result<T, E>;

@@ -34,26 +34,25 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::DeltaTable;
 use tokio::sync::Mutex;
 
-pub use convert::{TRUNCATE_NANOSECONDS, truncate_nanoseconds};
-pub use delta::{Commit, WriteMode, Written};
-pub use document::{
+pub(crate) use convert::{TRUNCATE_NANOSECONDS, truncate_nanoseconds};
+pub(crate) use delta::{Commit, WriteMode, Written};
+pub(crate) use document::{
     CatalogDocument, EvalSetEntry, IndexBuild, IndexEntry, ProfileEntry, TableEntry,
 };
-pub use entries::BucketContents;
-pub use error::{CatalogError, Result};
-pub use vacuum::{REPORTED_PATHS, Swept};
+pub(crate) use error::{CatalogError, Result};
+pub(crate) use vacuum::{REPORTED_PATHS, Swept};
 
 use crate::storage::BucketRegistry;
 use order::Access;
 
 /// The one catalog name Lakehouse serves.
-pub const CATALOG_NAME: &str = "lakehouse";
+pub(crate) const CATALOG_NAME: &str = "lakehouse";
 /// Schema of user tables.
-pub const DEFAULT_SCHEMA: &str = "public";
+pub(crate) const DEFAULT_SCHEMA: &str = "public";
 /// Read-only schema of system tables.
-pub const SYSTEM_SCHEMA: &str = "system";
+pub(crate) const SYSTEM_SCHEMA: &str = "system";
 /// DataFusion's standard views.
-pub const INFORMATION_SCHEMA: &str = "information_schema";
+pub(crate) const INFORMATION_SCHEMA: &str = "information_schema";
 
 const CATALOG_OBJECT: &str = "_lakehouse/catalog.json";
 /// How long `lakehouse.table.vacuum` waits for the table's writes in flight to end.
@@ -61,7 +60,7 @@ const VACUUM_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Tables and schemas, persisted in the primary bucket.
 #[derive(Debug)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     buckets: Arc<BucketRegistry>,
     /// The committed document; readers clone the `Arc` and never wait for writers.
     current: RwLock<Arc<CatalogDocument>>,
@@ -76,7 +75,7 @@ pub struct Catalog {
 
 impl Catalog {
     /// Loads the catalog from the primary bucket (an empty one if none exists yet).
-    pub async fn open(buckets: Arc<BucketRegistry>) -> Result<Self> {
+    pub(crate) async fn open(buckets: Arc<BucketRegistry>) -> Result<Self> {
         let primary = buckets.primary()?;
         let document = match primary.get_opt(CATALOG_OBJECT).await? {
             Some(bytes) => {
@@ -97,34 +96,38 @@ impl Catalog {
     }
 
     /// The bucket registry tables live in.
-    pub fn buckets(&self) -> &Arc<BucketRegistry> {
+    pub(crate) fn buckets(&self) -> &Arc<BucketRegistry> {
         &self.buckets
     }
 
     /// A consistent view of the committed catalog.
-    pub fn snapshot(&self) -> Arc<CatalogDocument> {
+    pub(crate) fn snapshot(&self) -> Arc<CatalogDocument> {
         // A poisoned lock still holds a complete document: publishing is a single assignment.
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// User schemas, sorted.
-    pub fn schema_names(&self) -> Vec<String> {
+    pub(crate) fn schema_names(&self) -> Vec<String> {
         self.snapshot().schemas.clone()
     }
 
     /// Entry of `schema.table`.
-    pub fn table(&self, schema: &str, table: &str) -> Result<TableEntry> {
+    pub(crate) fn table(&self, schema: &str, table: &str) -> Result<TableEntry> {
         lookup(&self.snapshot(), schema, table)
     }
 
     /// Opens the latest version of a listed table.
-    pub async fn open_table(&self, entry: &TableEntry) -> Result<DeltaTable> {
+    pub(crate) async fn open_table(&self, entry: &TableEntry) -> Result<DeltaTable> {
         let bucket = self.buckets.get(&entry.bucket)?;
         delta::open(&bucket, entry).await
     }
 
     /// Opens the table as of `version` (time travel).
-    pub async fn open_table_version(&self, entry: &TableEntry, version: u64) -> Result<DeltaTable> {
+    pub(crate) async fn open_table_version(
+        &self,
+        entry: &TableEntry,
+        version: u64,
+    ) -> Result<DeltaTable> {
         if let Some(oldest) = entry.vacuumed_before
             && i64::try_from(version).is_ok_and(|v| v < oldest)
         {
@@ -139,24 +142,24 @@ impl Catalog {
     }
 
     /// The Arrow schema of the table's latest version.
-    pub async fn table_schema(&self, entry: &TableEntry) -> Result<SchemaRef> {
+    pub(crate) async fn table_schema(&self, entry: &TableEntry) -> Result<SchemaRef> {
         Ok(self.table_state(entry).await?.0)
     }
 
     /// The Arrow schema and the version of the table's latest version.
-    pub async fn table_state(&self, entry: &TableEntry) -> Result<(SchemaRef, i64)> {
+    pub(crate) async fn table_state(&self, entry: &TableEntry) -> Result<(SchemaRef, i64)> {
         let bucket = self.buckets.get(&entry.bucket)?;
         delta::arrow_schema(&bucket, entry).await
     }
 
     /// Every commit of the table, oldest first.
-    pub async fn history(&self, entry: &TableEntry) -> Result<Vec<Commit>> {
+    pub(crate) async fn history(&self, entry: &TableEntry) -> Result<Vec<Commit>> {
         let bucket = self.buckets.get(&entry.bucket)?;
         delta::history(&bucket, entry).await
     }
 
     /// Creates schema `name`; `Ok(false)` when it existed and `if_not_exists` is set.
-    pub async fn create_schema(&self, name: &str, if_not_exists: bool) -> Result<bool> {
+    pub(crate) async fn create_schema(&self, name: &str, if_not_exists: bool) -> Result<bool> {
         validate_schema_name(name)?;
         self.change(|doc| {
             if doc.schemas.iter().any(|s| s == name) {
@@ -175,7 +178,12 @@ impl Catalog {
 
     /// Drops schema `name`; with `cascade` its tables go too. `Ok(false)` when it
     /// did not exist and `if_exists` is set.
-    pub async fn drop_schema(&self, name: &str, if_exists: bool, cascade: bool) -> Result<bool> {
+    pub(crate) async fn drop_schema(
+        &self,
+        name: &str,
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<bool> {
         validate_schema_name(name)?;
         let dropped = self
             .change(|doc| {
@@ -209,7 +217,7 @@ impl Catalog {
 
     /// Unlists `schema.table`, then deletes its files. `Ok(None)` when it did not
     /// exist and `if_exists` is set.
-    pub async fn drop_table(
+    pub(crate) async fn drop_table(
         &self,
         schema: &str,
         table: &str,
@@ -259,7 +267,7 @@ impl Catalog {
     /// The data is written first, into a fresh folder and without holding the catalog
     /// lock; the table is listed only after that commit. If the name was taken in the
     /// meantime, or the write fails, the folder is removed and nothing is listed.
-    pub async fn create_table_from(
+    pub(crate) async fn create_table_from(
         &self,
         schema: &str,
         table: &str,
@@ -296,7 +304,7 @@ impl Catalog {
 
     /// Appends or replaces the rows of a listed table in one Delta commit; returns
     /// what it committed.
-    pub async fn write(
+    pub(crate) async fn write(
         &self,
         entry: &TableEntry,
         mode: WriteMode,
@@ -335,7 +343,7 @@ impl Catalog {
 
     /// Deletes the rows matching `predicate` (all without one) in one Delta commit;
     /// returns how many were deleted.
-    pub async fn delete_rows(
+    pub(crate) async fn delete_rows(
         &self,
         entry: &TableEntry,
         predicate: Option<Expr>,
@@ -350,7 +358,7 @@ impl Catalog {
 
     /// Updates the rows matching `predicate` (all without one) in one Delta commit;
     /// returns how many were updated.
-    pub async fn update_rows(
+    pub(crate) async fn update_rows(
         &self,
         entry: &TableEntry,
         assignments: Vec<(String, Expr)>,
@@ -365,7 +373,7 @@ impl Catalog {
 
     /// Writes a Delta table that the catalog does not list (an index's vectors) in
     /// one commit: its first (`WriteMode::Create`) or more rows (`Append`).
-    pub async fn write_unlisted(
+    pub(crate) async fn write_unlisted(
         &self,
         entry: &TableEntry,
         mode: WriteMode,
@@ -386,7 +394,7 @@ impl Catalog {
     /// that read them become unreadable, which the entry records). With `dry_run`,
     /// only reports. Starts once no write to the table is in flight; new writes wait
     /// while it deletes.
-    pub async fn vacuum_table(
+    pub(crate) async fn vacuum_table(
         &self,
         schema: &str,
         table: &str,
@@ -461,7 +469,7 @@ impl Catalog {
     /// Creates `schema.table` in `bucket` holding `batches` (at least the schema),
     /// atomically: the table is listed only once its first Delta commit exists.
     /// For callers without a query session (the demo data, tests).
-    pub async fn create_table(
+    pub(crate) async fn create_table(
         &self,
         schema: &str,
         table: &str,
@@ -531,7 +539,7 @@ fn validate_schema_name(name: &str) -> Result<()> {
 }
 
 /// Accepts lower-case ASCII identifiers of at most 128 characters.
-pub fn validate_name(name: &str) -> Result<()> {
+pub(crate) fn validate_name(name: &str) -> Result<()> {
     crate::names::check(name).map_err(|reason| CatalogError::InvalidName {
         name: name.to_string(),
         reason,
@@ -539,7 +547,7 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 /// Splits `schema.table` (the schema defaults to `public`), both names checked.
-pub fn split_table(name: &str) -> Result<(String, String)> {
+pub(crate) fn split_table(name: &str) -> Result<(String, String)> {
     let name = name.trim();
     let (schema, table) = match name.split_once('.') {
         Some((s, t)) => (s.to_string(), t.to_string()),

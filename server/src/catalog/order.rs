@@ -40,7 +40,7 @@ pub(super) struct WriteOrder {
 
 impl WriteOrder {
     /// Waits for the turn of a write of `access` on the table at `key`.
-    pub async fn enter(&self, key: &str, access: Access) -> Turn {
+    pub(super) async fn enter(&self, key: &str, access: Access) -> Turn {
         let lock = {
             let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
             // Forget the tables nobody writes or waits for.

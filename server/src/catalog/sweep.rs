@@ -32,7 +32,7 @@ impl Catalog {
     /// what a crash in the middle of a create leaves. Only at start, before any call is
     /// served (a create in flight writes its folder before it is listed). Returns the
     /// folders removed.
-    pub async fn sweep_orphans(&self) -> Vec<String> {
+    pub(crate) async fn sweep_orphans(&self) -> Vec<String> {
         let doc = self.snapshot();
         let mut removed = Vec::new();
         for bucket in self.buckets.list() {
@@ -100,7 +100,7 @@ impl Catalog {
     /// Notes that a server runs on this catalog; `true` when the last run did not
     /// stop cleanly (killed, or stopped with a write unfinished), so files of writes
     /// that never committed may be left in tables: see [`Catalog::sweep_tables`].
-    pub async fn begin_run(&self) -> Result<bool> {
+    pub(crate) async fn begin_run(&self) -> Result<bool> {
         let primary = self.buckets.primary()?;
         let unclean = primary.get_opt(RUNNING_OBJECT).await?.is_some();
         let note = serde_json::json!({
@@ -114,7 +114,7 @@ impl Catalog {
     /// Notes a clean stop, unless a write is still unfinished or a sweep failed (the
     /// next start then sweeps every table). Waits up to `wait` for sweeps of writes
     /// that just failed.
-    pub async fn end_run(&self, wait: std::time::Duration) -> Result<bool> {
+    pub(crate) async fn end_run(&self, wait: std::time::Duration) -> Result<bool> {
         let deadline = tokio::time::Instant::now() + wait;
         while !self.gates.quiet() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -129,7 +129,7 @@ impl Catalog {
     /// Deletes what writes that never committed left in every Delta table the
     /// catalog knows (tables, and the vectors of indexes and eval sets), one table at
     /// a time while the server serves. Returns the files and bytes deleted.
-    pub async fn sweep_tables(&self) -> (usize, u64) {
+    pub(crate) async fn sweep_tables(&self) -> (usize, u64) {
         let doc = self.snapshot();
         let mut tables: Vec<(String, String)> = doc
             .tables

@@ -38,7 +38,7 @@ use super::{CatalogError, Result};
 use crate::storage::Bucket;
 
 /// At most this many paths are reported back (all are deleted).
-pub const REPORTED_PATHS: usize = 1000;
+pub(crate) const REPORTED_PATHS: usize = 1000;
 
 /// Per-table gates: writes share a table's gate, a sweep takes it alone. A sweep
 /// never queues for the gate (a queued exclusive lock would hold up every new write
@@ -196,7 +196,7 @@ impl Drop for WriteGuard {
 
 /// What a sweep deleted (or, planned only, would delete).
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Swept {
+pub(crate) struct Swept {
     /// Data files no version names, relative to the table folder, with their sizes.
     pub uncommitted: Vec<(String, u64)>,
     /// Data files removed by commits older than the retention period.
@@ -211,7 +211,7 @@ pub struct Swept {
 
 impl Swept {
     /// Bytes of every file in the sweep.
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.uncommitted
             .iter()
             .chain(&self.expired)
@@ -223,7 +223,7 @@ impl Swept {
 
 /// How a sweep treats files that commits removed.
 #[derive(Debug, Clone, Copy)]
-pub struct Expire {
+pub(super) struct Expire {
     /// Removed before this time (milliseconds since the epoch): deleted.
     pub removed_before_ms: i64,
     /// Only report, delete nothing.

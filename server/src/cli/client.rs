@@ -138,7 +138,7 @@ impl From<FlightError> for CliError {
 }
 
 /// `INVALID_ARGUMENT` for `Code::InvalidArgument` (the names jobs report).
-pub fn code_name(code: Code) -> &'static str {
+pub(crate) fn code_name(code: Code) -> &'static str {
     lakehouse_flight_ext::names::code_name(code as i32)
 }
 
@@ -384,7 +384,7 @@ impl Client {
 }
 
 /// The result schema a FlightInfo announces.
-pub fn info_schema(info: &FlightInfo) -> Result<SchemaRef, CliError> {
+pub(crate) fn info_schema(info: &FlightInfo) -> Result<SchemaRef, CliError> {
     info.clone()
         .try_decode_schema()
         .map(std::sync::Arc::new)

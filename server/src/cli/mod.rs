@@ -6,14 +6,14 @@
 //! never the server's internals: everything goes over the wire, as for any client.
 
 mod buckets;
-pub mod client;
+pub(crate) mod client;
 mod index;
 mod ingest;
 mod jobs;
 mod output;
 mod profile;
 mod progress;
-pub mod sql;
+pub(crate) mod sql;
 
 use clap::{Args, Subcommand, ValueEnum};
 use lakehouse_flight_ext::v1::IngestMode;

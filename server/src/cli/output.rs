@@ -36,7 +36,7 @@ impl Format {
 
 /// Where and how to write one result.
 #[derive(Debug, Clone)]
-pub struct Sink {
+pub(crate) struct Sink {
     pub format: Format,
     pub output: Option<PathBuf>,
     /// The table format shows at most this many rows.
@@ -66,7 +66,7 @@ fn open(output: Option<&Path>) -> Result<Box<dyn Write>, CliError> {
 
 impl Sink {
     /// Writes every batch of `batches` (with `schema`); returns the rows written.
-    pub async fn write(
+    pub(crate) async fn write(
         &self,
         schema: SchemaRef,
         mut batches: impl Stream<Item = Result<RecordBatch, CliError>> + Unpin,

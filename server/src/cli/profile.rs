@@ -52,7 +52,7 @@ pub enum ProfileCommand {
     Drop { name: String },
 }
 
-pub async fn run(client: &mut Client, command: ProfileCommand) -> Result<(), CliError> {
+pub(super) async fn run(client: &mut Client, command: ProfileCommand) -> Result<(), CliError> {
     match command {
         ProfileCommand::Create {
             name,
@@ -177,7 +177,7 @@ fn print_slot(slot: &GpuSlot) {
 }
 
 /// What an activation did.
-pub fn print_activation(activation: &ProfileActivation) {
+pub(super) fn print_activation(activation: &ProfileActivation) {
     for (what, models) in [
         ("unloaded", &activation.unloaded),
         ("loaded", &activation.loaded),

@@ -14,14 +14,14 @@ use super::client::{CliError, Client};
 
 /// Ctrl-C presses, listened for from creation on: a press between two polls is kept,
 /// not lost (a fresh `ctrl_c()` future per loop turn would miss it).
-pub struct Interrupts {
+pub(super) struct Interrupts {
     #[cfg(unix)]
     signal: tokio::signal::unix::Signal,
 }
 
 impl Interrupts {
     /// Starts listening.
-    pub fn new() -> Result<Self, CliError> {
+    pub(super) fn new() -> Result<Self, CliError> {
         #[cfg(unix)]
         {
             let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -33,7 +33,7 @@ impl Interrupts {
     }
 
     /// The next press.
-    pub async fn next(&mut self) {
+    pub(super) async fn next(&mut self) {
         #[cfg(unix)]
         {
             self.signal.recv().await;
@@ -46,7 +46,7 @@ impl Interrupts {
 }
 
 /// How a followed job ended, from the CLI's side.
-pub enum Followed {
+pub(super) enum Followed {
     /// The job ended; its last snapshot.
     Ended(Box<Job>),
     /// The user left it running.
@@ -132,7 +132,7 @@ fn ask(job_id: &str) -> Choice {
 
 /// Follows the snapshots of one job (the stream of the action that started it, or
 /// of `lakehouse.job.status` with follow) until it ends or the user detaches.
-pub async fn follow(
+pub(super) async fn follow(
     client: &mut Client,
     snapshots: impl Stream<Item = Result<bytes::Bytes, CliError>> + Unpin,
     quiet: bool,
@@ -201,7 +201,7 @@ pub async fn follow(
 }
 
 /// The error of a job that did not succeed.
-pub fn failure(job: &Job) -> Option<CliError> {
+pub(super) fn failure(job: &Job) -> Option<CliError> {
     let state = JobState::try_from(job.state).unwrap_or(JobState::Unspecified);
     match state {
         JobState::Succeeded => None,

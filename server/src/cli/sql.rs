@@ -42,7 +42,7 @@ pub struct SqlArgs {
 
 /// Splits SQL text into statements at `;` outside quotes and comments; the tail
 /// without a `;` is returned separately (an unfinished statement at the prompt).
-pub fn split_statements(text: &str) -> (Vec<String>, String) {
+pub(crate) fn split_statements(text: &str) -> (Vec<String>, String) {
     #[derive(PartialEq)]
     enum In {
         Code,
@@ -98,7 +98,7 @@ fn only_comments(text: &str) -> bool {
 }
 
 /// Runs one statement and prints its result; Ctrl-C cancels it on the server.
-pub async fn run_statement(
+pub(crate) async fn run_statement(
     client: &mut Client,
     sql: &str,
     sink: &Sink,
@@ -144,7 +144,7 @@ pub async fn run_statement(
 
 /// `lakehouse sql` without `-c`/`-f` on a terminal: the prompt. With `-c`/`-f`, or
 /// statements on standard input, runs them in order.
-pub async fn run(client: &mut Client, args: SqlArgs) -> Result<(), CliError> {
+pub(crate) async fn run(client: &mut Client, args: SqlArgs) -> Result<(), CliError> {
     let sink = Sink {
         format: args.format,
         output: args.output.clone(),

@@ -12,7 +12,7 @@ use crate::names::BUILTIN_EMBEDDER;
 /// Keys of `lakehouse.toml`. All optional; see [`Settings`] for defaults.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub memory_limit: Option<String>,
@@ -63,7 +63,7 @@ pub struct FileConfig {
 /// own models).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LlmConfig {
+pub(crate) struct LlmConfig {
     /// `ollama` or `openai`.
     pub protocol: String,
     /// Base URL, e.g. `http://127.0.0.1:11434`.
@@ -79,7 +79,7 @@ pub struct LlmConfig {
 /// the name, so searches and refreshes embed with the same service.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EmbedderConfig {
+pub(crate) struct EmbedderConfig {
     /// `ollama` (`POST /api/embed`) or `openai` (`POST /v1/embeddings`).
     pub protocol: String,
     /// Base URL, e.g. `http://127.0.0.1:11434`.
@@ -140,7 +140,7 @@ pub(super) fn check_service(
 /// so its password stays with the server.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConnectionConfig {
+pub(crate) struct ConnectionConfig {
     /// `postgres://user@host:5432/db` or `mysql://user@host:3306/db`, without a password.
     pub url: String,
     /// Environment variable holding the password.

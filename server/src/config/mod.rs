@@ -13,14 +13,17 @@ mod args;
 mod file;
 
 pub use args::ServeArgs;
-pub use file::{ConnectionConfig, EmbedderConfig, FileConfig, LlmConfig};
+pub(crate) use file::{ConnectionConfig, EmbedderConfig, FileConfig, LlmConfig};
 use file::{check_connection, check_embedder, check_service, read_file};
 
 /// Default address: loopback only, so the embedded default is never exposed by accident.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+/// Jobs working at once by default (more wait, queued).
+const DEFAULT_MAX_RUNNING_JOBS: usize = 4;
 
 /// Default log filter: our own events at info, dependencies only when they warn.
-pub const DEFAULT_LOG: &str = "warn,lakehouse=info";
+pub(crate) const DEFAULT_LOG: &str = "warn,lakehouse=info";
 
 /// Errors loading configuration.
 #[derive(Debug, thiserror::Error)]
@@ -53,71 +56,71 @@ pub enum ConfigError {
 
 /// S3 credentials and endpoint used for every `s3://` bucket.
 #[derive(Debug, Clone, Default)]
-pub struct S3Settings {
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    pub allow_http: bool,
+pub(crate) struct S3Settings {
+    pub(crate) endpoint: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) access_key_id: Option<String>,
+    pub(crate) secret_access_key: Option<String>,
+    pub(crate) allow_http: bool,
 }
 
 /// The resolved configuration the server runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub listen: SocketAddr,
-    pub data_dir: PathBuf,
-    pub memory_limit: usize,
-    pub target_partitions: usize,
-    pub batch_size: usize,
-    pub primary_url: Option<String>,
-    pub rescue_url: Option<String>,
-    pub s3: S3Settings,
+    pub(crate) listen: SocketAddr,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) memory_limit: usize,
+    pub(crate) target_partitions: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) primary_url: Option<String>,
+    pub(crate) rescue_url: Option<String>,
+    pub(crate) s3: S3Settings,
     pub log: String,
-    pub demo: bool,
-    pub demo_scale: f64,
-    pub users: HashMap<String, String>,
-    pub token_ttl: Duration,
-    pub allow_anonymous: bool,
-    pub tls: Option<TlsSettings>,
-    pub max_message_size: usize,
-    pub max_concurrent_queries: usize,
-    pub query_timeout: Option<Duration>,
+    pub(crate) demo: bool,
+    pub(crate) demo_scale: f64,
+    pub(crate) users: HashMap<String, String>,
+    pub(crate) token_ttl: Duration,
+    pub(crate) allow_anonymous: bool,
+    pub(crate) tls: Option<TlsSettings>,
+    pub(crate) max_message_size: usize,
+    pub(crate) max_concurrent_queries: usize,
+    pub(crate) query_timeout: Option<Duration>,
     /// Time calls and jobs get to finish after a shutdown signal.
-    pub shutdown_grace: Duration,
-    pub lineage_endpoint: Option<url::Url>,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) lineage_endpoint: Option<url::Url>,
     /// Where trace spans are exported (OTLP/HTTP), when set.
     pub otlp_endpoint: Option<url::Url>,
     /// `service.name` of exported spans.
     pub otlp_service_name: String,
-    pub max_running_jobs: usize,
+    pub(crate) max_running_jobs: usize,
     /// Named source databases, checked at start (URL, scheme, no inline password).
-    pub connections: HashMap<String, ConnectionConfig>,
+    pub(crate) connections: HashMap<String, ConnectionConfig>,
     /// Folder of the built-in embedding model.
-    pub models_dir: PathBuf,
+    pub(crate) models_dir: PathBuf,
     /// The Faiss worker binary.
-    pub faiss_worker: PathBuf,
+    pub(crate) faiss_worker: PathBuf,
     /// Local folder of the workers' index files.
-    pub worker_dir: PathBuf,
+    pub(crate) worker_dir: PathBuf,
     /// Folders local buckets may be added under at run time; empty means the data
     /// directory.
-    pub local_bucket_roots: Vec<PathBuf>,
+    pub(crate) local_bucket_roots: Vec<PathBuf>,
     /// The operations HTTP port, when enabled.
-    pub metrics_listen: Option<SocketAddr>,
+    pub(crate) metrics_listen: Option<SocketAddr>,
     /// JSON log lines instead of text.
     pub log_json: bool,
     /// Named HTTP embedding services, checked at start (protocol, URL).
-    pub embedders: HashMap<String, EmbedderConfig>,
+    pub(crate) embedders: HashMap<String, EmbedderConfig>,
     /// Named LLMs, checked at start (protocol, URL).
-    pub llms: HashMap<String, LlmConfig>,
+    pub(crate) llms: HashMap<String, LlmConfig>,
 }
 
 /// TLS files (PEM).
 #[derive(Debug, Clone)]
-pub struct TlsSettings {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+pub(crate) struct TlsSettings {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
     /// CA of client certificates; set means mutual TLS is required.
-    pub client_ca: Option<PathBuf>,
+    pub(crate) client_ca: Option<PathBuf>,
 }
 
 impl Settings {
@@ -266,7 +269,10 @@ impl Settings {
             .or_else(|| std::env::var("OTEL_SERVICE_NAME").ok())
             .filter(|name| !name.trim().is_empty())
             .unwrap_or_else(|| "lakehouse".into());
-        let max_running_jobs = args.max_running_jobs.or(file.max_running_jobs).unwrap_or(4);
+        let max_running_jobs = args
+            .max_running_jobs
+            .or(file.max_running_jobs)
+            .unwrap_or(DEFAULT_MAX_RUNNING_JOBS);
         if max_running_jobs == 0 {
             return Err(ConfigError::Value {
                 key: "max_running_jobs",
@@ -381,7 +387,7 @@ impl Settings {
 
 /// Default path of a worker binary: beside the running executable, else its bare
 /// name (found on PATH).
-pub fn default_binary(name: &str) -> PathBuf {
+pub(crate) fn default_binary(name: &str) -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
@@ -390,7 +396,7 @@ pub fn default_binary(name: &str) -> PathBuf {
 }
 
 /// The default models folder: `$LAKEHOUSE_MODELS`, else `~/.cache/lakehouse/models`.
-pub fn default_models_dir() -> PathBuf {
+pub(crate) fn default_models_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("LAKEHOUSE_MODELS") {
         return PathBuf::from(dir);
     }
@@ -399,7 +405,7 @@ pub fn default_models_dir() -> PathBuf {
 }
 
 /// Parses `512MiB`, `2GiB`, `1.5GB`, `1000000` into bytes.
-pub fn parse_bytes(text: &str) -> Result<usize, String> {
+pub(crate) fn parse_bytes(text: &str) -> Result<usize, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -126,7 +126,7 @@ const CUSTOM_ACTIONS: [(&str, &str); 24] = [
 ];
 
 /// ListActions entries for [`CUSTOM_ACTIONS`].
-pub fn custom_action_types() -> Vec<ActionType> {
+pub(super) fn custom_action_types() -> Vec<ActionType> {
     CUSTOM_ACTIONS
         .iter()
         .map(|(name, description)| ActionType {

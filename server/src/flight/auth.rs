@@ -32,7 +32,7 @@ struct Token {
 
 /// Checks credentials and tokens.
 #[derive(Debug)]
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     /// User name → argon2 PHC string. Empty: authentication is off.
     users: HashMap<String, String>,
     ttl: Duration,
@@ -41,7 +41,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// An authenticator for `users` (name → PHC hash) issuing tokens valid for `ttl`.
-    pub fn new(users: HashMap<String, String>, ttl: Duration) -> Self {
+    pub(crate) fn new(users: HashMap<String, String>, ttl: Duration) -> Self {
         Self {
             users,
             ttl,
@@ -50,13 +50,13 @@ impl Authenticator {
     }
 
     /// Whether credentials are required.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         !self.users.is_empty()
     }
 
     /// Handshake: checks Basic credentials (or an existing bearer token) and
     /// returns the bearer token to hand back.
-    pub async fn login(&self, metadata: &MetadataMap) -> Result<String, Status> {
+    pub(crate) async fn login(&self, metadata: &MetadataMap) -> Result<String, Status> {
         if !self.enabled() {
             // A token anyway: clients expect one, and it names their session.
             return Ok(new_token());
@@ -105,7 +105,7 @@ impl Authenticator {
 
     /// Every other RPC: the bearer token must be known and unexpired. Returns the
     /// caller's user name ("" when authentication is off).
-    pub fn check<T>(&self, request: &Request<T>) -> Result<String, Status> {
+    pub(crate) fn check<T>(&self, request: &Request<T>) -> Result<String, Status> {
         if !self.enabled() {
             return Ok(String::new());
         }
@@ -131,11 +131,11 @@ impl Authenticator {
 
 /// The authenticated caller of a request, set by the front door.
 #[derive(Debug, Clone, Default)]
-pub struct Caller(pub String);
+pub(super) struct Caller(pub String);
 
 impl Caller {
     /// The caller of `request` ("" when unknown or authentication is off).
-    pub fn of<T>(request: &Request<T>) -> String {
+    pub(super) fn of<T>(request: &Request<T>) -> String {
         request
             .extensions()
             .get::<Caller>()

@@ -107,7 +107,7 @@ pub(super) fn follow_to_outcome(handle: &JobHandle, encoding: Encoding) -> Respo
 }
 
 /// Status of an ingest error.
-pub fn ingest_status(error: IngestError) -> Status {
+pub(super) fn ingest_status(error: IngestError) -> Status {
     let message = error.to_string();
     match error {
         IngestError::Invalid { .. }

@@ -21,13 +21,13 @@ use super::auth::Caller;
 use super::statements::SchemaOnly;
 
 /// Serves [`LakehouseService`] over gRPC.
-pub struct FrontDoor {
+pub(crate) struct FrontDoor {
     inner: LakehouseService,
 }
 
 impl FrontDoor {
     /// Wraps the Flight SQL service.
-    pub fn new(inner: LakehouseService) -> Self {
+    pub(crate) fn new(inner: LakehouseService) -> Self {
         Self { inner }
     }
 }

@@ -15,7 +15,7 @@ use tonic::Status;
 
 /// Limits shared by every call of one server.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     slots: Arc<Semaphore>,
     max_concurrent: usize,
     timeout: Option<Duration>,
@@ -23,7 +23,7 @@ pub struct Limits {
 
 impl Limits {
     /// At most `max_concurrent` statements at once, each for at most `timeout`.
-    pub fn new(max_concurrent: usize, timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(max_concurrent: usize, timeout: Option<Duration>) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max_concurrent)),
             max_concurrent,
@@ -32,19 +32,19 @@ impl Limits {
     }
 
     /// The statement timeout in milliseconds, 0 when there is none (GetSqlInfo's unit).
-    pub fn timeout_ms(&self) -> i32 {
+    pub(crate) fn timeout_ms(&self) -> i32 {
         self.timeout
             .map_or(0, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX))
     }
 
     /// Statements running now.
-    pub fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         self.max_concurrent
             .saturating_sub(self.slots.available_permits())
     }
 
     /// A slot for one statement, held until the permit drops.
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
+    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
         Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "server busy: {} statements are running (max_concurrent_queries); retry shortly",
@@ -54,7 +54,7 @@ impl Limits {
     }
 
     /// Runs `work` within the statement timeout.
-    pub async fn timed<T>(
+    pub(crate) async fn timed<T>(
         &self,
         work: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
@@ -67,7 +67,7 @@ impl Limits {
     }
 
     /// `batches`, holding `permit` until they end and cut off at the statement timeout.
-    pub fn bounded(
+    pub(crate) fn bounded(
         &self,
         batches: impl Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
         permit: OwnedSemaphorePermit,

@@ -19,7 +19,7 @@ use super::status;
 use crate::catalog::{CATALOG_NAME, INFORMATION_SCHEMA, SYSTEM_SCHEMA};
 
 /// Table types, as reported by GetTableTypes and GetTables.
-pub const TABLE_TYPES: [&str; 3] = ["SYSTEM TABLE", "TABLE", "VIEW"];
+pub(super) const TABLE_TYPES: [&str; 3] = ["SYSTEM TABLE", "TABLE", "VIEW"];
 
 fn table_type(schema: &str) -> &'static str {
     match schema {
@@ -34,19 +34,19 @@ fn internal(e: impl std::fmt::Display) -> Status {
 }
 
 /// GetCatalogs.
-pub fn catalogs() -> Result<RecordBatch, Status> {
+pub(super) fn catalogs() -> Result<RecordBatch, Status> {
     let mut builder = GetCatalogsBuilder::new();
     builder.append(CATALOG_NAME);
     builder.build().map_err(internal)
 }
 
 /// Schema of a GetCatalogs answer.
-pub fn catalogs_schema() -> SchemaRef {
+pub(super) fn catalogs_schema() -> SchemaRef {
     GetCatalogsBuilder::new().schema()
 }
 
 /// GetDbSchemas.
-pub fn db_schemas(
+pub(super) fn db_schemas(
     ctx: &SessionContext,
     command: CommandGetDbSchemas,
 ) -> Result<RecordBatch, Status> {
@@ -58,12 +58,12 @@ pub fn db_schemas(
 }
 
 /// Schema of a GetDbSchemas answer.
-pub fn db_schemas_schema() -> SchemaRef {
+pub(super) fn db_schemas_schema() -> SchemaRef {
     GetDbSchemasBuilder::new(None::<String>, None::<String>).schema()
 }
 
 /// GetTables; opens tables only when their schema is asked for and their names match.
-pub async fn tables(
+pub(super) async fn tables(
     ctx: &SessionContext,
     command: CommandGetTables,
 ) -> Result<RecordBatch, Status> {
@@ -115,7 +115,7 @@ pub async fn tables(
 }
 
 /// Schema of a GetTables answer.
-pub fn tables_schema(include_schema: bool) -> SchemaRef {
+pub(super) fn tables_schema(include_schema: bool) -> SchemaRef {
     GetTablesBuilder::new(
         None::<String>,
         None::<String>,
@@ -127,13 +127,13 @@ pub fn tables_schema(include_schema: bool) -> SchemaRef {
 }
 
 /// GetTableTypes.
-pub fn table_types() -> Result<RecordBatch, Status> {
+pub(super) fn table_types() -> Result<RecordBatch, Status> {
     let types = arrow::array::StringArray::from_iter_values(TABLE_TYPES);
     RecordBatch::try_new(table_types_schema(), vec![Arc::new(types)]).map_err(internal)
 }
 
 /// Schema of a GetTableTypes answer.
-pub fn table_types_schema() -> SchemaRef {
+pub(super) fn table_types_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(
         "table_type",
         DataType::Utf8,
@@ -142,7 +142,7 @@ pub fn table_types_schema() -> SchemaRef {
 }
 
 /// GetPrimaryKeys schema. Lakehouse tables have no declared keys, so answers are empty.
-pub fn primary_keys_schema() -> SchemaRef {
+pub(super) fn primary_keys_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("catalog_name", DataType::Utf8, true),
         Field::new("db_schema_name", DataType::Utf8, true),
@@ -154,7 +154,7 @@ pub fn primary_keys_schema() -> SchemaRef {
 }
 
 /// GetExportedKeys / GetImportedKeys / GetCrossReference schema (answers are empty).
-pub fn foreign_keys_schema() -> SchemaRef {
+pub(super) fn foreign_keys_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("pk_catalog_name", DataType::Utf8, true),
         Field::new("pk_db_schema_name", DataType::Utf8, true),
@@ -173,7 +173,7 @@ pub fn foreign_keys_schema() -> SchemaRef {
 }
 
 /// NotFound unless the table named by a key command exists.
-pub fn ensure_table(
+pub(super) fn ensure_table(
     ctx: &SessionContext,
     catalog: Option<&str>,
     db_schema: Option<&str>,
@@ -219,7 +219,7 @@ fn schema_provider(ctx: &SessionContext, name: &str) -> Option<Arc<dyn SchemaPro
 ///
 /// Patterns come from clients, so matching is linear-time: on a mismatch it only
 /// retries from the most recent `%`, never exploring every split.
-pub fn like(pattern: &str, text: &str) -> bool {
+pub(super) fn like(pattern: &str, text: &str) -> bool {
     enum Token {
         Any,
         One,

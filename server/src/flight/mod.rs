@@ -34,13 +34,12 @@ mod statements;
 mod status;
 mod vector;
 
-pub use auth::{Authenticator, hash_password};
-pub use front::FrontDoor;
-pub use limits::Limits;
-pub use profiles::spawn_activation;
-pub use running::RunningQueries;
-pub use service::LakehouseService;
-pub use sql_info::SERVER_NAME;
+pub(crate) use auth::Authenticator;
+pub use auth::hash_password;
+pub(crate) use front::FrontDoor;
+pub(crate) use limits::Limits;
+pub(crate) use profiles::spawn_activation;
+pub(crate) use service::LakehouseService;
 
 /// Target size of one encoded FlightData message.
-pub const MAX_FLIGHT_DATA_BYTES: usize = 2 * 1024 * 1024;
+pub(crate) const MAX_FLIGHT_DATA_BYTES: usize = 2 * 1024 * 1024;

@@ -29,7 +29,7 @@ pub(super) struct Planned {
 impl Planned {
     /// The schema the plans stream: the first plan's (every parameter row binds the
     /// same statement).
-    pub fn schema(&self) -> Result<arrow::datatypes::SchemaRef, tonic::Status> {
+    pub(super) fn schema(&self) -> Result<arrow::datatypes::SchemaRef, tonic::Status> {
         self.plans
             .first()
             .map(|plan| plan.schema())
@@ -45,7 +45,7 @@ pub(super) struct PlanCache {
 
 impl PlanCache {
     /// Keeps `planned` for the DoGet of `ticket`.
-    pub fn put(&self, ticket: Vec<u8>, planned: Planned) {
+    pub(super) fn put(&self, ticket: Vec<u8>, planned: Planned) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
@@ -63,7 +63,7 @@ impl PlanCache {
     }
 
     /// The plans kept for `ticket`, if still fresh; each is handed out once.
-    pub fn take(&self, ticket: &[u8]) -> Option<Planned> {
+    pub(super) fn take(&self, ticket: &[u8]) -> Option<Planned> {
         let mut entries = self.entries.lock().ok()?;
         let (at, planned) = entries.remove(ticket)?;
         (at.elapsed() < PLAN_TTL).then_some(planned)
@@ -71,7 +71,7 @@ impl PlanCache {
 
     /// Plans waiting for their DoGet.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.lock().map(|e| e.len()).unwrap_or(0)
     }
 }

@@ -14,7 +14,7 @@ use super::service::LakehouseService;
 use crate::profiles::{ProfileError, Profiles};
 
 /// Status of a profile error.
-pub fn profile_status(error: ProfileError) -> Status {
+pub(super) fn profile_status(error: ProfileError) -> Status {
     let message = error.to_string();
     match error {
         ProfileError::Invalid(_) => Status::invalid_argument(message),
@@ -87,7 +87,7 @@ impl LakehouseService {
 }
 
 /// Starts the job that activates profile `name` ("" releases the slot).
-pub fn spawn_activation(
+pub(crate) fn spawn_activation(
     profiles: &Arc<Profiles>,
     jobs: &Arc<crate::jobs::Jobs>,
     name: String,

@@ -19,7 +19,7 @@ type Registry = Mutex<ByTicket>;
 
 /// Whether, and why, a running query must stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
+pub(crate) enum Stop {
     /// Keep streaming.
     No,
     /// A client cancelled it (CancelFlightInfo).
@@ -30,14 +30,14 @@ pub enum Stop {
 
 /// Registry of running queries by ticket.
 #[derive(Debug, Default)]
-pub struct RunningQueries {
+pub(crate) struct RunningQueries {
     queries: Arc<Registry>,
     next_id: AtomicU64,
 }
 
 impl RunningQueries {
     /// Registers a query; it is unregistered when the returned guard drops.
-    pub fn register(&self, ticket: &[u8]) -> (RunningGuard, watch::Receiver<Stop>) {
+    pub(crate) fn register(&self, ticket: &[u8]) -> (RunningGuard, watch::Receiver<Stop>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(Stop::No);
         lock(&self.queries)
@@ -55,7 +55,7 @@ impl RunningQueries {
     }
 
     /// Signals every query running `ticket`; false when none is running.
-    pub fn cancel(&self, ticket: &[u8]) -> bool {
+    pub(crate) fn cancel(&self, ticket: &[u8]) -> bool {
         let queries = lock(&self.queries);
         let Some(running) = queries.get(ticket) else {
             return false;
@@ -67,7 +67,7 @@ impl RunningQueries {
     }
 
     /// Stops every running query because the server is going away; returns how many.
-    pub fn stop_all(&self) -> usize {
+    pub(crate) fn stop_all(&self) -> usize {
         let queries = lock(&self.queries);
         let mut stopped = 0;
         for (_, tx) in queries.values().flatten() {
@@ -90,7 +90,7 @@ fn lock(registry: &Registry) -> std::sync::MutexGuard<'_, ByTicket> {
 
 /// Removes its query from the registry on drop (stream finished, failed or abandoned).
 #[derive(Debug)]
-pub struct RunningGuard {
+pub(crate) struct RunningGuard {
     queries: Arc<Registry>,
     ticket: Vec<u8>,
     id: u64,
@@ -112,7 +112,7 @@ impl Drop for RunningGuard {
 type OnStop<T> = Box<dyn FnOnce(Stop) -> T + Send>;
 
 /// A stream that ends with `on_stop(reason)` once the registry stops it.
-pub struct Cancellable<S, T> {
+pub(super) struct Cancellable<S, T> {
     inner: Pin<Box<S>>,
     stopped: Pin<Box<dyn futures::Future<Output = Stop> + Send>>,
     on_stop: Option<OnStop<T>>,
@@ -123,7 +123,7 @@ pub struct Cancellable<S, T> {
 
 impl<S, T> Cancellable<S, T> {
     /// Wraps `inner`; when stopped, `on_stop(reason)` is yielded once, as the last item.
-    pub fn new(
+    pub(super) fn new(
         inner: S,
         guard: RunningGuard,
         mut rx: watch::Receiver<Stop>,

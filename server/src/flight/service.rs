@@ -43,7 +43,7 @@ pub(super) type FlightDataStream =
     Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
 
 /// The Lakehouse Flight SQL service.
-pub struct LakehouseService {
+pub(crate) struct LakehouseService {
     pub(super) engine: Arc<QueryEngine>,
     pub(super) sessions: Sessions,
     pub(super) running: Arc<RunningQueries>,
@@ -63,7 +63,7 @@ pub struct LakehouseService {
 
 impl LakehouseService {
     /// A service answering queries with `engine`.
-    pub fn new(
+    pub(crate) fn new(
         engine: Arc<QueryEngine>,
         auth: Authenticator,
         limits: Limits,
@@ -85,24 +85,24 @@ impl LakehouseService {
     }
 
     /// Serves the ingest actions' named connections.
-    pub fn with_connections(mut self, connections: Connections) -> Self {
+    pub(crate) fn with_connections(mut self, connections: Connections) -> Self {
         self.connections = connections;
         self
     }
 
     /// The queries this service streams, for stopping them at shutdown.
-    pub fn running_queries(&self) -> Arc<RunningQueries> {
+    pub(crate) fn running_queries(&self) -> Arc<RunningQueries> {
         Arc::clone(&self.running)
     }
 
     /// Serves the vector actions over `vectors`.
-    pub fn with_vectors(mut self, vectors: Arc<VectorIndexes>) -> Self {
+    pub(crate) fn with_vectors(mut self, vectors: Arc<VectorIndexes>) -> Self {
         self.vectors = Some(vectors);
         self
     }
 
     /// Serves the profile actions over `profiles`.
-    pub fn with_profiles(mut self, profiles: Arc<crate::profiles::Profiles>) -> Self {
+    pub(crate) fn with_profiles(mut self, profiles: Arc<crate::profiles::Profiles>) -> Self {
         self.profiles = Some(profiles);
         self
     }

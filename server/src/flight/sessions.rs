@@ -19,7 +19,7 @@ use crate::catalog::{CATALOG_NAME, Catalog};
 use crate::query::SessionDefaults;
 
 /// Cookie carrying the session id.
-pub const SESSION_COOKIE: &str = "arrow_flight_session_id";
+pub(super) const SESSION_COOKIE: &str = "arrow_flight_session_id";
 /// Sessions idle longer than this are forgotten.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// At most this many sessions are kept; the least recently used go first.
@@ -36,13 +36,13 @@ type SharedSession = Arc<Mutex<Session>>;
 /// All open sessions. One session may be reachable under several keys (its
 /// cookie and the connection that created it).
 #[derive(Debug, Default)]
-pub struct Sessions {
+pub(super) struct Sessions {
     sessions: Mutex<HashMap<String, SharedSession>>,
 }
 
 impl Sessions {
     /// The key of the caller's session: cookie, else bearer token, else connection.
-    pub fn key<T>(request: &Request<T>) -> Option<String> {
+    pub(super) fn key<T>(request: &Request<T>) -> Option<String> {
         Self::cookie_key(request).or_else(|| Self::connection_key(request))
     }
 
@@ -87,7 +87,7 @@ impl Sessions {
     }
 
     /// The caller's defaults (the server's defaults without a session).
-    pub fn defaults<T>(&self, request: &Request<T>) -> SessionDefaults {
+    pub(super) fn defaults<T>(&self, request: &Request<T>) -> SessionDefaults {
         match self.find(request) {
             Some(session) => {
                 let mut session = lock(&session);
@@ -100,7 +100,7 @@ impl Sessions {
 
     /// Applies options; returns per-option errors (empty when all applied) and,
     /// when a session had to be created, the cookie value to set.
-    pub fn set<T>(
+    pub(super) fn set<T>(
         &self,
         request: &Request<T>,
         catalog: &Catalog,
@@ -140,7 +140,7 @@ impl Sessions {
     }
 
     /// Forgets the caller's session under all its keys; false when it had none.
-    pub fn close<T>(&self, request: &Request<T>) -> bool {
+    pub(super) fn close<T>(&self, request: &Request<T>) -> bool {
         let Some(session) = self.find(request) else {
             return false;
         };
@@ -201,7 +201,7 @@ fn evict(sessions: &mut HashMap<String, SharedSession>) {
 }
 
 /// The options of a session, as GetSessionOptions reports them.
-pub fn options_of(defaults: &SessionDefaults) -> BTreeMap<String, SessionOptionValue> {
+pub(super) fn options_of(defaults: &SessionDefaults) -> BTreeMap<String, SessionOptionValue> {
     let string = |s: &str| SessionOptionValue {
         option_value: Some(OptionValue::StringValue(s.to_string())),
     };

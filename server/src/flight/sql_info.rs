@@ -20,13 +20,13 @@ use datafusion::execution::SessionState;
 use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
 
 /// Server name reported to clients.
-pub const SERVER_NAME: &str = "Lakehouse";
+pub(crate) const SERVER_NAME: &str = "Lakehouse";
 /// The Arrow version the server is built with.
-pub const ARROW_VERSION: &str = "59.3.2";
+pub(super) const ARROW_VERSION: &str = "59.3.2";
 
 /// Builds the SqlInfo table.
 /// `statement_timeout_ms` is the configured statement timeout (0: none).
-pub fn sql_info(
+pub(super) fn sql_info(
     state: &SessionState,
     statement_timeout_ms: i32,
 ) -> Result<SqlInfoData, FlightError> {
@@ -260,7 +260,7 @@ fn convert_map() -> BTreeMap<i32, Vec<i32>> {
 }
 
 /// Builds the XDBC type table: every SQL type a Lakehouse column can have.
-pub fn xdbc_type_info() -> Result<XdbcTypeInfoData, FlightError> {
+pub(super) fn xdbc_type_info() -> Result<XdbcTypeInfoData, FlightError> {
     let mut b = XdbcTypeInfoDataBuilder::new();
     let ty = |name: &str, data_type: XdbcDataType, column_size: Option<i32>| XdbcTypeInfo {
         type_name: name.to_string(),

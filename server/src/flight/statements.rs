@@ -344,8 +344,8 @@ pub(super) fn writes_of(
     plans
         .into_iter()
         .map(|plan| match classify(plan, defaults) {
-            Ok(Statement::Write(write)) => Ok(write),
-            Ok(Statement::Query(_)) => Err(Status::invalid_argument(
+            Ok(Statement::Write(write)) => Ok(*write),
+            Ok(Statement::Query) => Err(Status::invalid_argument(
                 "this statement returns rows: send it as a query (CommandStatementQuery or \
                  CommandPreparedStatementQuery), not as an update",
             )),

@@ -12,15 +12,33 @@
 //! | unsupported feature                     | Unimplemented      |
 //! | vector error (also inside SQL)           | as the action's    |
 //! | storage, Delta or internal failure      | Internal           |
+//!
+//! A job's work runs behind a call: its status becomes the job's [`JobError`], whose
+//! code name is the status code's (a cancelled status is the job's cancellation).
 
 use datafusion::error::DataFusionError;
 use tonic::Status;
 
+use lakehouse_flight_ext::names::code_name;
+
 use crate::catalog::CatalogError;
+use crate::jobs::JobError;
 use crate::vector::VectorError;
 
+impl From<Status> for JobError {
+    fn from(status: Status) -> Self {
+        match status.code() {
+            tonic::Code::Cancelled => JobError::Cancelled,
+            code => JobError::Failed {
+                code: code_name(code as i32),
+                message: status.message().to_string(),
+            },
+        }
+    }
+}
+
 /// Status of a vector error.
-pub fn vector_status(error: VectorError) -> Status {
+pub(super) fn vector_status(error: VectorError) -> Status {
     vector_status_ref(&error)
 }
 
@@ -39,7 +57,7 @@ fn vector_status_ref(error: &VectorError) -> Status {
 }
 
 /// Status for a DataFusion error (planning or execution).
-pub fn from_datafusion(error: DataFusionError) -> Status {
+pub(super) fn from_datafusion(error: DataFusionError) -> Status {
     from_datafusion_ref(&error)
 }
 
@@ -79,7 +97,7 @@ fn from_datafusion_ref(error: &DataFusionError) -> Status {
 }
 
 /// The status a client gets for a catalog error.
-pub fn from_catalog(error: &CatalogError) -> Status {
+pub(super) fn from_catalog(error: &CatalogError) -> Status {
     from_catalog_ref(error, error.to_string())
 }
 

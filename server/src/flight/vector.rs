@@ -109,7 +109,6 @@ impl LakehouseService {
             metric,
             chunking,
             bucket,
-            replace: body.replace,
             profile,
         };
         let description = format!(

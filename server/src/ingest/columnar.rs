@@ -23,7 +23,7 @@ use super::source::InputFile;
 use crate::storage::Bucket;
 
 /// Batches of one Parquet file, read through the bucket's object store.
-pub struct ParquetReader {
+pub(super) struct ParquetReader {
     stream: ParquetRecordBatchStream<ParquetObjectReader>,
     runtime: Handle,
     file: String,
@@ -35,7 +35,7 @@ pub struct ParquetReader {
 
 impl ParquetReader {
     /// Opens the file and reads its footer.
-    pub fn open(
+    pub(super) fn open(
         bucket: &Bucket,
         file: &InputFile,
         typing: &Typing,
@@ -91,7 +91,7 @@ impl BatchReader for ParquetReader {
 }
 
 /// Batches of one Arrow IPC file, in the stream or the file format.
-pub struct IpcReader {
+pub(super) struct IpcReader {
     reader: StreamReader<Box<dyn Read + Send>>,
     file: String,
     schema: SchemaRef,
@@ -103,7 +103,7 @@ const FILE_MAGIC: &[u8; 8] = b"ARROW1\0\0";
 impl IpcReader {
     /// Opens the file. The file format is the stream format between its magic and
     /// its footer, so both are read as a stream, front to back.
-    pub fn open(
+    pub(super) fn open(
         mut input: Box<dyn Read + Send>,
         file: &str,
         typing: &Typing,

@@ -22,7 +22,7 @@ const SAMPLE_ROWS: usize = 1000;
 
 /// CSV options with defaults applied.
 #[derive(Debug, Clone)]
-pub struct CsvFormat {
+pub(crate) struct CsvFormat {
     delimiter: u8,
     has_header: bool,
     quote: u8,
@@ -47,7 +47,7 @@ fn one_byte(field: &str, value: &str, default: Option<u8>) -> Result<Option<u8>,
 
 impl CsvFormat {
     /// Validates the caller's options.
-    pub fn new(options: &CsvOptions) -> Result<Self, IngestError> {
+    pub(crate) fn new(options: &CsvOptions) -> Result<Self, IngestError> {
         Ok(Self {
             delimiter: one_byte("csv.delimiter", &options.delimiter, Some(b','))?.unwrap_or(b','),
             has_header: options.has_header.unwrap_or(true),
@@ -61,7 +61,7 @@ impl CsvFormat {
 }
 
 /// Batches of one CSV file.
-pub struct CsvReader {
+pub(super) struct CsvReader {
     reader: csv::Reader<Box<dyn BufRead + Send>>,
     file: String,
     schema: SchemaRef,
@@ -74,7 +74,7 @@ pub struct CsvReader {
 
 impl CsvReader {
     /// Reads the header and a sample, and settles the columns and their types.
-    pub fn open(
+    pub(super) fn open(
         input: Box<dyn BufRead + Send>,
         file: &str,
         format: &CsvFormat,

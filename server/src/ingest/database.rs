@@ -21,7 +21,7 @@ use crate::secrets::redact;
 
 /// The source database's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum System {
+pub(crate) enum System {
     /// PostgreSQL (tokio-postgres).
     Postgres,
     /// MySQL or MariaDB (mysql_async).
@@ -30,7 +30,7 @@ pub enum System {
 
 impl System {
     /// The name in lineage (`source_system`) and in messages.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Postgres => "postgres",
             Self::Mysql => "mysql",
@@ -38,7 +38,7 @@ impl System {
     }
 
     /// The product, for people.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Postgres => "PostgreSQL",
             Self::Mysql => "MySQL",
@@ -46,7 +46,7 @@ impl System {
     }
 
     /// The action (and job type) of this system's ingest.
-    pub fn action(self) -> &'static str {
+    pub(crate) fn action(self) -> &'static str {
         match self {
             Self::Postgres => lakehouse_flight_ext::actions::INGEST_POSTGRES,
             Self::Mysql => lakehouse_flight_ext::actions::INGEST_MYSQL,
@@ -54,7 +54,7 @@ impl System {
     }
 
     /// An example DSN, for error messages.
-    pub fn example_dsn(self) -> &'static str {
+    pub(crate) fn example_dsn(self) -> &'static str {
         match self {
             Self::Postgres => "postgres://user:password@host:5432/db",
             Self::Mysql => "mysql://user:password@host:3306/db",
@@ -70,7 +70,7 @@ impl System {
     }
 
     /// Quotes `schema.table` (PostgreSQL) or `db.table` (MySQL) as identifiers.
-    pub fn quote_table(self, name: &str) -> Result<String, IngestError> {
+    pub(crate) fn quote_table(self, name: &str) -> Result<String, IngestError> {
         let parts: Vec<&str> = name.split('.').collect();
         if parts.len() > 2 || parts.iter().any(|p| p.trim().is_empty()) {
             let form = match self {
@@ -90,7 +90,7 @@ impl System {
     }
 
     /// Quotes one identifier.
-    pub fn quote(self, name: &str) -> String {
+    pub(crate) fn quote(self, name: &str) -> String {
         match self {
             Self::Postgres => format!("\"{}\"", name.replace('"', "\"\"")),
             Self::Mysql => format!("`{}`", name.replace('`', "``")),
@@ -100,7 +100,7 @@ impl System {
 
 /// A validated database ingest: what to read.
 #[derive(Debug, Clone)]
-pub struct DbSource {
+pub(crate) struct DbSource {
     /// PostgreSQL or MySQL.
     pub system: System,
     /// The DSN, password included (secret: never logged; use [`DbSource::location`]).
@@ -117,12 +117,12 @@ pub struct DbSource {
 
 impl DbSource {
     /// Key, on the target table, of this source's watermark in `column`.
-    pub fn watermark_key(&self, column: &str) -> String {
+    pub(crate) fn watermark_key(&self, column: &str) -> String {
         format!("{} | {column}", self.location())
     }
 
     /// The source for lineage and messages: the DSN (redacted) and the table or query.
-    pub fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         let what = self.table.clone().unwrap_or_else(|| self.query.clone());
         redact(&format!("{} {what}", self.dsn))
     }
@@ -131,16 +131,16 @@ impl DbSource {
 /// The named connections of the configuration; passwords are read when used, so
 /// a rotated secret file needs no restart.
 #[derive(Debug, Clone, Default)]
-pub struct Connections(HashMap<String, ConnectionConfig>);
+pub(crate) struct Connections(HashMap<String, ConnectionConfig>);
 
 impl Connections {
     /// Connections by name (validated by the configuration).
-    pub fn new(connections: HashMap<String, ConnectionConfig>) -> Self {
+    pub(crate) fn new(connections: HashMap<String, ConnectionConfig>) -> Self {
         Self(connections)
     }
 
     /// The DSN of connection `name`, with its password, for an ingest of `system`.
-    pub fn dsn(&self, name: &str, system: System) -> Result<String, IngestError> {
+    pub(crate) fn dsn(&self, name: &str, system: System) -> Result<String, IngestError> {
         let Some(connection) = self.0.get(name) else {
             let mut known: Vec<&str> = self.0.keys().map(String::as_str).collect();
             known.sort_unstable();
@@ -231,7 +231,7 @@ pub(super) fn builder_for(data_type: &DataType, capacity: usize) -> Box<dyn Arra
 }
 
 /// Arguments of a system's reader: it sends the schema first, then batches.
-pub struct Reader {
+pub(crate) struct Reader {
     /// Rows per batch.
     pub batch_size: usize,
     /// Set when the job is cancelled.
@@ -245,7 +245,7 @@ pub struct Reader {
 }
 
 /// Runs a database ingest into `target`; the job's progress follows it.
-pub async fn run(
+pub(crate) async fn run(
     engine: Arc<crate::query::QueryEngine>,
     job: crate::jobs::JobContext,
     source: DbSource,

@@ -36,37 +36,37 @@ use crate::storage::{Bucket, PRIMARY};
 
 /// A validated file-ingest request.
 #[derive(Debug, Clone)]
-pub struct FileIngest {
+pub(crate) struct FileIngest {
     /// Bucket of the input.
-    pub bucket: Arc<Bucket>,
+    pub(crate) bucket: Arc<Bucket>,
     /// The files, in order.
-    pub files: Vec<InputFile>,
+    pub(crate) files: Vec<InputFile>,
     /// Their format (never unspecified).
-    pub format: FileFormat,
+    pub(crate) format: FileFormat,
     /// CSV options.
-    pub csv: CsvFormat,
+    pub(crate) csv: CsvFormat,
     /// Column type overrides.
-    pub overrides: HashMap<String, DataType>,
+    pub(crate) overrides: HashMap<String, DataType>,
     /// The target.
-    pub target: Target,
+    pub(crate) target: Target,
     /// CREATE, APPEND or REPLACE.
-    pub mode: IngestMode,
+    pub(crate) mode: IngestMode,
     /// Bad-row handling.
-    pub bad_rows: BadRows,
+    pub(crate) bad_rows: BadRows,
     /// Rejects table (schema, name).
-    pub rejects_table: (String, String),
+    pub(crate) rejects_table: (String, String),
     /// Bad-row limit.
-    pub max_rejects: u64,
+    pub(crate) max_rejects: u64,
     /// PDF chunking.
-    pub pdf: pdf::Chunking,
+    pub(crate) pdf: pdf::Chunking,
     /// PDF chunk table (schema, name).
-    pub chunks_table: (String, String),
+    pub(crate) chunks_table: (String, String),
     /// For lineage: where the input is.
-    pub source: Source,
+    pub(crate) source: Source,
 }
 
 /// Splits `schema.table` (schema defaults to `public`).
-pub fn split_table(name: &str, field: &str) -> Result<(String, String), IngestError> {
+pub(crate) fn split_table(name: &str, field: &str) -> Result<(String, String), IngestError> {
     let name = name.trim();
     if name.is_empty() {
         return Err(IngestError::invalid(
@@ -79,7 +79,7 @@ pub fn split_table(name: &str, field: &str) -> Result<(String, String), IngestEr
 
 impl FileIngest {
     /// Validates `request` and resolves its files in `bucket`.
-    pub async fn prepare(
+    pub(crate) async fn prepare(
         request: &IngestFileRequest,
         bucket: Arc<Bucket>,
         files: Option<Vec<InputFile>>,
@@ -174,7 +174,7 @@ impl FileIngest {
     }
 
     /// One line for the job list.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let what = match self.files.as_slice() {
             [one] => one.path.clone(),
             many => format!("{} files", many.len()),
@@ -190,7 +190,7 @@ impl FileIngest {
 }
 
 /// The format a file's extension names.
-pub fn format_of(path: &str) -> Result<FileFormat, IngestError> {
+pub(crate) fn format_of(path: &str) -> Result<FileFormat, IngestError> {
     let lower = path.to_ascii_lowercase();
     let lower = lower.strip_suffix(".gz").unwrap_or(&lower);
     let ext = lower.rsplit_once('.').map_or("", |(_, e)| e);
@@ -211,8 +211,42 @@ pub fn format_of(path: &str) -> Result<FileFormat, IngestError> {
     })
 }
 
+/// Ingests `request` (files of the primary bucket) as a job of `engine` and waits for
+/// its end: what `lakehouse.ingest.file` does, without a call around it. Returns the
+/// job's last record (its state, error and result). For the benchmarks, which measure
+/// the ingest path itself.
+pub async fn ingest_and_wait(
+    engine: Arc<QueryEngine>,
+    request: &IngestFileRequest,
+) -> Result<lakehouse_flight_ext::v1::Job, Box<dyn std::error::Error + Send + Sync>> {
+    use futures::StreamExt;
+    let bucket = engine.catalog().buckets().primary()?;
+    let ingest = FileIngest::prepare(request, bucket, None).await?;
+    let job_engine = Arc::clone(&engine);
+    let handle = engine.services().jobs.spawn(
+        "ingest_file",
+        ingest.describe(),
+        String::new(),
+        move |ctx| async move {
+            run(job_engine, ctx, ingest)
+                .await
+                .map(lakehouse_flight_ext::v1::job::Result::Ingest)
+                .map_err(|e| crate::jobs::JobError::Failed {
+                    code: lakehouse_flight_ext::names::INTERNAL,
+                    message: e.to_string(),
+                })
+        },
+    );
+    let mut last = handle.snapshot();
+    let mut follow = Box::pin(handle.follow());
+    while let Some(job) = follow.next().await {
+        last = job;
+    }
+    Ok(last)
+}
+
 /// Runs the ingest; the job's progress follows it.
-pub async fn run(
+pub(crate) async fn run(
     engine: Arc<QueryEngine>,
     job: JobContext,
     ingest: FileIngest,
@@ -388,7 +422,7 @@ fn open_reader(
 }
 
 /// The writer's input: batches from the reader thread, counted into the job's progress.
-pub fn progress_stream(
+pub(crate) fn progress_stream(
     schema: SchemaRef,
     batches: mpsc::Receiver<Result<RecordBatch, DataFusionError>>,
     job: JobContext,
@@ -424,7 +458,7 @@ pub fn progress_stream(
 }
 
 /// The result of a committed ingest.
-pub fn result_of(committed: &super::Committed, bytes: u64, files: usize) -> IngestResult {
+pub(crate) fn result_of(committed: &super::Committed, bytes: u64, files: usize) -> IngestResult {
     IngestResult {
         table: committed.entry.qualified_name(),
         version: committed.written.version,
@@ -518,7 +552,7 @@ async fn write_rejects(
 }
 
 /// Files that failed while others went on (PDF).
-pub fn file_errors(errors: Vec<(String, String)>) -> Vec<FileError> {
+pub(crate) fn file_errors(errors: Vec<(String, String)>) -> Vec<FileError> {
     errors
         .into_iter()
         .map(|(file, error)| FileError { file, error })

@@ -15,17 +15,17 @@
 
 mod columnar;
 mod csv;
-pub mod database;
+pub(crate) mod database;
 pub mod file;
 mod mysql;
 mod ndjson;
 mod pdf;
 mod postgres;
 mod reader;
-pub mod source;
+pub(crate) mod source;
 #[cfg(test)]
 mod tests;
-pub mod types;
+pub(crate) mod types;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -41,7 +41,7 @@ use crate::storage::{PRIMARY, StorageError};
 
 /// Errors of an ingest, each with the status a client gets.
 #[derive(Debug, thiserror::Error)]
-pub enum IngestError {
+pub(crate) enum IngestError {
     /// A request field is wrong (InvalidArgument).
     #[error("{field}: {message}")]
     Invalid {
@@ -126,7 +126,7 @@ impl From<CatalogError> for IngestError {
 
 impl IngestError {
     /// An invalid request field.
-    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: &str, message: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.to_string(),
             message: message.into(),
@@ -136,7 +136,7 @@ impl IngestError {
 
 /// What to do when the target table exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IfExists {
+pub(crate) enum IfExists {
     /// Refuse (ADBC mode `create`).
     Fail,
     /// Add the rows (`append`, `create_append`).
@@ -147,7 +147,7 @@ pub enum IfExists {
 
 /// What to do when the target table does not exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IfMissing {
+pub(crate) enum IfMissing {
     /// Create it with the upload's schema.
     Create,
     /// Refuse (ADBC mode `append`).
@@ -156,21 +156,21 @@ pub enum IfMissing {
 
 /// Where an ingest writes.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     /// Target schema.
-    pub schema: String,
+    pub(crate) schema: String,
     /// Target table.
-    pub table: String,
+    pub(crate) table: String,
     /// Behaviour when the table exists.
-    pub if_exists: IfExists,
+    pub(crate) if_exists: IfExists,
     /// Behaviour when it does not.
-    pub if_missing: IfMissing,
+    pub(crate) if_missing: IfMissing,
     /// Bucket of a new table.
-    pub bucket: String,
+    pub(crate) bucket: String,
 }
 
 /// What an ingest mode does with an existing and with a missing table.
-pub fn modes(mode: lakehouse_flight_ext::v1::IngestMode) -> (IfExists, IfMissing) {
+pub(crate) fn modes(mode: lakehouse_flight_ext::v1::IngestMode) -> (IfExists, IfMissing) {
     use lakehouse_flight_ext::v1::IngestMode;
     match mode {
         IngestMode::Append => (IfExists::Append, IfMissing::Create),
@@ -180,40 +180,40 @@ pub fn modes(mode: lakehouse_flight_ext::v1::IngestMode) -> (IfExists, IfMissing
 }
 
 /// One bulk upload (ADBC): a target in the primary bucket.
-pub type BulkIngest = Target;
+pub(crate) type BulkIngest = Target;
 
 /// Where the rows of an ingest come from, for lineage.
 #[derive(Debug, Clone)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// Job type recorded in lineage, e.g. `lakehouse.ingest.file`.
-    pub job_type: String,
+    pub(crate) job_type: String,
     /// The source system and location.
-    pub source: Option<Source>,
+    pub(crate) source: Option<Source>,
     /// Run this one is part of.
-    pub parent_run_id: Option<String>,
+    pub(crate) parent_run_id: Option<String>,
     /// Input bytes read (filled in while the rows stream).
-    pub bytes: Arc<AtomicU64>,
+    pub(crate) bytes: Arc<AtomicU64>,
 }
 
 /// What an ingest committed.
 #[derive(Debug, Clone)]
-pub struct Committed {
+pub(crate) struct Committed {
     /// The table written.
-    pub entry: TableEntry,
+    pub(crate) entry: TableEntry,
     /// Rows and version.
-    pub written: Written,
+    pub(crate) written: Written,
     /// The table's PII after this ingest (findings and manual verdicts).
-    pub pii: Vec<ColumnPii>,
+    pub(crate) pii: Vec<ColumnPii>,
     /// Lineage run id.
-    pub run_id: String,
+    pub(crate) run_id: String,
     /// (name, Arrow type) of the written columns.
-    pub columns: Vec<(String, String)>,
+    pub(crate) columns: Vec<(String, String)>,
 }
 
 /// Writes `rows` into the target as one commit, inside the write envelope
 /// (lineage, PII sampling, metrics and the dataset event: see
 /// [`crate::query::Envelope`]).
-pub async fn commit(
+pub(crate) async fn commit(
     engine: &QueryEngine,
     target: &Target,
     rows: SendableRecordBatchStream,
@@ -257,7 +257,7 @@ pub async fn commit(
 /// streams its batches into [`commit`] with the job's progress counted, then
 /// joins it. The reader's own error wins: the writer only saw the stream fail.
 #[allow(clippy::too_many_arguments)]
-pub async fn commit_produced<T>(
+pub(crate) async fn commit_produced<T>(
     engine: &QueryEngine,
     job: &crate::jobs::JobContext,
     target: &Target,
@@ -339,7 +339,7 @@ async fn write(
 }
 
 /// Writes an ADBC upload into the target as one commit; returns the rows written.
-pub async fn bulk_ingest(
+pub(crate) async fn bulk_ingest(
     engine: &QueryEngine,
     request: &BulkIngest,
     rows: SendableRecordBatchStream,
@@ -363,4 +363,4 @@ pub async fn bulk_ingest(
 }
 
 /// The primary bucket's name, where bulk uploads create tables.
-pub const BULK_BUCKET: &str = PRIMARY;
+pub(crate) const BULK_BUCKET: &str = PRIMARY;

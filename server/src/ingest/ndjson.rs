@@ -21,7 +21,7 @@ use super::reader::{BatchReader, Rejects, Typing};
 const SAMPLE_LINES: usize = 1000;
 
 /// Batches of one NDJSON file.
-pub struct NdjsonReader {
+pub(super) struct NdjsonReader {
     input: Box<dyn BufRead + Send>,
     file: String,
     schema: SchemaRef,
@@ -33,7 +33,7 @@ pub struct NdjsonReader {
 
 impl NdjsonReader {
     /// Reads a sample and settles the schema.
-    pub fn open(
+    pub(super) fn open(
         mut input: Box<dyn BufRead + Send>,
         file: &str,
         typing: &Typing,

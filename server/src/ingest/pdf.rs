@@ -28,14 +28,14 @@ use crate::query::QueryEngine;
 
 /// How page text is cut into chunks.
 #[derive(Debug, Clone, Copy)]
-pub struct Chunking {
+pub(crate) struct Chunking {
     size: usize,
     overlap: usize,
 }
 
 impl Chunking {
     /// Validates the caller's options (defaults 1000 / 200).
-    pub fn new(options: &PdfOptions) -> Result<Self, IngestError> {
+    pub(crate) fn new(options: &PdfOptions) -> Result<Self, IngestError> {
         let size = if options.chunk_size == 0 {
             1000
         } else {
@@ -56,7 +56,7 @@ impl Chunking {
     }
 
     /// `(char_start, text)` chunks of `text`.
-    pub fn chunks(&self, text: &str) -> Vec<(usize, String)> {
+    pub(crate) fn chunks(&self, text: &str) -> Vec<(usize, String)> {
         let chars: Vec<char> = text.chars().collect();
         let mut out = Vec::new();
         let mut start = 0;
@@ -283,7 +283,7 @@ fn produce(
 }
 
 /// Ingests the PDFs of `ingest` into its table and its chunks table.
-pub async fn run(
+pub(super) async fn run(
     engine: Arc<QueryEngine>,
     job: JobContext,
     ingest: FileIngest,

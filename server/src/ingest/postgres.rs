@@ -51,7 +51,7 @@ struct SourceColumn {
 }
 
 /// An error from PostgreSQL, with the DSN's password removed.
-pub fn source_error(context: &str, error: &tokio_postgres::Error) -> IngestError {
+pub(super) fn source_error(context: &str, error: &tokio_postgres::Error) -> IngestError {
     let detail = match error.as_db_error() {
         Some(db) => format!(
             "{} ({}): {}",
@@ -368,7 +368,7 @@ fn append(
 /// Connects, describes the columns and streams the rows as Arrow batches into
 /// `batches`; the schema goes to `schema_tx` first. Returns the rows read and, for
 /// an incremental ingest, the new watermark.
-pub async fn produce(
+pub(super) async fn produce(
     source: DbSource,
     reader: Reader,
 ) -> Result<(u64, Option<String>), IngestError> {

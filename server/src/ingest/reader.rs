@@ -15,10 +15,10 @@ use lakehouse_flight_ext::v1::BadRows;
 use super::IngestError;
 
 /// Default bound of rejected rows.
-pub const DEFAULT_MAX_REJECTS: u64 = 10_000;
+pub(super) const DEFAULT_MAX_REJECTS: u64 = 10_000;
 
 /// Batches of one input file.
-pub trait BatchReader: Send {
+pub(super) trait BatchReader: Send {
     /// The batches' schema.
     fn schema(&self) -> SchemaRef;
     /// The next batch (bad rows already handled), `None` at the end.
@@ -28,7 +28,7 @@ pub trait BatchReader: Send {
 /// How column types are settled: the first file's schema binds later files;
 /// the caller's overrides win over the target table's types, which win over inference.
 #[derive(Debug, Clone, Default)]
-pub struct Typing {
+pub(super) struct Typing {
     overrides: HashMap<String, DataType>,
     existing: Option<SchemaRef>,
     /// The first file's schema, which binds the files after it.
@@ -37,7 +37,7 @@ pub struct Typing {
 
 impl Typing {
     /// The caller's `overrides` first, then the `existing` table's types.
-    pub fn new(overrides: HashMap<String, DataType>, existing: Option<SchemaRef>) -> Self {
+    pub(super) fn new(overrides: HashMap<String, DataType>, existing: Option<SchemaRef>) -> Self {
         Self {
             overrides,
             existing,
@@ -46,7 +46,7 @@ impl Typing {
     }
 
     /// The type of column `name` of `file`.
-    pub fn type_for(
+    pub(super) fn type_for(
         &self,
         name: &str,
         file: &str,
@@ -78,7 +78,7 @@ impl Typing {
     }
 
     /// Fails when an override names a column the file does not have.
-    pub fn check_complete(&self, columns: &[String], file: &str) -> Result<(), IngestError> {
+    pub(super) fn check_complete(&self, columns: &[String], file: &str) -> Result<(), IngestError> {
         if self.fixed.is_some() {
             return Ok(());
         }
@@ -101,7 +101,7 @@ impl Typing {
     }
 
     /// The target schema for a file whose own (typed) schema is `schema`.
-    pub fn target(&self, schema: &Schema, file: &str) -> Result<SchemaRef, IngestError> {
+    pub(super) fn target(&self, schema: &Schema, file: &str) -> Result<SchemaRef, IngestError> {
         let columns = names(schema);
         let mut fields = Vec::with_capacity(columns.len());
         for field in schema.fields() {
@@ -125,7 +125,7 @@ fn names(schema: &Schema) -> Vec<String> {
 }
 
 /// `batch` with `target`'s columns (by name; missing ones null) and types.
-pub fn conform(
+pub(super) fn conform(
     batch: &RecordBatch,
     target: &SchemaRef,
     file: &str,
@@ -162,7 +162,7 @@ pub fn conform(
 
 /// One rejected row.
 #[derive(Debug, Clone)]
-pub struct RejectRow {
+pub(super) struct RejectRow {
     pub(super) file: String,
     pub(super) line: u64,
     pub(super) record: String,
@@ -171,7 +171,7 @@ pub struct RejectRow {
 
 /// Where bad rows go: nowhere (the first fails the job) or the rejects table.
 #[derive(Debug)]
-pub struct Rejects {
+pub(super) struct Rejects {
     reject: bool,
     max: u64,
     pub(super) rows: Vec<RejectRow>,
@@ -180,7 +180,7 @@ pub struct Rejects {
 
 impl Rejects {
     /// Bad rows handled per `mode`.
-    pub fn new(mode: BadRows, max: u64) -> Self {
+    pub(super) fn new(mode: BadRows, max: u64) -> Self {
         Self {
             reject: mode == BadRows::Reject,
             max,
@@ -190,7 +190,7 @@ impl Rejects {
     }
 
     /// Handles a bad row: an error in fail mode (or past the limit), else kept.
-    pub fn bad(
+    pub(super) fn bad(
         &mut self,
         file: &str,
         line: u64,

@@ -15,7 +15,7 @@ use crate::storage::Bucket;
 
 /// One input file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputFile {
+pub(crate) struct InputFile {
     /// Path inside the bucket.
     pub path: String,
     /// Size in bytes.
@@ -26,7 +26,7 @@ pub struct InputFile {
 const GLOB_CHARS: [char; 4] = ['*', '?', '[', '{'];
 
 /// Checks a caller's path: relative to the bucket, no `..`, not Lakehouse's own folders.
-pub fn check_path(path: &str) -> Result<String, IngestError> {
+pub(crate) fn check_path(path: &str) -> Result<String, IngestError> {
     let trimmed = path.trim().trim_start_matches('/');
     if trimmed.is_empty() {
         return Err(IngestError::invalid(
@@ -50,7 +50,7 @@ pub fn check_path(path: &str) -> Result<String, IngestError> {
 
 /// The files `pattern` names in `bucket`, sorted by path. Without glob characters
 /// it names one file; `*` and `?` stay within a folder, `**` crosses folders.
-pub async fn resolve(bucket: &Bucket, pattern: &str) -> Result<Vec<InputFile>, IngestError> {
+pub(crate) async fn resolve(bucket: &Bucket, pattern: &str) -> Result<Vec<InputFile>, IngestError> {
     let Some(first_glob) = pattern.find(GLOB_CHARS) else {
         return match bucket.size(pattern).await? {
             Some(size) => Ok(vec![InputFile {
@@ -92,7 +92,7 @@ pub async fn resolve(bucket: &Bucket, pattern: &str) -> Result<Vec<InputFile>, I
 
 /// Opens `file` for blocking reads (call from a blocking thread). Bytes read are
 /// added to `counter`.
-pub fn open(
+pub(crate) fn open(
     bucket: &Arc<Bucket>,
     file: &InputFile,
     runtime: &Handle,
@@ -109,7 +109,7 @@ pub fn open(
 }
 
 /// Reads a whole object (PDFs need random access).
-pub fn read_all(
+pub(crate) fn read_all(
     bucket: &Arc<Bucket>,
     file: &InputFile,
     runtime: &Handle,
@@ -186,7 +186,7 @@ impl Read for ObjectReader {
 /// `input` as UTF-8: decoded from `label`'s encoding (WHATWG labels: "latin1",
 /// "windows-1252", "utf-16le", "shift_jis"...), with a byte-order mark removed.
 /// UTF-8 input passes through (a BOM is dropped).
-pub fn utf8_reader(
+pub(crate) fn utf8_reader(
     input: Box<dyn Read + Send>,
     label: &str,
 ) -> Result<Box<dyn BufRead + Send>, IngestError> {

@@ -36,7 +36,7 @@ async fn committed_writes_publish_dataset_events_and_lineage() {
         let Statement::Write(write) = classify(plan, &SessionDefaults::default()).unwrap() else {
             panic!("{sql} is not a write");
         };
-        engine.execute_writes(&ctx, vec![write]).await.unwrap();
+        engine.execute_writes(&ctx, vec![*write]).await.unwrap();
     }
     // A bulk ingest (ADBC's path).
     let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));

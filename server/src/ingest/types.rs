@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, TimeUnit};
 
 /// Parses a type name: SQL (`BIGINT`, `DOUBLE`, `VARCHAR`, `DECIMAL(10,2)`,
 /// `TIMESTAMP`, `TIMESTAMPTZ`...) or Arrow (`Int32`, `Utf8`, `Timestamp(Microsecond, None)`...).
-pub fn parse_type(name: &str) -> Result<DataType, String> {
+pub(crate) fn parse_type(name: &str) -> Result<DataType, String> {
     let upper = name.trim().to_ascii_uppercase();
     let compact: String = upper.split_whitespace().collect::<Vec<_>>().join(" ");
     let simple = match compact.as_str() {
@@ -66,7 +66,7 @@ pub fn parse_type(name: &str) -> Result<DataType, String> {
 /// The narrowest type every value of `sample` (non-empty texts) parses as:
 /// BIGINT, DOUBLE, BOOLEAN (`true`/`false`), DATE, TIMESTAMP, else VARCHAR.
 /// Integers with leading zeros (zip codes, ids) stay text.
-pub fn infer(sample: &[&str]) -> DataType {
+pub(crate) fn infer(sample: &[&str]) -> DataType {
     if sample.is_empty() {
         return DataType::Utf8;
     }

@@ -14,7 +14,8 @@
 //!   stopped the same way and end FAILED (UNAVAILABLE, "run it again"), their
 //!   records written before the server exits.
 
-pub mod system;
+mod error;
+pub(crate) mod system;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -26,38 +27,39 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use lakehouse_flight_ext::v1::{Job, JobProgress, JobState, job};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Status};
 use tracing::Instrument;
 
-use lakehouse_flight_ext::names::{code_name, is_terminal};
+use lakehouse_flight_ext::names::{self, is_terminal};
+
+pub(crate) use error::JobError;
 
 use crate::storage::{Bucket, StorageError};
 
 /// Jobs kept in memory and on disk.
-pub const KEEP: usize = 1000;
+pub(crate) const KEEP: usize = 1000;
 /// Folder of job records in the primary bucket.
 const FOLDER: &str = "_lakehouse/jobs/";
 /// Folder of uploads being ingested, in the primary bucket (emptied at startup).
-pub const STAGING: &str = "_lakehouse/staging/";
+pub(crate) const STAGING: &str = "_lakehouse/staging/";
 /// Least time between two progress snapshots sent to a listener.
-pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
 /// One job: its latest snapshot and its cancel switch.
 #[derive(Debug)]
-pub struct JobHandle {
+pub(crate) struct JobHandle {
     snapshot: watch::Sender<Job>,
     cancel: CancellationToken,
 }
 
 impl JobHandle {
     /// The job as it is now.
-    pub fn snapshot(&self) -> Job {
+    pub(crate) fn snapshot(&self) -> Job {
         self.snapshot.borrow().clone()
     }
 
     /// Snapshots from now until the job ends: the current one at once, then at
     /// most one per [`PROGRESS_INTERVAL`], and always the final one.
-    pub fn follow(&self) -> impl Stream<Item = Job> + Send + 'static {
+    pub(crate) fn follow(&self) -> impl Stream<Item = Job> + Send + 'static {
         let rx = self.snapshot.subscribe();
         futures::stream::unfold((rx, true, false), |(mut rx, first, done)| async move {
             if done {
@@ -81,20 +83,20 @@ impl JobHandle {
     }
 
     /// Asks the job to stop; it ends CANCELLED at its next check.
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.cancel.cancel();
     }
 }
 
 /// What running work sees of its job.
 #[derive(Debug, Clone)]
-pub struct JobContext {
+pub(crate) struct JobContext {
     handle: Arc<JobHandle>,
 }
 
 impl JobContext {
     /// Updates the job's progress (listeners are woken).
-    pub fn progress(&self, update: impl FnOnce(&mut JobProgress)) {
+    pub(crate) fn progress(&self, update: impl FnOnce(&mut JobProgress)) {
         self.handle.snapshot.send_modify(|job| {
             let progress = job.progress.get_or_insert_with(JobProgress::default);
             update(progress);
@@ -105,29 +107,19 @@ impl JobContext {
     }
 
     /// Sets the phase.
-    pub fn phase(&self, phase: &str) {
+    pub(crate) fn phase(&self, phase: &str) {
         self.progress(|p| p.phase = phase.to_string());
     }
 
     /// The token cancelling the job.
-    pub fn cancelled(&self) -> &CancellationToken {
+    pub(crate) fn cancelled(&self) -> &CancellationToken {
         &self.handle.cancel
     }
-
-    /// The job's id.
-    pub fn id(&self) -> String {
-        self.handle.snapshot.borrow().id.clone()
-    }
-}
-
-/// The status a cancelled job's work returns.
-pub fn cancelled_status() -> Status {
-    Status::cancelled("the job was cancelled; nothing was committed")
 }
 
 /// Every job of this server.
 #[derive(Debug)]
-pub struct Jobs {
+pub(crate) struct Jobs {
     bucket: Arc<Bucket>,
     jobs: Mutex<VecDeque<Arc<JobHandle>>>,
     /// Permits of jobs allowed to work at once.
@@ -138,18 +130,14 @@ pub struct Jobs {
     stopping: AtomicBool,
 }
 
-/// The status of a job the server stopped at shutdown.
-pub fn shutdown_status() -> Status {
-    Status::unavailable(
-        "the server shut down before the job finished; nothing was committed, run it again",
-    )
-}
-
 impl Jobs {
     /// Loads the job records of `bucket` (the primary); jobs that were running
     /// when the server stopped are marked FAILED. At most `max_running` jobs work
     /// at once; later ones wait in phase "queued".
-    pub async fn open(bucket: Arc<Bucket>, max_running: usize) -> Result<Self, StorageError> {
+    pub(crate) async fn open(
+        bucket: Arc<Bucket>,
+        max_running: usize,
+    ) -> Result<Self, StorageError> {
         // Uploads staged by jobs that died with the server are orphans now.
         match bucket.delete_folder(STAGING).await {
             Ok(0) => {}
@@ -196,7 +184,7 @@ impl Jobs {
                 job.error =
                     "the server stopped while the job ran; nothing it had not committed was kept"
                         .into();
-                job.error_code = code_name(Code::Aborted as i32).into();
+                job.error_code = names::ABORTED.into();
                 job.finished_at = now();
                 if let Err(error) = bucket.put(&path, record(&job).into()).await {
                     tracing::warn!(%path, %error, "cannot mark an interrupted job as failed");
@@ -219,9 +207,9 @@ impl Jobs {
 
     /// Starts `work` as a job of `kind`; returns its handle at once.
     ///
-    /// `work` returns the job's result, or the status it failed with. When the
-    /// job was cancelled, a failure is recorded as CANCELLED.
-    pub fn spawn<F, Fut>(
+    /// `work` returns the job's result, or why it failed. When the job was
+    /// cancelled, a failure is recorded as CANCELLED.
+    pub(crate) fn spawn<F, Fut, E>(
         self: &Arc<Self>,
         kind: &str,
         description: String,
@@ -230,7 +218,8 @@ impl Jobs {
     ) -> Arc<JobHandle>
     where
         F: FnOnce(JobContext) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<job::Result, Status>> + Send + 'static,
+        Fut: Future<Output = Result<job::Result, E>> + Send + 'static,
+        E: Into<JobError> + Send + 'static,
     {
         let id = uuid::Uuid::new_v4().to_string();
         let job = Job {
@@ -267,27 +256,32 @@ impl Jobs {
             tracing::info_span!("job", job_id = %job.id, kind = %job.kind)
         };
         self.active.send_modify(|n| *n += 1);
+        // At most `max_running` jobs work at once; the others wait, cancellable. The
+        // free slot is taken here, in the caller's order, not in whatever order the
+        // spawned tasks happen to run: a job started first never queues behind a later one.
+        let ready = Arc::clone(&self.running).try_acquire_owned().ok();
+        if ready.is_none() {
+            context.phase("queued");
+        }
         tokio::spawn(async move {
             jobs.persist(&context.handle.snapshot()).await;
-            // At most `max_running` jobs work at once; the others wait, cancellable.
-            let permit = match Arc::clone(&jobs.running).try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    context.phase("queued");
-                    tokio::select! {
-                        permit = Arc::clone(&jobs.running).acquire_owned() => permit.ok(),
-                        () = context.cancelled().cancelled() => None,
-                    }
-                }
+            let permit = match ready {
+                Some(permit) => Some(permit),
+                None => tokio::select! {
+                    permit = Arc::clone(&jobs.running).acquire_owned() => permit.ok(),
+                    () = context.cancelled().cancelled() => None,
+                },
             };
             let outcome = match permit {
                 Some(_) => {
                     context.phase("starting");
                     // The work runs on a task of its own, so a panic in it fails the
                     // job instead of leaving it running forever.
-                    tokio::spawn(work(context.clone()).in_current_span()).await
+                    let work = work(context.clone());
+                    tokio::spawn(async move { work.await.map_err(Into::into) }.in_current_span())
+                        .await
                 }
-                None => Ok(Err(cancelled_status())),
+                None => Ok(Err(JobError::Cancelled)),
             };
             let cancelled = context.cancelled().is_cancelled();
             let shut_down = cancelled && jobs.stopping.load(Ordering::Relaxed);
@@ -304,27 +298,10 @@ impl Jobs {
                             }
                         }
                     }
-                    Ok(Err(_)) if shut_down => {
-                        let status = shutdown_status();
-                        job.state = JobState::Failed as i32;
-                        job.error = status.message().into();
-                        job.error_code = code_name(status.code() as i32).into();
-                    }
-                    Ok(Err(status)) if cancelled || status.code() == Code::Cancelled => {
-                        job.state = JobState::Cancelled as i32;
-                        job.error = cancelled_status().message().into();
-                        job.error_code = code_name(Code::Cancelled as i32).into();
-                    }
-                    Ok(Err(status)) => {
-                        job.state = JobState::Failed as i32;
-                        job.error = status.message().into();
-                        job.error_code = code_name(status.code() as i32).into();
-                    }
-                    Err(panic) => {
-                        job.state = JobState::Failed as i32;
-                        job.error = format!("the job crashed: {panic}");
-                        job.error_code = code_name(Code::Internal as i32).into();
-                    }
+                    Ok(Err(_)) if shut_down => error::record(job, &JobError::ShutDown),
+                    Ok(Err(_)) if cancelled => error::record(job, &JobError::Cancelled),
+                    Ok(Err(error)) => error::record(job, &error),
+                    Err(panic) => error::record(job, &JobError::Crashed(panic.to_string())),
                 }
             });
             let job = context.handle.snapshot();
@@ -337,9 +314,9 @@ impl Jobs {
     }
 
     /// Shutdown: lets running jobs finish until `deadline`, then stops the rest
-    /// (they end FAILED with [`shutdown_status`]) and waits up to `wait` for their
+    /// (they end FAILED with [`JobError::ShutDown`]) and waits up to `wait` for their
     /// records. Returns how many jobs were stopped.
-    pub async fn stop(&self, deadline: tokio::time::Instant, wait: Duration) -> usize {
+    pub(crate) async fn stop(&self, deadline: tokio::time::Instant, wait: Duration) -> usize {
         let mut active = self.active.subscribe();
         let running = *active.borrow();
         if running > 0 {
@@ -376,13 +353,13 @@ impl Jobs {
     }
 
     /// The job `id`.
-    pub fn get(&self, id: &str) -> Option<Arc<JobHandle>> {
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<JobHandle>> {
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         jobs.iter().find(|j| j.snapshot.borrow().id == id).cloned()
     }
 
     /// Snapshots of every job, newest first.
-    pub fn list(&self) -> Vec<Job> {
+    pub(crate) fn list(&self) -> Vec<Job> {
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         jobs.iter().map(|j| j.snapshot()).collect()
     }
@@ -436,7 +413,7 @@ mod tests {
             });
             let _ = go_rx.await;
             ctx.progress(|p| p.rows = 10);
-            Ok(job::Result::Ingest(Default::default()))
+            Ok::<_, JobError>(job::Result::Ingest(Default::default()))
         });
         // The first listener leaves early; the job carries on.
         let first = Box::pin(handle.follow()).next().await.unwrap();
@@ -457,13 +434,13 @@ mod tests {
         let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
         let first = jobs.spawn("test", "first".into(), String::new(), |_| async move {
             let _ = go_rx.await;
-            Ok(job::Result::Ingest(Default::default()))
+            Ok::<_, JobError>(job::Result::Ingest(Default::default()))
         });
         let second = jobs.spawn("test", "second".into(), String::new(), |_| async move {
-            Ok(job::Result::Ingest(Default::default()))
+            Ok::<_, JobError>(job::Result::Ingest(Default::default()))
         });
         let third = jobs.spawn("test", "third".into(), String::new(), |_| async move {
-            Ok(job::Result::Ingest(Default::default()))
+            Ok::<_, JobError>(job::Result::Ingest(Default::default()))
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         let phase = |h: &JobHandle| h.snapshot().progress.unwrap().phase;
@@ -484,14 +461,14 @@ mod tests {
         let jobs = jobs(&dir).await;
         let handle = jobs.spawn("test", "waits".into(), String::new(), |ctx| async move {
             ctx.cancelled().cancelled().await;
-            Err(cancelled_status())
+            Err(JobError::Cancelled)
         });
         handle.cancel();
         let last = handle.follow().collect::<Vec<_>>().await.pop().unwrap();
         assert_eq!(last.state, JobState::Cancelled as i32);
         // One that never ends: after a "restart" it reads as failed.
         let stuck = jobs.spawn("test", "stuck".into(), String::new(), |_| {
-            futures::future::pending()
+            futures::future::pending::<Result<job::Result, JobError>>()
         });
         let id = stuck.snapshot().id;
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -512,14 +489,14 @@ mod tests {
         // A job that ends within the grace period finishes normally.
         let quick = jobs.spawn("test", "quick".into(), String::new(), |_| async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            Ok(job::Result::Ingest(Default::default()))
+            Ok::<_, JobError>(job::Result::Ingest(Default::default()))
         });
         assert_eq!(jobs.stop(soon, Duration::from_secs(1)).await, 0);
         assert_eq!(quick.snapshot().state, JobState::Succeeded as i32);
         // One that only stops when cancelled is stopped at the deadline and recorded.
         let slow = jobs.spawn("test", "slow".into(), String::new(), |ctx| async move {
             ctx.cancelled().cancelled().await;
-            Err(cancelled_status())
+            Err(JobError::Cancelled)
         });
         let id = slow.snapshot().id;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(200);

@@ -12,7 +12,7 @@ use super::Jobs;
 use crate::rows::{batch, micros, timestamp_field, timestamps, utf8};
 
 /// Jobs of this server, newest first (`lakehouse.job.list` as SQL).
-pub fn table(jobs: &Jobs) -> Result<RecordBatch, ArrowError> {
+pub(crate) fn table(jobs: &Jobs) -> Result<RecordBatch, ArrowError> {
     let jobs = jobs.list();
     let progress: Vec<_> = jobs
         .iter()

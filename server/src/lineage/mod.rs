@@ -10,7 +10,7 @@
 //! - lineage never fails the write it describes: storage or endpoint failures are
 //!   logged and the write's outcome stands.
 
-pub mod system;
+pub(crate) mod system;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +25,7 @@ const FOLDER: &str = "_lakehouse/lineage/";
 const PRODUCER: &str = "https://github.com/lakehouse/lakehouse";
 const SCHEMA_URL: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
 /// The OpenLineage namespace of Lakehouse jobs.
-pub const NAMESPACE: &str = "lakehouse";
+pub(crate) const NAMESPACE: &str = "lakehouse";
 const POST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a write's rows came from.
@@ -39,7 +39,7 @@ pub struct Source {
 
 /// What a run wrote, for its COMPLETE event.
 #[derive(Debug, Clone, Default)]
-pub struct Output {
+pub(crate) struct Output {
     /// Arrow (name, type) of the written columns.
     pub columns: Vec<(String, String)>,
     /// Rows written.
@@ -54,7 +54,7 @@ pub struct Output {
 
 /// The lineage store of a server.
 #[derive(Debug)]
-pub struct Lineage {
+pub(crate) struct Lineage {
     bucket: Arc<Bucket>,
     endpoint: Option<url::Url>,
     http: reqwest::Client,
@@ -62,7 +62,7 @@ pub struct Lineage {
 
 impl Lineage {
     /// A store in `bucket` (the primary), posting to `endpoint` when set.
-    pub fn new(bucket: Arc<Bucket>, endpoint: Option<url::Url>) -> Self {
+    pub(crate) fn new(bucket: Arc<Bucket>, endpoint: Option<url::Url>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(POST_TIMEOUT)
             .build()
@@ -76,7 +76,7 @@ impl Lineage {
 
     /// Records START of a run writing `output_table` (`schema.table`) from `source`
     /// and the tables `inputs` (`schema.table`), and returns it.
-    pub async fn start(
+    pub(crate) async fn start(
         self: &Arc<Self>,
         job_type: &str,
         source: Option<Source>,
@@ -129,7 +129,7 @@ impl Lineage {
     }
 
     /// Every recorded event, oldest first.
-    pub async fn events(&self) -> Result<Vec<Value>, StorageError> {
+    pub(crate) async fn events(&self) -> Result<Vec<Value>, StorageError> {
         let names = self.bucket.list(FOLDER).await?;
         let bucket = Arc::clone(&self.bucket);
         let events: Vec<Option<bytes::Bytes>> = futures::stream::iter(names)
@@ -150,7 +150,7 @@ impl Lineage {
 
 /// One run: a write between its START and its COMPLETE/FAIL.
 #[derive(Debug, Clone)]
-pub struct Run {
+pub(crate) struct Run {
     lineage: Arc<Lineage>,
     run_id: String,
     job_type: String,
@@ -163,18 +163,18 @@ pub struct Run {
 
 impl Run {
     /// The OpenLineage run id.
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.run_id
     }
 
     /// Records COMPLETE with what was written.
-    pub async fn complete(&self, output: &Output) {
+    pub(crate) async fn complete(&self, output: &Output) {
         let event = self.event("COMPLETE", Some(output), None);
         self.lineage.record(self, "COMPLETE", event).await;
     }
 
     /// Records FAIL with the error (redacted).
-    pub async fn fail(&self, error: &str) {
+    pub(crate) async fn fail(&self, error: &str) {
         let event = self.event("FAIL", None, Some(error));
         self.lineage.record(self, "FAIL", event).await;
     }

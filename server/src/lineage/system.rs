@@ -11,7 +11,7 @@ use crate::rows::{batch, micros, timestamp_field, timestamps, utf8};
 
 /// Every lineage event, oldest first, with the OpenLineage fields as columns and
 /// the whole event as JSON.
-pub async fn table(lineage: &Lineage) -> Result<RecordBatch, ArrowError> {
+pub(crate) async fn table(lineage: &Lineage) -> Result<RecordBatch, ArrowError> {
     use serde_json::Value;
     let events = lineage
         .events()

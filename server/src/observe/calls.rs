@@ -15,11 +15,11 @@ use tracing::Instrument;
 use super::metrics::metrics;
 
 /// The request id header (read and echoed).
-pub const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// Wraps a service in [`CallService`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CallLayer;
+pub(crate) struct CallLayer;
 
 impl<S> Layer<S> for CallLayer {
     type Service = CallService<S>;
@@ -31,7 +31,7 @@ impl<S> Layer<S> for CallLayer {
 
 /// See the module docs.
 #[derive(Debug, Clone)]
-pub struct CallService<S> {
+pub(crate) struct CallService<S> {
     inner: S,
 }
 
@@ -121,7 +121,7 @@ where
 
 /// A response body that counts the call when its trailers (the final status) pass,
 /// or as CANCELLED when the client goes away first.
-pub struct CallBody<R> {
+pub(crate) struct CallBody<R> {
     inner: R,
     method: String,
     counted: bool,

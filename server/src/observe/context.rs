@@ -49,7 +49,7 @@ where
 }
 
 /// The request id of the innermost enclosing span that has one.
-pub fn current_request_id() -> Option<String> {
+pub(crate) fn current_request_id() -> Option<String> {
     dispatcher::get_default(|dispatch| {
         let registry = dispatch.downcast_ref::<Registry>()?;
         let id = dispatch.current_span().id()?.clone();

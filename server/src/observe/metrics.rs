@@ -13,7 +13,7 @@ const LATENCY_BOUNDS: [f64; 14] = [
 
 /// A latency histogram with fixed buckets.
 #[derive(Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     /// Per bucket (the last one is +Inf), not cumulative.
     counts: [AtomicU64; LATENCY_BOUNDS.len() + 1],
     sum_nanos: AtomicU64,
@@ -30,7 +30,7 @@ impl Default for Histogram {
 
 impl Histogram {
     /// Records one observation.
-    pub fn observe(&self, seconds: f64) {
+    pub(crate) fn observe(&self, seconds: f64) {
         let at = LATENCY_BOUNDS
             .iter()
             .position(|&bound| seconds <= bound)
@@ -83,7 +83,7 @@ impl Counters {
 
 /// Every metric of the process.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// gRPC calls ended, by `method|code`.
     calls: Counters,
     /// Time until a call is answered (a stream: until its first message), by method.
@@ -106,7 +106,7 @@ pub struct Metrics {
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
 
 /// The process's metrics.
-pub fn metrics() -> &'static Metrics {
+pub(crate) fn metrics() -> &'static Metrics {
     &METRICS
 }
 
@@ -131,17 +131,17 @@ fn label(value: &str) -> String {
 
 impl Metrics {
     /// A profile activation ended (`ok` or `error`).
-    pub fn profile_activated(&self, result: &str) {
+    pub(crate) fn profile_activated(&self, result: &str) {
         self.profile_activations.add(result.to_string(), 1);
     }
 
     /// A gRPC call ended with `code` (e.g. "OK", "NOT_FOUND").
-    pub fn call_ended(&self, method: &str, code: &str) {
+    pub(crate) fn call_ended(&self, method: &str, code: &str) {
         self.calls.add(format!("{}|{code}", label(method)), 1);
     }
 
     /// A gRPC call was answered after `seconds`.
-    pub fn call_answered(&self, method: &str, seconds: f64) {
+    pub(crate) fn call_answered(&self, method: &str, seconds: f64) {
         let histogram = {
             let mut map = self.call_seconds.lock().unwrap_or_else(|p| p.into_inner());
             std::sync::Arc::clone(map.entry(label(method)).or_default())
@@ -150,30 +150,30 @@ impl Metrics {
     }
 
     /// Query result rows and encoded bytes sent to a client.
-    pub fn streamed(&self, rows: u64, bytes: u64) {
+    pub(crate) fn streamed(&self, rows: u64, bytes: u64) {
         self.rows_streamed.fetch_add(rows, Ordering::Relaxed);
         self.bytes_streamed.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Rows committed by an ingest of `kind`.
-    pub fn ingested(&self, kind: &str, rows: u64) {
+    pub(crate) fn ingested(&self, kind: &str, rows: u64) {
         self.ingest_rows.add(label(kind), rows);
     }
 
     /// One vector search of `mode` took `seconds`.
-    pub fn vector_search(&self, mode: &str, seconds: f64) {
+    pub(crate) fn vector_search(&self, mode: &str, seconds: f64) {
         self.vector_searches.add(label(mode), 1);
         self.vector_search_seconds.observe(seconds);
     }
 
     /// One batch of `texts` was embedded in `seconds`.
-    pub fn embedded(&self, texts: u64, seconds: f64) {
+    pub(crate) fn embedded(&self, texts: u64, seconds: f64) {
         self.embedded_texts.fetch_add(texts, Ordering::Relaxed);
         self.embed_batch_seconds.observe(seconds);
     }
 
     /// The Prometheus text exposition, with the gauges the caller measured now.
-    pub fn render(&self, gauges: &Gauges) -> String {
+    pub(crate) fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
         head(
             &mut out,
@@ -446,7 +446,7 @@ impl Metrics {
 
 /// Values measured at scrape time.
 #[derive(Debug, Default)]
-pub struct Gauges {
+pub(crate) struct Gauges {
     /// (kind, state) → jobs.
     pub jobs: BTreeMap<(String, &'static str), u64>,
     pub queries_running: u64,
@@ -462,7 +462,7 @@ pub struct Gauges {
 
 /// One worker process, as the metrics show it.
 #[derive(Debug, Default)]
-pub struct WorkerGauge {
+pub(crate) struct WorkerGauge {
     /// The worker's name.
     pub name: String,
     /// Whether it is running.
@@ -472,7 +472,7 @@ pub struct WorkerGauge {
 }
 
 /// Resident memory from `/proc/self/statm` (Linux), `None` elsewhere.
-pub fn resident_bytes() -> Option<u64> {
+pub(crate) fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)

@@ -6,11 +6,12 @@
 //! `server`). Invariant: recording a metric never blocks a call on I/O (atomics
 //! and short mutexes only).
 
-pub mod calls;
-pub mod context;
-pub mod metrics;
+pub(crate) mod calls;
+pub(crate) mod context;
+pub(crate) mod metrics;
 pub mod otel;
 
-pub use calls::{CallLayer, REQUEST_ID};
-pub use context::{RequestIds, current_request_id};
-pub use metrics::metrics;
+pub(crate) use calls::CallLayer;
+pub use context::RequestIds;
+pub(crate) use context::current_request_id;
+pub(crate) use metrics::metrics;

@@ -37,7 +37,7 @@ const INTERVAL: Duration = Duration::from_secs(2);
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The name of the span every gRPC call runs in (see `calls`).
-pub const CALL_SPAN: &str = "call";
+pub(crate) const CALL_SPAN: &str = "call";
 
 /// OTLP span kinds.
 const KIND_INTERNAL: u8 = 1;
@@ -72,7 +72,7 @@ pub fn install(endpoint: Option<url::Url>, service: &str) -> Option<OtlpLayer> {
 }
 
 /// Starts the exporter installed by [`install`] (none: `None`).
-pub fn start() -> Option<Exporter> {
+pub(crate) fn start() -> Option<Exporter> {
     let pending = PENDING
         .get()?
         .lock()
@@ -98,14 +98,14 @@ fn traces_url(endpoint: &url::Url) -> url::Url {
 
 /// The running exporter.
 #[derive(Debug)]
-pub struct Exporter {
+pub(crate) struct Exporter {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Exporter {
     /// Sends what is queued and stops, waiting at most `wait`.
-    pub async fn finish(self, wait: Duration) {
+    pub(crate) async fn finish(self, wait: Duration) {
         let _ = self.stop.send(());
         if tokio::time::timeout(wait, self.task).await.is_err() {
             tracing::warn!("the trace exporter did not finish in {wait:?}; spans were lost");
@@ -285,7 +285,7 @@ fn random_id<const N: usize>() -> [u8; N] {
 
 /// The trace and parent span of a W3C `traceparent` value
 /// (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`), when valid.
-pub fn parse_traceparent(text: &str) -> Option<([u8; 16], [u8; 8])> {
+pub(crate) fn parse_traceparent(text: &str) -> Option<([u8; 16], [u8; 8])> {
     let mut parts = text.trim().split('-');
     let version = parts.next()?;
     let trace = parts.next()?;

@@ -159,7 +159,7 @@ pub(super) fn card(value: &str) -> Option<bool> {
 }
 
 /// The Luhn checksum of a digit string.
-pub fn luhn(digits: &str) -> bool {
+pub(crate) fn luhn(digits: &str) -> bool {
     let mut sum = 0u32;
     for (i, b) in digits.bytes().rev().enumerate() {
         let mut d = u32::from(b - b'0');
@@ -185,7 +185,7 @@ pub(super) fn iban(value: &str) -> Option<bool> {
 }
 
 /// ISO 13616 mod-97 check of a compact, upper-case IBAN.
-pub fn iban_checksum(iban: &str) -> bool {
+pub(crate) fn iban_checksum(iban: &str) -> bool {
     let (head, tail) = iban.split_at(4);
     let mut remainder = 0u32;
     for c in tail.chars().chain(head.chars()) {

@@ -12,7 +12,7 @@
 //!   look like any other value: dates of birth, bare digit phone numbers).
 
 mod entities;
-pub mod system;
+pub(crate) mod system;
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::datatypes::DataType;
@@ -20,12 +20,11 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use lakehouse_flight_ext::v1::{ColumnPii, PiiAlternate};
 
 use entities::{Hints, matches_entity};
-pub use entities::{iban_checksum, luhn};
 
 /// Version of the detector set, recorded with every finding.
-pub const DETECTOR_VERSION: &str = "lakehouse-pii-1";
+pub(crate) const DETECTOR_VERSION: &str = "lakehouse-pii-1";
 /// Values sampled per column.
-pub const SAMPLE_SIZE: usize = 1000;
+pub(crate) const SAMPLE_SIZE: usize = 1000;
 /// Least match share (after checksums) for a finding.
 const THRESHOLD: f64 = 0.5;
 /// Least match share for an entity to be listed as an alternate.
@@ -33,7 +32,7 @@ const ALTERNATE_THRESHOLD: f64 = 0.05;
 const SEED: u64 = 0x5eed_1a4e_0001;
 
 /// Entity types, in the order ties are broken.
-pub const ENTITIES: [&str; 8] = [
+pub(crate) const ENTITIES: [&str; 8] = [
     "email",
     "credit_card",
     "iban",
@@ -46,7 +45,7 @@ pub const ENTITIES: [&str; 8] = [
 
 /// Reservoir samples of every text-like column of a stream of batches.
 #[derive(Debug)]
-pub struct Sampler {
+pub(crate) struct Sampler {
     columns: Vec<ColumnSample>,
 }
 
@@ -62,7 +61,7 @@ struct ColumnSample {
 
 impl Sampler {
     /// A sampler for the columns of `schema` that can hold PII (text, integers, dates).
-    pub fn new(schema: &arrow::datatypes::Schema) -> Self {
+    pub(crate) fn new(schema: &arrow::datatypes::Schema) -> Self {
         let columns = schema
             .fields()
             .iter()
@@ -79,7 +78,7 @@ impl Sampler {
     }
 
     /// Adds a batch's values to the reservoirs.
-    pub fn observe(&mut self, batch: &RecordBatch) {
+    pub(crate) fn observe(&mut self, batch: &RecordBatch) {
         let options = FormatOptions::default();
         for column in &mut self.columns {
             let Some(array) = batch.column_by_name(&column.name) else {
@@ -90,7 +89,7 @@ impl Sampler {
     }
 
     /// The findings for the sampled columns, by column order.
-    pub fn findings(&self) -> Vec<ColumnPii> {
+    pub(crate) fn findings(&self) -> Vec<ColumnPii> {
         self.columns
             .iter()
             .filter_map(|c| detect(&c.name, &c.values, c.temporal))
@@ -143,7 +142,7 @@ fn sampled_type(data_type: &DataType) -> Option<Kind> {
 }
 
 /// The finding for one column's sample, if any.
-pub fn detect(column: &str, values: &[String], temporal: bool) -> Option<ColumnPii> {
+pub(crate) fn detect(column: &str, values: &[String], temporal: bool) -> Option<ColumnPii> {
     if values.is_empty() {
         return None;
     }

@@ -10,7 +10,7 @@ use crate::catalog::CatalogDocument;
 use crate::rows::{batch, utf8};
 
 /// PII of every table: detector findings with manual verdicts on top.
-pub fn table(catalog: &CatalogDocument) -> Result<RecordBatch, ArrowError> {
+pub(crate) fn table(catalog: &CatalogDocument) -> Result<RecordBatch, ArrowError> {
     let mut entries: Vec<_> = catalog.tables.iter().collect();
     entries.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
     let mut rows = Vec::new();

@@ -1,4 +1,6 @@
-use super::entities::{DATE, EMAIL, IBAN, NAME_TOKEN, PHONE_E164, PHONE_NANP, PHONE_NATIONAL, SSN};
+use super::entities::{
+    DATE, EMAIL, IBAN, NAME_TOKEN, PHONE_E164, PHONE_NANP, PHONE_NATIONAL, SSN, iban_checksum, luhn,
+};
 use super::*;
 
 fn sample(values: &[&str]) -> Vec<String> {

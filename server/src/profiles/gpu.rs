@@ -6,7 +6,7 @@ use lakehouse_flight_ext::v1::Gpu;
 use nvml_wrapper::Nvml;
 
 /// The driver's NVML, or why it could not be opened.
-pub struct Gpus {
+pub(crate) struct Gpus {
     nvml: Result<Nvml, String>,
 }
 
@@ -20,7 +20,7 @@ impl std::fmt::Debug for Gpus {
 
 impl Gpus {
     /// Opens NVML: `libnvidia-ml.so.1` (what the driver installs), else `libnvidia-ml.so`.
-    pub fn probe() -> Self {
+    pub(crate) fn probe() -> Self {
         let versioned = Nvml::builder()
             .lib_path(std::ffi::OsStr::new("libnvidia-ml.so.1"))
             .init();
@@ -44,7 +44,7 @@ impl Gpus {
     }
 
     /// The GPUs with their memory now, or why none is reported.
-    pub fn read(&self) -> Result<Vec<Gpu>, String> {
+    pub(crate) fn read(&self) -> Result<Vec<Gpu>, String> {
         let nvml = self.nvml.as_ref().map_err(Clone::clone)?;
         let count = nvml
             .device_count()

@@ -16,13 +16,13 @@
 //! `keep_alive: 0`; a model behind an OpenAI-compatible URL is the service's to
 //! manage, so the slot only records it.
 
-pub mod gpu;
+pub(crate) mod gpu;
 mod ollama;
 mod slot;
-pub mod system;
+pub(crate) mod system;
 
 use slot::plan;
-pub use slot::{Model, Slot, SlotState, SlotView};
+pub(crate) use slot::{Model, Slot, SlotState, SlotView};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,7 +45,7 @@ const UNLOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Errors of profile calls, each with the status a client gets.
 #[derive(Debug, thiserror::Error)]
-pub enum ProfileError {
+pub(crate) enum ProfileError {
     /// A bad request (InvalidArgument).
     #[error("{0}")]
     Invalid(String),
@@ -77,7 +77,7 @@ impl From<CatalogError> for ProfileError {
 }
 
 /// The server's model profiles and its GPU slot.
-pub struct Profiles {
+pub(crate) struct Profiles {
     catalog: Arc<Catalog>,
     vectors: Arc<VectorIndexes>,
     embedders: HashMap<String, EmbedderConfig>,
@@ -97,7 +97,7 @@ impl std::fmt::Debug for Profiles {
 }
 
 /// A profile as the protocol describes it.
-pub fn profile_of(entry: &ProfileEntry, doc: &CatalogDocument, slot: &SlotView) -> Profile {
+pub(crate) fn profile_of(entry: &ProfileEntry, doc: &CatalogDocument, slot: &SlotView) -> Profile {
     Profile {
         name: entry.name.clone(),
         embedder: entry.embedder.clone(),
@@ -117,7 +117,7 @@ pub fn profile_of(entry: &ProfileEntry, doc: &CatalogDocument, slot: &SlotView) 
 impl Profiles {
     /// Profiles over `catalog`, loading models through `vectors` and the configured
     /// services.
-    pub fn new(
+    pub(crate) fn new(
         catalog: Arc<Catalog>,
         vectors: Arc<VectorIndexes>,
         embedders: HashMap<String, EmbedderConfig>,
@@ -136,17 +136,17 @@ impl Profiles {
     }
 
     /// The slot.
-    pub fn slot(&self) -> &Arc<Slot> {
+    pub(crate) fn slot(&self) -> &Arc<Slot> {
         &self.slot
     }
 
     /// The `system` tables of profiles: `profiles` and `gpu_slot`.
-    pub fn system_tables(&self) -> [Arc<dyn crate::query::SystemTable>; 2] {
+    pub(crate) fn system_tables(&self) -> [Arc<dyn crate::query::SystemTable>; 2] {
         system::ProfileTable::all(&self.catalog, &self.slot)
     }
 
     /// The profile `name`.
-    pub fn get(&self, name: &str) -> Result<ProfileEntry, ProfileError> {
+    pub(crate) fn get(&self, name: &str) -> Result<ProfileEntry, ProfileError> {
         self.catalog
             .snapshot()
             .profile(name)
@@ -168,7 +168,7 @@ impl Profiles {
     }
 
     /// Every profile, with the slot.
-    pub fn list(&self) -> ProfileList {
+    pub(crate) fn list(&self) -> ProfileList {
         let doc = self.catalog.snapshot();
         let slot = self.slot.view();
         let mut profiles: Vec<Profile> = doc
@@ -184,7 +184,10 @@ impl Profiles {
     }
 
     /// Creates (or with `replace`, replaces) a profile.
-    pub async fn create(&self, request: ProfileCreateRequest) -> Result<Profile, ProfileError> {
+    pub(crate) async fn create(
+        &self,
+        request: ProfileCreateRequest,
+    ) -> Result<Profile, ProfileError> {
         let name = request.name.trim().to_string();
         validate_name(&name).map_err(|e| ProfileError::Invalid(format!("name: {e}")))?;
         let embedder = match request.embedder.trim() {
@@ -260,7 +263,7 @@ impl Profiles {
     }
 
     /// Drops a profile that neither holds the slot nor owns indexes.
-    pub async fn drop_profile(&self, name: &str) -> Result<Profile, ProfileError> {
+    pub(crate) async fn drop_profile(&self, name: &str) -> Result<Profile, ProfileError> {
         let slot = self.slot.view();
         let doc = self.catalog.snapshot();
         let entry = doc
@@ -351,7 +354,7 @@ impl Profiles {
     }
 
     /// Checks that `name` can be activated ("" releases the slot), before a job starts.
-    pub fn check_activation(&self, name: &str) -> Result<(), ProfileError> {
+    pub(crate) fn check_activation(&self, name: &str) -> Result<(), ProfileError> {
         if name.is_empty() {
             return Ok(());
         }
@@ -360,7 +363,7 @@ impl Profiles {
     }
 
     /// Activates profile `name` ("" releases the slot): the body of the activation job.
-    pub async fn activate(
+    pub(crate) async fn activate(
         &self,
         name: &str,
         job: &JobContext,
@@ -524,7 +527,7 @@ impl Profiles {
     }
 
     /// The profile recorded as active when the server last ran, to activate again.
-    pub fn recorded_active(&self) -> Option<String> {
+    pub(crate) fn recorded_active(&self) -> Option<String> {
         self.catalog.snapshot().active_profile.clone()
     }
 }

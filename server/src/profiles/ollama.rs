@@ -10,7 +10,7 @@ const WARM_UP: &str = "lakehouse warm-up";
 
 /// How a model was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(super) enum Kind {
     /// An embedding model: loaded by embedding a short text.
     Embedding,
     /// A generative model: loaded by an empty generate request.
@@ -19,26 +19,26 @@ pub enum Kind {
 
 /// An HTTP client for Ollama's model-management calls.
 #[derive(Debug, Clone)]
-pub struct Ollama {
+pub(super) struct Ollama {
     client: reqwest::Client,
 }
 
 /// What `/api/ps` says about one loaded model.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Loaded {
+pub(super) struct Loaded {
     pub size: Option<u64>,
     pub size_vram: Option<u64>,
 }
 
 impl Ollama {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             client: reqwest::Client::new(),
         }
     }
 
     /// Loads `model` at `url` and pins it in memory until it is unloaded.
-    pub async fn load(
+    pub(super) async fn load(
         &self,
         url: &str,
         model: &str,
@@ -59,7 +59,12 @@ impl Ollama {
     }
 
     /// Asks Ollama to unload `model` now (what `ollama stop` does).
-    pub async fn unload(&self, url: &str, model: &str, timeout: Duration) -> Result<(), String> {
+    pub(super) async fn unload(
+        &self,
+        url: &str,
+        model: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let body = json!({"model": model, "keep_alive": 0, "stream": false});
         self.post(url, "api/generate", &body, timeout)
             .await
@@ -67,7 +72,7 @@ impl Ollama {
     }
 
     /// The models Ollama at `url` holds, by name.
-    pub async fn loaded(&self, url: &str) -> Result<Vec<(String, Loaded)>, String> {
+    pub(super) async fn loaded(&self, url: &str) -> Result<Vec<(String, Loaded)>, String> {
         let endpoint = format!("{}/api/ps", url.trim_end_matches('/'));
         let response = self
             .client
@@ -150,7 +155,7 @@ impl Ollama {
 
 /// Whether Ollama's name for a loaded model is `model` (Ollama adds `:latest` to a
 /// name without a tag).
-pub fn same_model(loaded: &str, model: &str) -> bool {
+pub(super) fn same_model(loaded: &str, model: &str) -> bool {
     let tagged = |name: &str| {
         if name.contains(':') {
             name.to_string()

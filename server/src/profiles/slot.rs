@@ -11,7 +11,7 @@ use super::gpu;
 
 /// What the slot is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlotState {
+pub(crate) enum SlotState {
     /// No profile holds it.
     Empty,
     /// A profile's models are being loaded (or the slot released).
@@ -24,10 +24,11 @@ pub enum SlotState {
 
 impl SlotState {
     /// Every state, as metrics and tables name them.
-    pub const ALL: [SlotState; 4] = [Self::Empty, Self::Activating, Self::Active, Self::Failed];
+    pub(crate) const ALL: [SlotState; 4] =
+        [Self::Empty, Self::Activating, Self::Active, Self::Failed];
 
     /// The state's name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Empty => "empty",
             Self::Activating => "activating",
@@ -39,7 +40,7 @@ impl SlotState {
 
 /// One model of a profile.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Model {
+pub(crate) struct Model {
     /// `embedder` or `llm`.
     pub role: &'static str,
     /// The configured name.
@@ -81,7 +82,7 @@ impl Model {
     }
 
     /// Where it runs: `cpu`, `ollama` or `remote`.
-    pub fn placement(&self) -> &'static str {
+    pub(crate) fn placement(&self) -> &'static str {
         match self.protocol.as_str() {
             "builtin" => "cpu",
             "ollama" => "ollama",
@@ -109,7 +110,7 @@ impl Model {
 
 /// The slot as it is now.
 #[derive(Debug, Clone)]
-pub struct SlotView {
+pub(crate) struct SlotView {
     pub state: SlotState,
     /// The profile holding (or taking) it; empty when none.
     pub profile: String,
@@ -122,21 +123,21 @@ pub struct SlotView {
 impl SlotView {
     /// Whether profile `name` holds the slot or is taking it (a failed activation
     /// holds nothing for its profile).
-    pub fn holds(&self, name: &str) -> bool {
+    pub(crate) fn holds(&self, name: &str) -> bool {
         self.profile == name && matches!(self.state, SlotState::Active | SlotState::Activating)
     }
 }
 
 /// The single GPU slot: its state, and the GPUs NVML sees.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     pub(super) view: Mutex<SlotView>,
     pub(super) gpus: gpu::Gpus,
 }
 
 impl Slot {
     /// An empty slot; NVML is probed once, here.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             view: Mutex::new(SlotView {
                 state: SlotState::Empty,
@@ -150,17 +151,17 @@ impl Slot {
     }
 
     /// The slot now.
-    pub fn view(&self) -> SlotView {
+    pub(crate) fn view(&self) -> SlotView {
         self.lock().clone()
     }
 
     /// The GPUs now, or why none is reported.
-    pub fn gpus(&self) -> Result<Vec<lakehouse_flight_ext::v1::Gpu>, String> {
+    pub(crate) fn gpus(&self) -> Result<Vec<lakehouse_flight_ext::v1::Gpu>, String> {
         self.gpus.read()
     }
 
     /// The slot as the protocol reports it (GPU memory read now).
-    pub fn report(&self) -> GpuSlot {
+    pub(crate) fn report(&self) -> GpuSlot {
         let view = self.view();
         let (gpus, gpu_absent) = match self.gpus() {
             Ok(gpus) => (gpus, String::new()),

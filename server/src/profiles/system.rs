@@ -15,7 +15,7 @@ use crate::rows::{batch, micros, timestamp_field, timestamps, utf8};
 
 /// `profiles` or `gpu_slot`.
 #[derive(Debug)]
-pub struct ProfileTable {
+pub(crate) struct ProfileTable {
     name: &'static str,
     catalog: Arc<Catalog>,
     slot: Arc<Slot>,
@@ -23,7 +23,7 @@ pub struct ProfileTable {
 
 impl ProfileTable {
     /// Both profile tables, over `catalog` and the GPU `slot`.
-    pub fn all(catalog: &Arc<Catalog>, slot: &Arc<Slot>) -> [Arc<dyn SystemTable>; 2] {
+    pub(crate) fn all(catalog: &Arc<Catalog>, slot: &Arc<Slot>) -> [Arc<dyn SystemTable>; 2] {
         ["profiles", "gpu_slot"].map(|name| {
             Arc::new(Self {
                 name,

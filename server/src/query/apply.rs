@@ -41,7 +41,11 @@ impl QueryEngine {
     /// FAIL) and, once committed, publish a dataset event: `DatasetAppended` for
     /// CREATE TABLE and INSERT, `DatasetReplaced` for INSERT OVERWRITE, CREATE OR
     /// REPLACE, UPDATE and DELETE (rows changed in place: consumers re-read).
-    pub async fn execute_writes(&self, ctx: &SessionContext, writes: Vec<Write>) -> Result<u64> {
+    pub(crate) async fn execute_writes(
+        &self,
+        ctx: &SessionContext,
+        writes: Vec<Write>,
+    ) -> Result<u64> {
         let writes = merge_inserts(writes)?;
         let default_schema = ctx
             .state()

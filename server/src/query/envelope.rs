@@ -228,7 +228,7 @@ impl Envelope {
 
 /// The tables `plan` reads (`schema.table`, in `default_schema` where unqualified),
 /// subqueries included, each once, sorted.
-pub fn read_tables(plan: &LogicalPlan, default_schema: &str) -> Vec<String> {
+pub(super) fn read_tables(plan: &LogicalPlan, default_schema: &str) -> Vec<String> {
     let mut tables: Vec<String> = Vec::new();
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {

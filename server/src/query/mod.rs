@@ -16,7 +16,7 @@ mod apply;
 mod envelope;
 mod params;
 mod provider;
-pub mod system;
+pub(crate) mod system;
 mod types;
 mod write;
 
@@ -33,12 +33,12 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 
-pub use envelope::{Commit, Envelope, Sealed, WriteOrigin};
-pub use params::{ParameterRows, parameter_schema};
-pub use provider::LakehouseCatalog;
-pub use system::{SystemTable, SystemTables, table_fn};
+pub(crate) use envelope::{Commit, WriteOrigin};
+pub(crate) use params::{ParameterRows, parameter_schema};
+pub(crate) use provider::LakehouseCatalog;
+pub(crate) use system::{SystemTable, SystemTables, table_fn};
 use write::check_query;
-pub use write::{Statement, TableName, Write, classify, count_schema, is_write};
+pub(crate) use write::{Statement, Write, classify, count_schema, is_write};
 
 use crate::catalog::{CATALOG_NAME, Catalog, DEFAULT_SCHEMA, TableEntry};
 use crate::config::Settings;
@@ -48,18 +48,18 @@ use crate::services::Services;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionDefaults {
     /// Default catalog (always `lakehouse` today).
-    pub catalog: String,
+    pub(crate) catalog: String,
     /// Default schema.
-    pub schema: String,
+    pub(crate) schema: String,
     /// The model profile the session is bound to: it sees only that profile's
     /// vector indexes.
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
 }
 
 /// The profile a query's session is bound to, as a session config extension (read
 /// by the search table functions and the `system` schema).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BoundProfile(pub String);
+pub(crate) struct BoundProfile(pub String);
 
 impl Default for SessionDefaults {
     fn default() -> Self {
@@ -89,7 +89,7 @@ pub struct QueryEngine {
 
 impl QueryEngine {
     /// An engine whose queries share a memory pool of `settings.memory_limit` bytes.
-    pub fn new(
+    pub(crate) fn new(
         catalog: Arc<Catalog>,
         services: Arc<Services>,
         settings: &Settings,
@@ -131,27 +131,27 @@ impl QueryEngine {
     }
 
     /// Rows per batch.
-    pub fn batch_size(&self) -> usize {
+    pub(crate) fn batch_size(&self) -> usize {
         self.batch_size
     }
 
     /// The catalog queries run over.
-    pub fn catalog(&self) -> &Arc<Catalog> {
+    pub(crate) fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
     }
 
     /// Jobs, lineage and dataset events.
-    pub fn services(&self) -> &Arc<Services> {
+    pub(crate) fn services(&self) -> &Arc<Services> {
         &self.services
     }
 
     /// Adds a table to the `system` schema of every later session.
-    pub fn register_system_table(&self, table: Arc<dyn SystemTable>) {
+    pub(crate) fn register_system_table(&self, table: Arc<dyn SystemTable>) {
         self.system.register(table);
     }
 
     /// Adds a table function to every later session.
-    pub fn register_table_function(&self, name: &str, function: Arc<dyn TableFunctionImpl>) {
+    pub(crate) fn register_table_function(&self, name: &str, function: Arc<dyn TableFunctionImpl>) {
         if let Ok(mut functions) = self.table_functions.write() {
             functions.push((name.to_string(), function));
         }
@@ -183,7 +183,7 @@ impl QueryEngine {
     }
 
     /// Every row of a Delta table the catalog does not list (an index's vectors).
-    pub async fn read_unlisted(&self, entry: &TableEntry) -> Result<Vec<RecordBatch>> {
+    pub(crate) async fn read_unlisted(&self, entry: &TableEntry) -> Result<Vec<RecordBatch>> {
         let provider =
             provider::open_provider(&self.catalog, &self.scan_session, entry, None).await?;
         let ctx = self.session(&SessionDefaults::default());
@@ -226,7 +226,7 @@ impl QueryEngine {
     /// Plans user SQL that must return rows (an eval set's queries, anything a tool
     /// sends for rows outside Flight SQL): the same guards as a Flight SQL statement
     /// ([`Self::plan`]), and a statement that changes anything is refused.
-    pub async fn plan_query(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
+    pub(crate) async fn plan_query(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
         let plan = self.plan(ctx, sql).await?;
         if is_write(&plan) {
             return Err(DataFusionError::Plan(
@@ -239,7 +239,7 @@ impl QueryEngine {
     /// The rows of `table` that match `filter`, projected to `columns`. The filter
     /// is user text parsed as one SQL expression (never spliced into a statement),
     /// and the plan is held to the query rules of [`Self::plan`].
-    pub async fn plan_filtered(
+    pub(crate) async fn plan_filtered(
         &self,
         ctx: &SessionContext,
         table: datafusion::common::TableReference,
@@ -269,7 +269,7 @@ impl QueryEngine {
     /// The physical plan of a query: optimized and ready to run, nothing run yet.
     /// Its schema is the one the query streams (the logical plan's may differ in
     /// nullability and metadata once the optimizer has folded constants).
-    pub async fn physical(
+    pub(crate) async fn physical(
         &self,
         ctx: &SessionContext,
         plan: &LogicalPlan,
@@ -278,7 +278,7 @@ impl QueryEngine {
     }
 
     /// Runs a physical plan made by [`Self::physical`] in `ctx`.
-    pub fn execute_physical(
+    pub(crate) fn execute_physical(
         &self,
         ctx: &SessionContext,
         plan: Arc<dyn ExecutionPlan>,
@@ -327,7 +327,7 @@ mod tests;
 /// `a + b + c …` or `x = 1 OR x = 2 OR …` in a loop, as a tree as deep as the chain is
 /// long; later steps (naming columns, evaluating) walk it recursively. This bound, with
 /// the server's large thread stacks, keeps such a statement from exhausting the stack.
-pub const MAX_OPERATORS: usize = 2000;
+pub(crate) const MAX_OPERATORS: usize = 2000;
 
 /// Refuses statements with more than [`MAX_OPERATORS`] binary operators.
 fn check_complexity(sql: &str) -> Result<()> {

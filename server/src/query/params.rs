@@ -15,7 +15,7 @@ use datafusion::logical_expr::LogicalPlan;
 
 /// Placeholders of `plan` in execution order (`$1`, `$2`, … `$10`), with their
 /// inferred fields. Untyped ones (e.g. `SELECT $1`) are reported as Utf8.
-pub fn parameter_schema(plan: &LogicalPlan) -> Result<Schema> {
+pub(crate) fn parameter_schema(plan: &LogicalPlan) -> Result<Schema> {
     Ok(Schema::new(
         ordered_parameters(plan)?
             .into_iter()
@@ -40,52 +40,40 @@ fn position(name: &str) -> Option<usize> {
 
 /// Parameter values bound to a prepared statement: one row per execution.
 #[derive(Debug, Clone, Default)]
-pub struct ParameterRows {
+pub(crate) struct ParameterRows {
     batches: Vec<RecordBatch>,
 }
 
 impl ParameterRows {
     /// Rows from the batches a client sent with DoPut.
-    pub fn new(batches: Vec<RecordBatch>) -> Self {
+    pub(crate) fn new(batches: Vec<RecordBatch>) -> Self {
         Self {
             batches: batches.into_iter().filter(|b| b.num_rows() > 0).collect(),
         }
     }
 
     /// True when nothing is bound.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.batches.is_empty()
     }
 
     /// Number of parameter rows.
-    pub fn num_rows(&self) -> usize {
+    pub(crate) fn num_rows(&self) -> usize {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }
 
     /// Encodes the rows as an Arrow IPC stream (empty when nothing is bound).
-    pub fn to_ipc(&self) -> Result<Vec<u8>> {
+    pub(crate) fn to_ipc(&self) -> Result<Vec<u8>> {
         Ok(lakehouse_flight_ext::encode_parameters(&self.batches)?)
     }
 
     /// Decodes rows written by [`ParameterRows::to_ipc`].
-    pub fn from_ipc(bytes: &[u8]) -> Result<Self> {
+    pub(crate) fn from_ipc(bytes: &[u8]) -> Result<Self> {
         Ok(Self::new(lakehouse_flight_ext::decode_parameters(bytes)?))
     }
 
     /// `plan` with each parameter row substituted: one plan per row.
-    pub fn bind(&self, plan: &LogicalPlan) -> Result<Vec<LogicalPlan>> {
-        self.bind_up_to(plan, usize::MAX)
-    }
-
-    /// `plan` with the first parameter row substituted: all it takes to know the
-    /// result schema, without binding every row.
-    pub fn bind_first(&self, plan: &LogicalPlan) -> Result<LogicalPlan> {
-        self.bind_up_to(plan, 1)?
-            .pop()
-            .ok_or_else(|| DataFusionError::Internal("binding produced no plan".into()))
-    }
-
-    fn bind_up_to(&self, plan: &LogicalPlan, limit: usize) -> Result<Vec<LogicalPlan>> {
+    pub(crate) fn bind(&self, plan: &LogicalPlan) -> Result<Vec<LogicalPlan>> {
         let expected = ordered_parameters(plan)?;
         if self.is_empty() {
             if let Some((name, _)) = expected.first() {
@@ -130,9 +118,6 @@ impl ParameterRows {
                 }
                 let ordered = positional(values, expected.len())?;
                 plans.push(plan.clone().with_param_values(ordered)?);
-                if plans.len() == limit {
-                    return Ok(plans);
-                }
             }
         }
         Ok(plans)

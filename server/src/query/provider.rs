@@ -19,7 +19,7 @@ use crate::catalog::{Catalog, CatalogError, SYSTEM_SCHEMA, TableEntry};
 
 /// The `lakehouse` catalog.
 #[derive(Debug)]
-pub struct LakehouseCatalog {
+pub(crate) struct LakehouseCatalog {
     catalog: Arc<Catalog>,
     scan_session: Arc<SessionState>,
     system: Arc<SystemTables>,
@@ -31,7 +31,7 @@ pub struct LakehouseCatalog {
 
 impl LakehouseCatalog {
     /// A provider over the catalog's current schemas.
-    pub fn new(
+    pub(crate) fn new(
         catalog: Arc<Catalog>,
         scan_session: Arc<SessionState>,
         system: Arc<SystemTables>,
@@ -113,7 +113,7 @@ pub(super) fn split_version(name: &str) -> Result<(&str, Option<u64>)> {
 
 /// A user schema whose tables are Delta tables.
 #[derive(Debug)]
-pub struct DeltaSchema {
+pub(super) struct DeltaSchema {
     catalog: Arc<Catalog>,
     scan_session: Arc<SessionState>,
     name: String,

@@ -61,28 +61,32 @@ async fn writes_are_classified_with_resolved_names() {
         .await
         .unwrap();
     assert!(is_write(&plan));
-    match classify(plan, &SessionDefaults::default()).unwrap() {
-        Statement::Write(Write::CreateTable { table, .. }) => {
-            assert_eq!(table.to_string(), "public.t");
-        }
+    let Statement::Write(write) = classify(plan, &SessionDefaults::default()).unwrap() else {
+        panic!("CREATE TABLE is a write");
+    };
+    match *write {
+        Write::CreateTable { table, .. } => assert_eq!(table.to_string(), "public.t"),
         other => panic!("{other:?}"),
     }
     let plan = engine
         .plan(&ctx, "DROP SCHEMA IF EXISTS s CASCADE")
         .await
         .unwrap();
+    let Statement::Write(write) = classify(plan, &SessionDefaults::default()).unwrap() else {
+        panic!("DROP SCHEMA is a write");
+    };
     assert!(matches!(
-        classify(plan, &SessionDefaults::default()).unwrap(),
-        Statement::Write(Write::DropSchema {
+        *write,
+        Write::DropSchema {
             cascade: true,
             if_exists: true,
             ..
-        })
+        }
     ));
     let plan = engine.plan(&ctx, "SELECT 1").await.unwrap();
     assert!(matches!(
         classify(plan, &SessionDefaults::default()).unwrap(),
-        Statement::Query(_)
+        Statement::Query
     ));
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -191,7 +195,7 @@ async fn write_sql(engine: &QueryEngine, statements: &[&str]) {
         let Statement::Write(write) = classify(plan, &SessionDefaults::default()).unwrap() else {
             panic!("{sql} is not a write");
         };
-        engine.execute_writes(&ctx, vec![write]).await.unwrap();
+        engine.execute_writes(&ctx, vec![*write]).await.unwrap();
     }
 }
 

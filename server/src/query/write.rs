@@ -30,16 +30,16 @@ use crate::events::ChangeKind;
 
 /// A planned statement: a query to stream, or a change to apply.
 #[derive(Debug)]
-pub enum Statement {
-    /// Rows to return.
-    Query(LogicalPlan),
+pub(crate) enum Statement {
+    /// A query: rows to return, nothing to apply.
+    Query,
     /// A change; its result is the number of rows affected.
-    Write(Write),
+    Write(Box<Write>),
 }
 
 /// `schema.table` inside the `lakehouse` catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableName {
+pub(crate) struct TableName {
     /// Schema.
     pub schema: String,
     /// Table.
@@ -54,7 +54,7 @@ impl std::fmt::Display for TableName {
 
 /// A statement that changes the catalog or a table.
 #[derive(Debug)]
-pub enum Write {
+pub(crate) enum Write {
     /// `CREATE [OR REPLACE] TABLE [IF NOT EXISTS] ... [AS SELECT]`.
     CreateTable {
         /// Target.
@@ -158,7 +158,7 @@ impl Write {
 }
 
 /// Schema of a write's result when a client reads it as a query: one row, `count`.
-pub fn count_schema() -> SchemaRef {
+pub(crate) fn count_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(
         "count",
         DataType::Int64,
@@ -167,12 +167,12 @@ pub fn count_schema() -> SchemaRef {
 }
 
 /// True when the plan changes state (it then runs as a [`Write`]).
-pub fn is_write(plan: &LogicalPlan) -> bool {
+pub(crate) fn is_write(plan: &LogicalPlan) -> bool {
     matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_))
 }
 
 /// Splits a bound plan into a query or a write.
-pub fn classify(plan: LogicalPlan, defaults: &SessionDefaults) -> Result<Statement> {
+pub(crate) fn classify(plan: LogicalPlan, defaults: &SessionDefaults) -> Result<Statement> {
     let write = match plan {
         LogicalPlan::Ddl(ddl) => from_ddl(ddl, defaults)?,
         LogicalPlan::Dml(dml) => from_dml(dml, defaults)?,
@@ -181,10 +181,10 @@ pub fn classify(plan: LogicalPlan, defaults: &SessionDefaults) -> Result<Stateme
         }
         query => {
             check_query(&query)?;
-            return Ok(Statement::Query(query));
+            return Ok(Statement::Query);
         }
     };
-    Ok(Statement::Write(write))
+    Ok(Statement::Write(Box::new(write)))
 }
 
 /// Refuses a query that nests a write: `EXPLAIN ANALYZE INSERT ...` would run

@@ -14,7 +14,7 @@ use crate::config::S3Settings;
 
 /// Where a bucket's objects live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BucketKind {
+pub(crate) enum BucketKind {
     /// A folder on the local file system (`file://`).
     Local,
     /// An S3 or S3-compatible bucket (`s3://`).
@@ -23,7 +23,7 @@ pub enum BucketKind {
 
 impl BucketKind {
     /// Lower-case name used in `system.buckets`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Local => "local",
             Self::S3 => "s3",
@@ -37,7 +37,7 @@ impl BucketKind {
 /// S3 bucket for `s3://`), and `prefix` is the bucket's folder inside it. That is the
 /// shape Delta Lake and DataFusion expect: a table URL maps to a store path 1:1.
 #[derive(Debug, Clone)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     name: String,
     url: Url,
     kind: BucketKind,
@@ -47,7 +47,7 @@ pub struct Bucket {
 
 impl Bucket {
     /// Opens (and for local buckets creates) the bucket at `url`.
-    pub fn open(name: &str, url: &str, s3: &S3Settings) -> Result<Self> {
+    pub(crate) fn open(name: &str, url: &str, s3: &S3Settings) -> Result<Self> {
         let invalid = |message: String| StorageError::InvalidUrl {
             url: redact_url(url),
             message,
@@ -107,7 +107,7 @@ impl Bucket {
     }
 
     /// Opens a local bucket rooted at `dir`.
-    pub fn local(name: &str, dir: &FsPath, s3: &S3Settings) -> Result<Self> {
+    pub(crate) fn local(name: &str, dir: &FsPath, s3: &S3Settings) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
             context: format!("creating bucket folder {}", dir.display()),
             source,
@@ -124,27 +124,27 @@ impl Bucket {
     }
 
     /// The bucket's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The bucket's base URL (always ends with `/`).
-    pub fn url(&self) -> &Url {
+    pub(crate) fn url(&self) -> &Url {
         &self.url
     }
 
     /// Local folder or S3.
-    pub fn kind(&self) -> BucketKind {
+    pub(crate) fn kind(&self) -> BucketKind {
         self.kind
     }
 
     /// The store, rooted at the URL's authority (see the type docs).
-    pub fn store(&self) -> Arc<dyn ObjectStore> {
+    pub(crate) fn store(&self) -> Arc<dyn ObjectStore> {
         Arc::clone(&self.store)
     }
 
     /// Store path of `relative` inside this bucket.
-    pub fn path(&self, relative: &str) -> Path {
+    pub(crate) fn path(&self, relative: &str) -> Path {
         relative
             .split('/')
             .filter(|part| !part.is_empty())
@@ -152,7 +152,7 @@ impl Bucket {
     }
 
     /// URL of `relative` inside this bucket; a trailing `/` is kept.
-    pub fn url_of(&self, relative: &str) -> Result<Url> {
+    pub(crate) fn url_of(&self, relative: &str) -> Result<Url> {
         self.url
             .join(relative)
             .map_err(|e| StorageError::InvalidUrl {
@@ -162,7 +162,7 @@ impl Bucket {
     }
 
     /// Reads a whole object, `None` when it does not exist.
-    pub async fn get_opt(&self, relative: &str) -> Result<Option<bytes::Bytes>> {
+    pub(crate) async fn get_opt(&self, relative: &str) -> Result<Option<bytes::Bytes>> {
         match self.store.get(&self.path(relative)).await {
             Ok(result) => result
                 .bytes()
@@ -175,7 +175,7 @@ impl Bucket {
     }
 
     /// Writes a whole object in one atomic put.
-    pub async fn put(&self, relative: &str, data: bytes::Bytes) -> Result<()> {
+    pub(crate) async fn put(&self, relative: &str, data: bytes::Bytes) -> Result<()> {
         self.store
             .put(&self.path(relative), data.into())
             .await
@@ -184,7 +184,7 @@ impl Bucket {
     }
 
     /// Size of an object, `None` when it does not exist.
-    pub async fn size(&self, relative: &str) -> Result<Option<u64>> {
+    pub(crate) async fn size(&self, relative: &str) -> Result<Option<u64>> {
         match self.store.head(&self.path(relative)).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -194,7 +194,7 @@ impl Bucket {
 
     /// Objects under the folder `relative` (recursively) with their sizes, as
     /// paths relative to the bucket, sorted.
-    pub async fn list_sizes(&self, relative: &str) -> Result<Vec<(String, u64)>> {
+    pub(crate) async fn list_sizes(&self, relative: &str) -> Result<Vec<(String, u64)>> {
         use futures::TryStreamExt;
         let root = self.path(relative);
         let objects: Vec<_> = self
@@ -220,7 +220,7 @@ impl Bucket {
     }
 
     /// The local file of `relative`, for buckets in a local folder.
-    pub fn local_file(&self, relative: &str) -> Option<std::path::PathBuf> {
+    pub(crate) fn local_file(&self, relative: &str) -> Option<std::path::PathBuf> {
         if self.kind != BucketKind::Local {
             return None;
         }
@@ -228,7 +228,7 @@ impl Bucket {
     }
 
     /// Deletes one object; a missing one is not an error.
-    pub async fn delete(&self, relative: &str) -> Result<()> {
+    pub(crate) async fn delete(&self, relative: &str) -> Result<()> {
         match self.store.delete(&self.path(relative)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(self.error(source)),
@@ -236,7 +236,7 @@ impl Bucket {
     }
 
     /// Objects under the folder `relative` (recursively), as paths relative to that folder.
-    pub async fn list(&self, relative: &str) -> Result<Vec<String>> {
+    pub(crate) async fn list(&self, relative: &str) -> Result<Vec<String>> {
         let folder: Vec<&str> = relative.split('/').filter(|p| !p.is_empty()).collect();
         let folder = if folder.is_empty() {
             String::new()
@@ -252,7 +252,7 @@ impl Bucket {
     }
 
     /// Deletes every object under the folder `relative`; returns how many were deleted.
-    pub async fn delete_folder(&self, relative: &str) -> Result<usize> {
+    pub(crate) async fn delete_folder(&self, relative: &str) -> Result<usize> {
         // Never the bucket itself: a table's folder is always a sub-folder.
         if relative.trim_matches('/').is_empty() || relative.split('/').any(|p| p == "..") {
             return Err(StorageError::InvalidUrl {
@@ -292,7 +292,7 @@ impl Bucket {
     }
 
     /// The sub-folders directly under the folder `relative` (names only, sorted).
-    pub async fn folders(&self, relative: &str) -> Result<Vec<String>> {
+    pub(crate) async fn folders(&self, relative: &str) -> Result<Vec<String>> {
         let listed = self
             .store
             .list_with_delimiter(Some(&self.path(relative)))
@@ -309,7 +309,7 @@ impl Bucket {
 
     /// Some object of the bucket (relative path), `None` when it holds none; lists at
     /// most one page.
-    pub async fn any_object(&self) -> Result<Option<String>> {
+    pub(crate) async fn any_object(&self) -> Result<Option<String>> {
         use futures::StreamExt;
         let mut objects = self.store.list(Some(&self.prefix));
         match objects.next().await {
@@ -331,7 +331,7 @@ impl Bucket {
 
     /// Copies the object `relative` to the same path in `target` (another bucket,
     /// possibly another store), streaming it in parts; returns the bytes copied.
-    pub async fn copy_object(&self, relative: &str, target: &Bucket) -> Result<u64> {
+    pub(crate) async fn copy_object(&self, relative: &str, target: &Bucket) -> Result<u64> {
         use futures::StreamExt;
         let source = self
             .store
@@ -374,7 +374,7 @@ impl Bucket {
 }
 
 /// Replaces the password in `scheme://user:pass@host/...` with `***`.
-pub fn redact_url(text: &str) -> String {
+pub(super) fn redact_url(text: &str) -> String {
     match Url::parse(text) {
         Ok(mut url) if url.password().is_some() => {
             let _ = url.set_password(Some("***"));

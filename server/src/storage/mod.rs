@@ -11,8 +11,8 @@
 mod bucket;
 mod registry;
 
-pub use bucket::{Bucket, BucketKind};
-pub use registry::{BucketRegistry, PRIMARY, RESCUE};
+pub(crate) use bucket::{Bucket, BucketKind};
+pub(crate) use registry::{BucketRegistry, PRIMARY};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -62,4 +62,4 @@ pub enum StorageError {
 }
 
 /// Result alias of the storage layer.
-pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -11,9 +11,9 @@ use super::{Bucket, BucketKind, Result, StorageError};
 use crate::config::{S3Settings, Settings};
 
 /// Name of the bucket that holds the catalog and, by default, every table.
-pub const PRIMARY: &str = "primary";
+pub(crate) const PRIMARY: &str = "primary";
 /// Name of the bucket kept for recovery copies; it always exists.
-pub const RESCUE: &str = "rescue";
+pub(crate) const RESCUE: &str = "rescue";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct PersistedBucket {
@@ -23,7 +23,7 @@ struct PersistedBucket {
 
 /// Registered buckets by name.
 #[derive(Debug)]
-pub struct BucketRegistry {
+pub(crate) struct BucketRegistry {
     file: PathBuf,
     buckets: RwLock<BTreeMap<String, Arc<Bucket>>>,
     /// S3 settings of buckets added at run time.
@@ -37,7 +37,7 @@ pub struct BucketRegistry {
 impl BucketRegistry {
     /// Loads the registry from the data directory, creating `primary` and `rescue`
     /// (local folders under `<data-dir>/buckets/` unless configured otherwise).
-    pub fn open(settings: &Settings) -> Result<Self> {
+    pub(crate) fn open(settings: &Settings) -> Result<Self> {
         let data_dir = &settings.data_dir;
         std::fs::create_dir_all(data_dir).map_err(|source| StorageError::Io {
             context: format!("creating data directory {}", data_dir.display()),
@@ -94,14 +94,14 @@ impl BucketRegistry {
     }
 
     /// Whether `name` is `primary` or `rescue`, which always exist.
-    pub fn is_builtin(name: &str) -> bool {
+    pub(crate) fn is_builtin(name: &str) -> bool {
         name == PRIMARY || name == RESCUE
     }
 
     /// Registers the bucket `name` at `url` (`file://`, `s3://`, or an absolute local
     /// path) and persists the registry. A local folder must lie under one of the
     /// local roots and is created; an S3 location must answer a listing.
-    pub async fn add(&self, name: &str, url: &str) -> Result<Arc<Bucket>> {
+    pub(crate) async fn add(&self, name: &str, url: &str) -> Result<Arc<Bucket>> {
         let url = if url.starts_with('/') {
             let path = PathBuf::from(url);
             url::Url::from_directory_path(&path)
@@ -163,7 +163,7 @@ impl BucketRegistry {
 
     /// Unregisters the bucket `name` and persists the registry; its objects stay.
     /// `primary` and `rescue` are refused.
-    pub async fn remove(&self, name: &str) -> Result<Arc<Bucket>> {
+    pub(crate) async fn remove(&self, name: &str) -> Result<Arc<Bucket>> {
         if Self::is_builtin(name) {
             return Err(StorageError::Refused(format!(
                 "bucket {name:?} is built in and cannot be removed"
@@ -215,7 +215,7 @@ impl BucketRegistry {
     }
 
     /// The bucket called `name`.
-    pub fn get(&self, name: &str) -> Result<Arc<Bucket>> {
+    pub(crate) fn get(&self, name: &str) -> Result<Arc<Bucket>> {
         self.read()
             .get(name)
             .cloned()
@@ -223,12 +223,12 @@ impl BucketRegistry {
     }
 
     /// The primary bucket.
-    pub fn primary(&self) -> Result<Arc<Bucket>> {
+    pub(crate) fn primary(&self) -> Result<Arc<Bucket>> {
         self.get(PRIMARY)
     }
 
     /// All buckets, ordered by name.
-    pub fn list(&self) -> Vec<Arc<Bucket>> {
+    pub(crate) fn list(&self) -> Vec<Arc<Bucket>> {
         self.read().values().cloned().collect()
     }
 
@@ -277,7 +277,7 @@ fn read_persisted(file: &Path) -> Result<Vec<PersistedBucket>> {
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a mix.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |context: String| move |source| StorageError::Io { context, source };
     let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
     let mut file =

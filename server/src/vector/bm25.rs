@@ -13,7 +13,7 @@ const K1: f32 = 1.2;
 const B: f32 = 0.75;
 
 /// The constant of reciprocal rank fusion (Cormack et al.): `1 / (RRF_K + rank)`.
-pub const RRF_K: f32 = 60.0;
+pub(super) const RRF_K: f32 = 60.0;
 
 const STOP_WORDS: &[&str] = &[
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
@@ -22,7 +22,7 @@ const STOP_WORDS: &[&str] = &[
 ];
 
 /// The terms of `text`, in order, repeats kept.
-pub fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
+pub(super) fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
         .map(str::to_lowercase)
@@ -31,7 +31,7 @@ pub fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
 
 /// An inverted index of rows' texts.
 #[derive(Debug, Default)]
-pub struct Bm25 {
+pub(super) struct Bm25 {
     vocabulary: HashMap<String, u32>,
     /// Per term: `(document, frequency)`, documents ascending.
     postings: Vec<Vec<(u32, u32)>>,
@@ -49,24 +49,24 @@ const REMOVED: u32 = u32::MAX;
 
 impl Bm25 {
     /// An empty index.
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self::default()
     }
 
     /// Documents held.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.documents.len() - self.removed
     }
 
     /// Memory of postings and documents, in bytes (an estimate).
-    pub fn memory_bytes(&self) -> usize {
+    pub(super) fn memory_bytes(&self) -> usize {
         let postings: usize = self.postings.iter().map(|p| p.capacity() * 8 + 24).sum();
         let words: usize = self.vocabulary.keys().map(|k| k.len() + 40).sum();
         postings + words + self.documents.capacity() * 16 + self.ids.capacity() * 16
     }
 
     /// Adds row `id` with its `text`; false (and nothing changes) if the row is held.
-    pub fn add(&mut self, id: i64, text: &str) -> bool {
+    pub(super) fn add(&mut self, id: i64, text: &str) -> bool {
         if self.ids.contains_key(&id) {
             return false;
         }
@@ -95,7 +95,7 @@ impl Bm25 {
 
     /// Removes row `id` (its text changed or the row was deleted); false if not held.
     /// Its postings stay behind, skipped by searches, until the index is rebuilt.
-    pub fn remove(&mut self, id: i64) -> bool {
+    pub(super) fn remove(&mut self, id: i64) -> bool {
         let Some(document) = self.ids.remove(&id) else {
             return false;
         };
@@ -109,7 +109,7 @@ impl Bm25 {
 
     /// The `k` best rows for `query` among those `keep` accepts, best first, with their
     /// BM25 scores. Rows sharing no term with the query are not returned.
-    pub fn search(
+    pub(super) fn search(
         &self,
         query: &str,
         k: usize,
@@ -170,7 +170,7 @@ impl Bm25 {
 /// Reciprocal rank fusion of ranked lists of row ids (best first): each row scores
 /// `Σ 1 / (RRF_K + rank)` over the lists it appears in (rank from 1); the `k` best,
 /// ties broken by id.
-pub fn fuse(lists: &[Vec<i64>], k: usize) -> Vec<(i64, f32)> {
+pub(super) fn fuse(lists: &[Vec<i64>], k: usize) -> Vec<(i64, f32)> {
     let mut scores: HashMap<i64, f32> = HashMap::new();
     for list in lists {
         for (rank, id) in list.iter().enumerate() {

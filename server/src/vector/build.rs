@@ -30,7 +30,7 @@ pub(super) const EMBED_BATCH: usize = 256;
 
 /// A validated `lakehouse.vector.index.create`.
 #[derive(Debug, Clone)]
-pub struct CreateIndex {
+pub(crate) struct CreateIndex {
     /// Index name.
     pub name: String,
     /// Source table.
@@ -47,8 +47,6 @@ pub struct CreateIndex {
     pub chunking: Chunking,
     /// Home bucket.
     pub bucket: String,
-    /// Replace an existing index of that name.
-    pub replace: bool,
     /// The embedder: [`BUILTIN`] or a configured `[embedders.NAME]`.
     pub embedder: String,
     /// The model profile it belongs to ("" for none).
@@ -57,7 +55,7 @@ pub struct CreateIndex {
 
 /// How long texts are cut before embedding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Chunking {
+pub(crate) struct Chunking {
     /// Tokens per chunk, at most [`CHUNK_TOKENS`].
     pub tokens: usize,
     /// Tokens shared by neighbours, below `tokens`.
@@ -75,7 +73,7 @@ impl Default for Chunking {
 
 impl Chunking {
     /// Chunking from a request: 0 tokens and no overlap mean the defaults.
-    pub fn new(tokens: u32, overlap: Option<u32>) -> Result<Self, VectorError> {
+    pub(crate) fn new(tokens: u32, overlap: Option<u32>) -> Result<Self, VectorError> {
         let defaults = Self::default();
         let tokens = if tokens == 0 {
             defaults.tokens
@@ -132,7 +130,7 @@ impl VectorIndexes {
     }
 
     /// Checks a create request against the catalog: table, columns, name, bucket.
-    pub async fn validate(
+    pub(crate) async fn validate(
         &self,
         name: &str,
         table: &str,
@@ -293,7 +291,7 @@ impl VectorIndexes {
     }
 
     /// Builds an index (the body of the create job).
-    pub async fn create(
+    pub(crate) async fn create(
         &self,
         request: CreateIndex,
         job: &crate::jobs::JobContext,

@@ -17,10 +17,10 @@ use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 /// Name of the built-in model, as indexes and profiles record it.
-pub const BUILTIN_MODEL: &str = "all-minilm-l6-v2";
+pub(crate) const BUILTIN_MODEL: &str = "all-minilm-l6-v2";
 
 /// The embedder name of the built-in model (configured HTTP embedders have others).
-pub const BUILTIN: &str = crate::names::BUILTIN_EMBEDDER;
+pub(crate) const BUILTIN: &str = crate::names::BUILTIN_EMBEDDER;
 
 /// Tokens per text: sentence-transformers' `max_seq_length` for this model.
 const MAX_TOKENS: usize = 256;
@@ -29,14 +29,14 @@ const MAX_TOKENS: usize = 256;
 const SUB_BATCH: usize = 32;
 
 /// Tokens of one chunk by default: the model's window less `[CLS]` and `[SEP]`.
-pub const CHUNK_TOKENS: usize = MAX_TOKENS - 2;
+pub(crate) const CHUNK_TOKENS: usize = MAX_TOKENS - 2;
 
 /// Tokens two neighbouring chunks share by default.
-pub const CHUNK_OVERLAP: usize = 32;
+pub(crate) const CHUNK_OVERLAP: usize = 32;
 
 /// Errors of an embedding provider.
 #[derive(Debug, thiserror::Error)]
-pub enum EmbedError {
+pub(crate) enum EmbedError {
     /// The model's files are missing or unreadable (FailedPrecondition).
     #[error("embedding model {model}: {message}")]
     Unavailable {
@@ -57,7 +57,7 @@ pub enum EmbedError {
 
 /// Turns texts into vectors of one dimension.
 #[async_trait::async_trait]
-pub trait Embedder: Send + Sync {
+pub(crate) trait Embedder: Send + Sync {
     /// The model's id, recorded with every index built with it.
     fn model(&self) -> &str;
 
@@ -144,7 +144,7 @@ fn windows<'a>(
 }
 
 /// all-MiniLM-L6-v2 on the CPU.
-pub struct MiniLm {
+pub(crate) struct MiniLm {
     inner: Arc<Inner>,
 }
 
@@ -158,7 +158,7 @@ struct Inner {
 
 impl MiniLm {
     /// Loads the model from `dir` (the folder holding `model.safetensors`).
-    pub fn load(dir: &Path) -> Result<Self, EmbedError> {
+    pub(crate) fn load(dir: &Path) -> Result<Self, EmbedError> {
         let unavailable = |message: String| EmbedError::Unavailable {
             model: BUILTIN_MODEL.into(),
             message,
@@ -208,14 +208,14 @@ impl MiniLm {
     }
 
     /// Loads the model from the models folder `models` (its `all-minilm-l6-v2/`).
-    pub fn load_from(models: &Path) -> Result<Self, EmbedError> {
+    pub(crate) fn load_from(models: &Path) -> Result<Self, EmbedError> {
         Self::load(&models.join(BUILTIN_MODEL))
     }
 
     /// The files of the built-in model missing under `models` (none when it is
     /// installed), checked at start so a missing model is said at once, not at the
     /// first index build.
-    pub fn missing_files(models: &Path) -> Vec<std::path::PathBuf> {
+    pub(crate) fn missing_files(models: &Path) -> Vec<std::path::PathBuf> {
         ["config.json", "tokenizer.json", "model.safetensors"]
             .iter()
             .map(|name| models.join(BUILTIN_MODEL).join(name))

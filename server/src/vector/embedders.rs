@@ -12,7 +12,7 @@ use crate::catalog::IndexEntry;
 
 impl VectorIndexes {
     /// Checks that `name` is the built-in model or a configured embedder.
-    pub fn check_embedder(&self, name: &str) -> Result<(), VectorError> {
+    pub(crate) fn check_embedder(&self, name: &str) -> Result<(), VectorError> {
         if name == BUILTIN || self.embedders.contains_key(name) {
             return Ok(());
         }
@@ -28,7 +28,7 @@ impl VectorIndexes {
     /// The embedder `name`: the built-in model, or a configured HTTP service
     /// (connected on first use, which learns its dimension; a service that is down
     /// fails here and is tried again next time).
-    pub async fn embedder(&self, name: &str) -> Result<Arc<dyn Embedder>, VectorError> {
+    pub(crate) async fn embedder(&self, name: &str) -> Result<Arc<dyn Embedder>, VectorError> {
         if name == BUILTIN {
             return Ok(self.builtin().await?);
         }
@@ -48,7 +48,7 @@ impl VectorIndexes {
     }
 
     /// The embedder index `entry` was built with, checked to still be that model.
-    pub async fn index_embedder(
+    pub(crate) async fn index_embedder(
         &self,
         entry: &IndexEntry,
     ) -> Result<Arc<dyn Embedder>, VectorError> {
@@ -75,7 +75,7 @@ impl VectorIndexes {
     /// Pins (or unpins) the Ollama model of embedder `name` in memory: while pinned,
     /// every embedding request asks Ollama to keep it loaded (`keep_alive: -1`)
     /// instead of letting it expire after Ollama's default idle time.
-    pub fn pin_embedder(&self, name: &str, pinned: bool) {
+    pub(crate) fn pin_embedder(&self, name: &str, pinned: bool) {
         self.pin(name)
             .store(pinned, std::sync::atomic::Ordering::Relaxed);
     }
@@ -86,7 +86,7 @@ impl VectorIndexes {
     }
 
     /// The built-in embedding model (loaded once).
-    pub async fn builtin(&self) -> Result<Arc<MiniLm>, VectorError> {
+    pub(crate) async fn builtin(&self) -> Result<Arc<MiniLm>, VectorError> {
         let dir = self.models_dir.clone();
         self.builtin
             .get_or_try_init(|| async move {

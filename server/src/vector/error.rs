@@ -6,7 +6,7 @@ use super::index::IndexError;
 
 /// What went wrong in the vector subsystem.
 #[derive(Debug, thiserror::Error)]
-pub enum VectorError {
+pub(crate) enum VectorError {
     /// A bad request (InvalidArgument).
     #[error("{0}")]
     Invalid(String),

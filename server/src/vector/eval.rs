@@ -35,16 +35,16 @@ use crate::catalog::{EvalSetEntry, TableEntry, WriteMode};
 use crate::query::SessionDefaults;
 
 /// Most queries in one set.
-pub const MAX_QUERIES: usize = 100_000;
+pub(super) const MAX_QUERIES: usize = 100_000;
 
 /// Most truth rows kept per query.
-pub const MAX_DEPTH: usize = 1_000;
+pub(super) const MAX_DEPTH: usize = 1_000;
 
 /// Most `ef` values in one eval.
 const MAX_RUNS: usize = 32;
 
 /// recall@k of `found` against the first `k` rows of `truth`: the share of those found.
-pub fn recall(found: &[i64], truth: &[i64], k: usize) -> f64 {
+pub(super) fn recall(found: &[i64], truth: &[i64], k: usize) -> f64 {
     let wanted: HashSet<i64> = truth.iter().take(k).copied().collect();
     if wanted.is_empty() {
         return 1.0;
@@ -58,7 +58,7 @@ pub fn recall(found: &[i64], truth: &[i64], k: usize) -> f64 {
 }
 
 /// The `q`-quantile (0..=1) of `sorted` by the nearest-rank method; 0 when empty.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(super) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -68,7 +68,7 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// A validated `lakehouse.vector.eval_set.create`.
 #[derive(Debug, Clone)]
-pub struct CreateEvalSet {
+pub(crate) struct CreateEvalSet {
     /// Set name.
     pub name: String,
     /// The index.
@@ -82,7 +82,7 @@ pub struct CreateEvalSet {
 }
 
 /// The protocol's view of an eval set entry.
-pub fn eval_set_info(entry: &EvalSetEntry) -> VectorEvalSetInfo {
+pub(super) fn eval_set_info(entry: &EvalSetEntry) -> VectorEvalSetInfo {
     VectorEvalSetInfo {
         name: entry.name.clone(),
         index: entry.index.clone(),
@@ -108,7 +108,7 @@ fn set_table(entry_name: &str, bucket: &str, location: &str) -> TableEntry {
 
 impl VectorIndexes {
     /// Checks a create request and gathers its query texts.
-    pub async fn validate_eval_set(
+    pub(crate) async fn validate_eval_set(
         &self,
         request: &VectorEvalSetCreateRequest,
     ) -> Result<CreateEvalSet, VectorError> {
@@ -222,7 +222,7 @@ impl VectorIndexes {
     }
 
     /// Computes and stores an eval set (the body of its job).
-    pub async fn create_eval_set(
+    pub(crate) async fn create_eval_set(
         &self,
         request: CreateEvalSet,
         job: &crate::jobs::JobContext,
@@ -302,7 +302,7 @@ impl VectorIndexes {
     }
 
     /// Recall and speed of `index` against `eval_set`, one run per `ef`.
-    pub async fn eval(
+    pub(crate) async fn eval(
         &self,
         index: &str,
         eval_set: &str,

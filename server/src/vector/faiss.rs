@@ -76,7 +76,7 @@ fn wait<T: Send + 'static>(
 /// A Faiss index held by the worker; dropping it drops the worker's copy and the
 /// local file.
 #[derive(Debug)]
-pub struct FaissIndex(Arc<Inner>);
+pub(crate) struct FaissIndex(Arc<Inner>);
 
 /// What calls in flight share of a [`FaissIndex`].
 struct Inner {
@@ -140,7 +140,7 @@ impl Inner {
 impl FaissIndex {
     /// Builds an index of `vectors` (keys 0, 1, …) in the worker from `params`
     /// (resolved: see [`FaissParams::resolved`]).
-    pub async fn build(
+    pub(crate) async fn build(
         worker: Arc<Worker>,
         dir: &Path,
         name: &str,
@@ -156,7 +156,7 @@ impl FaissIndex {
     }
 
     /// An index saved as `bytes` (a file written by the worker), loaded into it.
-    pub async fn open(
+    pub(crate) async fn open(
         worker: Arc<Worker>,
         dir: &Path,
         name: &str,

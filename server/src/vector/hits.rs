@@ -98,7 +98,7 @@ impl VectorIndexes {
     }
 
     /// The schema of [`Self::hits_batch`] for `columns` of index `name`'s table.
-    pub async fn hits_schema_for(
+    pub(crate) async fn hits_schema_for(
         &self,
         name: &str,
         columns: &[String],
@@ -109,7 +109,7 @@ impl VectorIndexes {
 
     /// The hits of `search` as one Arrow batch: `id`, `score`, `distance` (null where
     /// unknown), `text`, `rank` (from 1), then `columns` of the source table.
-    pub async fn hits_batch(
+    pub(crate) async fn hits_batch(
         &self,
         search: &Search,
         columns: &[String],
@@ -190,7 +190,7 @@ impl VectorIndexes {
 }
 
 /// The schema of hits without extra columns.
-pub fn hits_schema() -> SchemaRef {
+pub(crate) fn hits_schema() -> SchemaRef {
     Arc::new(Schema::new(hit_fields()))
 }
 

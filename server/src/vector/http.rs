@@ -17,7 +17,7 @@ use super::embed::{EmbedError, Embedder};
 
 /// Which wire protocol a service speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     /// Ollama's `/api/embed`.
     Ollama,
     /// OpenAI's `/v1/embeddings` (also vLLM, LM Studio, llama.cpp server, TEI…).
@@ -26,7 +26,7 @@ pub enum Protocol {
 
 /// How to reach an HTTP embedding service.
 #[derive(Debug, Clone)]
-pub struct HttpOptions {
+pub(crate) struct HttpOptions {
     /// Base URL, e.g. `http://127.0.0.1:11434` (Ollama) or `https://api.openai.com`.
     pub url: String,
     /// The model name the service knows.
@@ -48,7 +48,7 @@ pub struct HttpOptions {
 impl HttpOptions {
     /// Defaults for `url` and `model`: 64 texts per request, 60 s timeout, 3 retries
     /// from 500 ms.
-    pub fn new(url: &str, model: &str) -> Self {
+    pub(crate) fn new(url: &str, model: &str) -> Self {
         Self {
             url: url.trim_end_matches('/').to_string(),
             model: model.to_string(),
@@ -64,7 +64,7 @@ impl HttpOptions {
 
 impl Protocol {
     /// `ollama` or `openai`, as configured.
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         match text {
             "ollama" => Some(Self::Ollama),
             "openai" => Some(Self::OpenAi),
@@ -75,7 +75,7 @@ impl Protocol {
 
 /// The protocol and options of a configured `[embedders.NAME]`, its API key read
 /// from the environment variable or file it names.
-pub fn configured(
+pub(crate) fn configured(
     name: &str,
     config: &crate::config::EmbedderConfig,
 ) -> Result<(Protocol, HttpOptions), EmbedError> {
@@ -122,7 +122,7 @@ pub fn configured(
 }
 
 /// An embedding service over HTTP; the dimension is learnt from its first answer.
-pub struct HttpEmbedder {
+pub(crate) struct HttpEmbedder {
     protocol: Protocol,
     options: HttpOptions,
     client: reqwest::Client,
@@ -136,7 +136,7 @@ impl HttpEmbedder {
     /// Connects to the service and learns the model's dimension with one short text, so
     /// a service that is down or a model that is unknown fails here, clearly. While
     /// `pinned` is set, Ollama requests carry `keep_alive: -1` so the model stays loaded.
-    pub async fn connect(
+    pub(crate) async fn connect(
         protocol: Protocol,
         options: HttpOptions,
         pinned: Arc<AtomicBool>,

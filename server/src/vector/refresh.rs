@@ -38,7 +38,7 @@ use crate::query::SessionDefaults;
 
 /// What one refresh found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Refreshed {
+pub(crate) struct Refreshed {
     /// Rows new to the index.
     pub added: u64,
     /// Rows whose text changed, embedded again.
@@ -49,7 +49,7 @@ pub struct Refreshed {
 
 impl Refreshed {
     /// Rows the refresh touched.
-    pub fn rows(&self) -> u64 {
+    pub(crate) fn rows(&self) -> u64 {
         self.added + self.changed + self.removed
     }
 }
@@ -57,12 +57,12 @@ impl Refreshed {
 impl VectorIndexes {
     /// Brings index `name` up to its table's latest version (see the module docs);
     /// returns how many rows it touched. A no-op when the table has not changed.
-    pub async fn refresh(&self, name: &str) -> Result<u64, VectorError> {
+    pub(crate) async fn refresh(&self, name: &str) -> Result<u64, VectorError> {
         Ok(self.reconcile(name).await?.rows())
     }
 
     /// [`Self::refresh`], saying what changed.
-    pub async fn reconcile(&self, name: &str) -> Result<Refreshed, VectorError> {
+    pub(crate) async fn reconcile(&self, name: &str) -> Result<Refreshed, VectorError> {
         let lock = self.change_lock(name);
         let _one = lock.lock().await;
         let loaded = self.get(name).await?;
@@ -273,7 +273,7 @@ impl VectorIndexes {
     /// Keeps indexes fresh: every change to a source table refreshes its indexes
     /// (in the background, one event after another; see [`super::refresh`]). At start, indexes whose table
     /// moved on while the server was down are refreshed first.
-    pub fn follow(self: &Arc<Self>, events: &EventBus) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn follow(self: &Arc<Self>, events: &EventBus) -> tokio::task::JoinHandle<()> {
         let mut receiver = events.subscribe();
         let this = Arc::clone(self);
         tokio::spawn(async move {

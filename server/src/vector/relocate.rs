@@ -17,7 +17,7 @@ impl VectorIndexes {
     /// change, then deletes the old files. Searches go on meanwhile from memory; a
     /// refresh waits for the move. A failed or cancelled move removes its copy and
     /// leaves the index where it was.
-    pub async fn move_to(
+    pub(crate) async fn move_to(
         &self,
         name: &str,
         bucket: &str,

@@ -22,17 +22,17 @@ use crate::catalog::{IndexEntry, TableEntry};
 use crate::query::SessionDefaults;
 
 /// Largest `k` of a search.
-pub const MAX_K: usize = 10_000;
+pub(crate) const MAX_K: usize = 10_000;
 
 /// Largest HNSW `ef` of a search (an absurd one would allocate without bound).
-pub const MAX_EF: usize = 100_000;
+pub(crate) const MAX_EF: usize = 100_000;
 
 /// Hybrid search fuses the best `HYBRID_DEPTH · k` (at least 40) of each ranking.
 pub(super) const HYBRID_DEPTH: usize = 4;
 
 /// How a search ranks rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Nearest by embedding.
     Vector,
     /// BM25 over the text column.
@@ -43,7 +43,7 @@ pub enum Mode {
 
 impl Mode {
     /// Parses `vector` (or empty), `text`, `hybrid`.
-    pub fn parse(text: &str) -> Result<Self, VectorError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, VectorError> {
         match text.trim().to_ascii_lowercase().as_str() {
             "" | "vector" => Ok(Self::Vector),
             "text" | "bm25" => Ok(Self::Text),
@@ -55,7 +55,7 @@ impl Mode {
     }
 
     /// `vector`, `text` or `hybrid`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Vector => "vector",
             Self::Text => "text",
@@ -66,7 +66,7 @@ impl Mode {
 
 /// One search.
 #[derive(Debug, Clone)]
-pub struct Search {
+pub(crate) struct Search {
     /// Index name.
     pub index: String,
     /// Query text (embedded with the index's model; the terms of text search).
@@ -176,7 +176,7 @@ impl VectorIndexes {
     }
 
     /// The best rows for `search`, best first, with their texts.
-    pub async fn search(&self, search: &Search) -> Result<Vec<VectorHit>, VectorError> {
+    pub(crate) async fn search(&self, search: &Search) -> Result<Vec<VectorHit>, VectorError> {
         let started = Instant::now();
         let span = tracing::info_span!("vector.search", index = %search.index,
             mode = search.mode.name(), k = search.k, hits = tracing::field::Empty);

@@ -21,7 +21,7 @@ use crate::query::QueryEngine;
 use crate::workers::{Worker, Workers};
 
 /// The server's vector indexes.
-pub struct VectorIndexes {
+pub(crate) struct VectorIndexes {
     pub(super) engine: Arc<QueryEngine>,
     pub(super) models_dir: PathBuf,
     pub(super) builtin: OnceCell<Arc<MiniLm>>,
@@ -50,7 +50,7 @@ impl std::fmt::Debug for VectorIndexes {
 impl VectorIndexes {
     /// Indexes over `engine`'s catalog; the built-in model is loaded from
     /// `models_dir` on first use.
-    pub fn new(engine: Arc<QueryEngine>, models_dir: PathBuf) -> Self {
+    pub(crate) fn new(engine: Arc<QueryEngine>, models_dir: PathBuf) -> Self {
         Self {
             engine,
             models_dir,
@@ -66,7 +66,7 @@ impl VectorIndexes {
     }
 
     /// Builds `faiss` indexes in `workers`' Faiss worker.
-    pub fn with_workers(mut self, workers: Arc<Workers>) -> Self {
+    pub(crate) fn with_workers(mut self, workers: Arc<Workers>) -> Self {
         self.workers = Some(workers);
         self
     }
@@ -80,7 +80,7 @@ impl VectorIndexes {
     }
 
     /// Builds indexes with the HTTP embedders `embedders` too (`[embedders.NAME]`).
-    pub fn with_embedders(mut self, embedders: HashMap<String, EmbedderConfig>) -> Self {
+    pub(crate) fn with_embedders(mut self, embedders: HashMap<String, EmbedderConfig>) -> Self {
         self.embedders = embedders;
         self
     }
@@ -88,7 +88,11 @@ impl VectorIndexes {
     /// Refuses index `name` to a session bound to `profile` when the index belongs to
     /// another profile (or to none); an index that does not exist passes (the call
     /// then says NotFound).
-    pub fn check_profile(&self, name: &str, profile: Option<&str>) -> Result<(), VectorError> {
+    pub(crate) fn check_profile(
+        &self,
+        name: &str,
+        profile: Option<&str>,
+    ) -> Result<(), VectorError> {
         let Some(bound) = profile else {
             return Ok(());
         };
@@ -115,7 +119,7 @@ impl VectorIndexes {
     }
 
     /// Drops indexes the catalog no longer lists from memory.
-    pub fn forget(&self, names: &[String]) {
+    pub(crate) fn forget(&self, names: &[String]) {
         if let Ok(mut map) = self.loaded.write() {
             for name in names {
                 map.remove(name);
@@ -128,25 +132,14 @@ impl VectorIndexes {
         &self.engine
     }
 
-    /// Every index of the catalog, as the protocol describes them.
-    pub fn list(&self) -> Vec<VectorIndexInfo> {
-        self.engine
-            .catalog()
-            .snapshot()
-            .indexes
-            .iter()
-            .map(info_of)
-            .collect()
-    }
-
     /// Number of indexes held in memory.
-    pub fn loaded_count(&self) -> usize {
+    pub(crate) fn loaded_count(&self) -> usize {
         self.loaded.read().map_or(0, |l| l.len())
     }
 }
 
 /// The protocol's view of a catalog entry.
-pub fn info_of(entry: &IndexEntry) -> VectorIndexInfo {
+pub(crate) fn info_of(entry: &IndexEntry) -> VectorIndexInfo {
     VectorIndexInfo {
         name: entry.name.clone(),
         table: format!("{}.{}", entry.schema, entry.table),
@@ -172,7 +165,7 @@ pub fn info_of(entry: &IndexEntry) -> VectorIndexInfo {
 }
 
 /// The embedder an index was built with ([`BUILTIN`] when it records none).
-pub fn embedder_name(entry: &IndexEntry) -> &str {
+pub(crate) fn embedder_name(entry: &IndexEntry) -> &str {
     if entry.embedder.is_empty() {
         BUILTIN
     } else {

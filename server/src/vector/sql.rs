@@ -32,19 +32,19 @@ use crate::query::BoundProfile;
 
 /// One of the search table functions.
 #[derive(Debug)]
-pub struct SearchFunction {
+pub(crate) struct SearchFunction {
     indexes: Arc<VectorIndexes>,
     mode: Mode,
 }
 
 impl SearchFunction {
     /// The function of `mode` over the server's indexes.
-    pub fn new(indexes: Arc<VectorIndexes>, mode: Mode) -> Self {
+    pub(crate) fn new(indexes: Arc<VectorIndexes>, mode: Mode) -> Self {
         Self { indexes, mode }
     }
 
     /// The SQL name of the function of `mode`.
-    pub fn name(mode: Mode) -> &'static str {
+    pub(crate) fn name(mode: Mode) -> &'static str {
         match mode {
             Mode::Vector => "vector_search",
             Mode::Text => "text_search",
@@ -121,14 +121,11 @@ struct SearchTable {
     search: Search,
 }
 
-/// A vector error as DataFusion's: bad input is a plan error (InvalidArgument), a
-/// missing index a "not found" execution error.
+/// A vector error as DataFusion's: bad input is a plan error; anything else travels
+/// as itself, and the flight layer gives it the status the action would.
 fn to_datafusion(error: VectorError) -> DataFusionError {
     match error {
         VectorError::Invalid(m) => DataFusionError::Plan(m),
-        VectorError::Forbidden(m) => {
-            DataFusionError::External(Box::new(tonic::Status::permission_denied(m)))
-        }
         other => DataFusionError::External(Box::new(other)),
     }
 }

@@ -13,14 +13,14 @@ use crate::rows::{batch, micros, timestamp_field, timestamps, utf8};
 
 /// `vector_indexes` or `vector_eval_sets`, as the session's profile sees them.
 #[derive(Debug)]
-pub struct VectorTable {
+pub(crate) struct VectorTable {
     name: &'static str,
     catalog: Arc<Catalog>,
 }
 
 impl VectorTable {
     /// Both vector tables over `catalog`.
-    pub fn all(catalog: &Arc<Catalog>) -> [Arc<dyn SystemTable>; 2] {
+    pub(crate) fn all(catalog: &Arc<Catalog>) -> [Arc<dyn SystemTable>; 2] {
         ["vector_indexes", "vector_eval_sets"].map(|name| {
             Arc::new(Self {
                 name,

@@ -13,7 +13,7 @@
 //!   [`Live::generation`];
 //! - every call carries the worker's bearer token and the caller's request id.
 
-pub mod system;
+pub(crate) mod system;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -46,7 +46,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Why a worker call did not succeed.
 #[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
+pub(crate) enum WorkerError {
     /// The worker cannot be started (missing binary, failed start).
     #[error("{0}")]
     Unavailable(String),
@@ -67,7 +67,7 @@ pub enum WorkerError {
 
 /// A running worker: what a call needs.
 #[derive(Clone, Debug)]
-pub struct Live {
+pub(crate) struct Live {
     client: FlightServiceClient<Channel>,
     /// `Bearer <token>`, made once per start.
     authorization: tonic::metadata::AsciiMetadataValue,
@@ -80,17 +80,21 @@ pub struct Live {
 }
 
 /// Where a call's request id comes from (the server's observability layer).
-pub type RequestIdSource = fn() -> Option<String>;
+pub(crate) type RequestIdSource = fn() -> Option<String>;
 
 impl Live {
     /// The Flight client (cheap to clone).
-    pub fn client(&self) -> FlightServiceClient<Channel> {
+    pub(crate) fn client(&self) -> FlightServiceClient<Channel> {
         self.client.clone()
     }
 
     /// Runs the worker action `name` with `body`; its first answer's body (empty when
     /// it answers nothing).
-    pub async fn action(&self, name: &str, body: Vec<u8>) -> Result<bytes::Bytes, tonic::Status> {
+    pub(crate) async fn action(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+    ) -> Result<bytes::Bytes, tonic::Status> {
         let action = arrow_flight::Action::new(name, body);
         let mut answers = self
             .client()
@@ -101,7 +105,7 @@ impl Live {
     }
 
     /// `message` as a request carrying the token and the current request id.
-    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request
             .metadata_mut()
@@ -126,7 +130,7 @@ struct Process {
 
 /// What `system.workers` and `/metrics` show of a worker.
 #[derive(Debug, Clone)]
-pub struct WorkerState {
+pub(crate) struct WorkerState {
     pub name: &'static str,
     /// "not started", "starting", "running", "restarting", "stopped".
     pub state: &'static str,
@@ -138,7 +142,7 @@ pub struct WorkerState {
 }
 
 /// One supervised worker.
-pub struct Worker {
+pub(crate) struct Worker {
     name: &'static str,
     binary: PathBuf,
     request_id: RequestIdSource,
@@ -185,7 +189,11 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
 
 impl Worker {
     /// A worker running `binary`, started on first use.
-    pub fn new(name: &'static str, binary: PathBuf, request_id: RequestIdSource) -> Arc<Self> {
+    pub(crate) fn new(
+        name: &'static str,
+        binary: PathBuf,
+        request_id: RequestIdSource,
+    ) -> Arc<Self> {
         Arc::new(Self {
             name,
             binary,
@@ -205,13 +213,13 @@ impl Worker {
     }
 
     /// The running worker, if one runs now (never starts one).
-    pub fn running(&self) -> Option<Live> {
+    pub(crate) fn running(&self) -> Option<Live> {
         self.live.read().ok().and_then(|l| l.clone())
     }
 
     /// The running worker, started if it is not. (Boxed: a start spawns the monitor,
     /// which starts the worker again after a crash.)
-    pub fn live(self: &Arc<Self>) -> BoxFuture<'static, Result<Live, WorkerError>> {
+    pub(crate) fn live(self: &Arc<Self>) -> BoxFuture<'static, Result<Live, WorkerError>> {
         let this = Arc::clone(self);
         async move {
             if let Some(live) = this.running() {
@@ -234,7 +242,7 @@ impl Worker {
 
     /// Runs `call` against the worker; a failure that comes from the worker dying
     /// becomes [`WorkerError::Crashed`].
-    pub async fn call<T, F, Fut>(self: &Arc<Self>, call: F) -> Result<T, WorkerError>
+    pub(crate) async fn call<T, F, Fut>(self: &Arc<Self>, call: F) -> Result<T, WorkerError>
     where
         F: FnOnce(Live) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
@@ -430,7 +438,7 @@ impl Worker {
     }
 
     /// Stops the worker: closes its stdin, waits up to `wait`, then kills it.
-    pub async fn stop(&self, wait: Duration) {
+    pub(crate) async fn stop(&self, wait: Duration) {
         self.stopping.store(true, Ordering::Relaxed);
         let _starting = self.starting.lock().await;
         let Some(mut process) = lock(&self.process).take() else {
@@ -453,7 +461,7 @@ impl Worker {
     }
 
     /// What it is doing now.
-    pub fn state(&self) -> WorkerState {
+    pub(crate) fn state(&self) -> WorkerState {
         let live = self.running();
         let state = if self.stopping.load(Ordering::Relaxed) && live.is_none() {
             "stopped"
@@ -519,14 +527,14 @@ async fn forward_logs(worker: &'static str, pid: u32, stderr: tokio::process::Ch
 
 /// The server's workers.
 #[derive(Debug)]
-pub struct Workers {
+pub(crate) struct Workers {
     faiss: Arc<Worker>,
     dir: PathBuf,
 }
 
 impl Workers {
     /// Workers run from these binaries, keeping their files under `dir`.
-    pub fn new(faiss_binary: PathBuf, dir: PathBuf, request_id: RequestIdSource) -> Self {
+    pub(crate) fn new(faiss_binary: PathBuf, dir: PathBuf, request_id: RequestIdSource) -> Self {
         Self {
             faiss: Worker::new("faiss", faiss_binary, request_id),
             dir,
@@ -534,22 +542,22 @@ impl Workers {
     }
 
     /// The Faiss worker.
-    pub fn faiss(&self) -> &Arc<Worker> {
+    pub(crate) fn faiss(&self) -> &Arc<Worker> {
         &self.faiss
     }
 
     /// The local folder of worker files.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Every worker's state.
-    pub fn states(&self) -> Vec<WorkerState> {
+    pub(crate) fn states(&self) -> Vec<WorkerState> {
         vec![self.faiss.state()]
     }
 
     /// Stops every worker (see [`Worker::stop`]).
-    pub async fn stop(&self, wait: Duration) {
+    pub(crate) async fn stop(&self, wait: Duration) {
         self.faiss.stop(wait).await;
     }
 }

@@ -9,7 +9,7 @@ use arrow::error::ArrowError;
 use super::WorkerState;
 
 /// The server's worker processes: state, pid, restarts, last exit.
-pub fn table(states: &[WorkerState]) -> Result<RecordBatch, ArrowError> {
+pub(crate) fn table(states: &[WorkerState]) -> Result<RecordBatch, ArrowError> {
     let text = |f: &dyn Fn(&WorkerState) -> Option<String>| -> ArrayRef {
         Arc::new(StringArray::from(states.iter().map(f).collect::<Vec<_>>()))
     };

@@ -1,3 +1,4 @@
+use super::values::{days, decimal_scaled, integer, text, timestamp_micros};
 use super::*;
 
 #[test]

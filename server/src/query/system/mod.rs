@@ -24,7 +24,7 @@ pub(crate) use catalog::catalog_tables;
 
 /// One table of the `system` schema.
 #[async_trait]
-pub trait SystemTable: Send + Sync + fmt::Debug {
+pub(crate) trait SystemTable: Send + Sync + fmt::Debug {
     /// Its name in `system`.
     fn name(&self) -> &str;
 
@@ -34,7 +34,7 @@ pub trait SystemTable: Send + Sync + fmt::Debug {
 
 /// A system table made from a function, for subsystems that build their rows with
 /// Arrow alone and know nothing of the query engine (jobs, lineage, workers, PII).
-pub fn table_fn<F, Fut>(name: &'static str, rows: F) -> Arc<dyn SystemTable>
+pub(crate) fn table_fn<F, Fut>(name: &'static str, rows: F) -> Arc<dyn SystemTable>
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = std::result::Result<RecordBatch, ArrowError>> + Send + 'static,
@@ -70,19 +70,19 @@ where
 
 /// The tables of the `system` schema, by name.
 #[derive(Debug, Default)]
-pub struct SystemTables {
+pub(crate) struct SystemTables {
     tables: RwLock<BTreeMap<String, Arc<dyn SystemTable>>>,
 }
 
 impl SystemTables {
     /// Adds `table` (replacing one of the same name).
-    pub fn register(&self, table: Arc<dyn SystemTable>) {
+    pub(crate) fn register(&self, table: Arc<dyn SystemTable>) {
         let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
         tables.insert(table.name().to_string(), table);
     }
 
     /// Names of the registered tables, sorted.
-    pub fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
         tables.keys().cloned().collect()
     }
