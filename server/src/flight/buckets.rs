@@ -14,26 +14,9 @@ use tonic::{Request, Response, Status};
 use super::auth::Caller;
 use super::extension::{ActionStream, decode, job_reply, one};
 use super::service::LakehouseService;
-use super::status::vector_status;
+use super::status::{storage_status, vector_status};
 use crate::catalog::{Catalog, validate_name};
-use crate::storage::{Bucket, BucketRegistry, StorageError};
-
-/// Status of a bucket registry error.
-fn storage_status(error: StorageError) -> Status {
-    let message = error.to_string();
-    match error {
-        StorageError::UnknownBucket(_) => Status::not_found(message),
-        StorageError::BucketExists(_) => Status::already_exists(message),
-        StorageError::Refused(_) => Status::permission_denied(message),
-        StorageError::InvalidUrl { .. } => Status::invalid_argument(message),
-        // The new bucket's store refused the first listing: missing bucket, bad
-        // credentials, unreachable endpoint.
-        StorageError::ObjectStore { .. } => {
-            Status::failed_precondition(format!("the bucket cannot be used: {message}"))
-        }
-        StorageError::Io { .. } | StorageError::CorruptRegistry { .. } => Status::internal(message),
-    }
-}
+use crate::storage::{Bucket, BucketRegistry};
 
 /// A bucket as the protocol describes it, with what the catalog keeps there.
 fn info_of(catalog: &Catalog, bucket: &Bucket) -> BucketInfo {

@@ -26,16 +26,15 @@ use serde::de::DeserializeOwned;
 use tonic::{Code, Request, Response, Status};
 
 use super::auth::Caller;
-use super::ingest::upload_error;
 use super::service::LakehouseService;
 use super::status;
-use crate::ingest::IngestError;
+use super::status::{ingest_status, upload_error};
 use crate::ingest::database::{self, DbSource, System};
 use crate::ingest::file::{self, FileIngest, split_table};
 use crate::ingest::source::InputFile;
 use crate::jobs::{JobHandle, STAGING};
 use crate::pii::ENTITIES;
-use crate::storage::{PRIMARY, StorageError};
+use crate::storage::PRIMARY;
 use lakehouse_flight_ext::names::{is_terminal, state_label};
 
 pub(super) type ActionStream =
@@ -104,30 +103,6 @@ pub(super) fn follow_to_outcome(handle: &JobHandle, encoding: Encoding) -> Respo
         futures::stream::iter(items)
     });
     Response::new(Box::pin(stream))
-}
-
-/// Status of an ingest error.
-pub(super) fn ingest_status(error: IngestError) -> Status {
-    let message = error.to_string();
-    match error {
-        IngestError::Invalid { .. }
-        | IngestError::Read { .. }
-        | IngestError::BadRow { .. }
-        | IngestError::TooManyRejects { .. }
-        | IngestError::AllFilesFailed(_) => Status::invalid_argument(message),
-        IngestError::NotFound(_) => Status::not_found(message),
-        IngestError::Storage(e) if matches!(*e, StorageError::UnknownBucket(_)) => {
-            Status::not_found(message)
-        }
-        IngestError::PermissionDenied(_) => Status::permission_denied(message),
-        IngestError::Cancelled => Status::cancelled(message),
-        IngestError::Precondition(_) => Status::failed_precondition(message),
-        IngestError::Source(_) => Status::unavailable(message),
-        IngestError::Storage(_) => Status::internal(message),
-        IngestError::Catalog(e) => {
-            status::from_datafusion(datafusion::error::DataFusionError::External(e))
-        }
-    }
 }
 
 impl LakehouseService {

@@ -14,7 +14,7 @@ use lakehouse_flight_ext::DecodedBatches;
 use tonic::Status;
 
 use super::service::LakehouseService;
-use super::status;
+use super::status::{self, upload_error};
 use crate::catalog::{CATALOG_NAME, CatalogError, TRUNCATE_NANOSECONDS, truncate_nanoseconds};
 use crate::ingest::{BulkIngest, IfExists, IfMissing, bulk_ingest};
 use crate::query::SessionDefaults;
@@ -130,16 +130,4 @@ async fn decode(data: PeekableFlightDataStream) -> Result<SendableRecordBatchStr
         Arc::clone(&schema),
         stream,
     )))
-}
-
-/// Status for a failure reading an upload: the transport's own code when it has one
-/// (a message over `max_message_size` is OUT_OF_RANGE), else INVALID_ARGUMENT.
-pub(super) fn upload_error(error: FlightError) -> Status {
-    match error {
-        FlightError::Tonic(status) => Status::new(
-            status.code(),
-            format!("reading the uploaded data: {}", status.message()),
-        ),
-        other => Status::invalid_argument(format!("reading the uploaded data: {other}")),
-    }
 }

@@ -41,7 +41,7 @@ async fn read_parameters(
     let batches: Vec<_> = DecodedBatches::new(stream)
         .try_collect()
         .await
-        .map_err(super::ingest::upload_error)?;
+        .map_err(super::status::upload_error)?;
     Ok(ParameterRows::new(batches))
 }
 

@@ -11,21 +11,8 @@ use tonic::{Request, Response, Status};
 use super::auth::Caller;
 use super::extension::{ActionStream, decode, job_reply, one};
 use super::service::LakehouseService;
-use crate::profiles::{ProfileError, Profiles};
-
-/// Status of a profile error.
-pub(super) fn profile_status(error: ProfileError) -> Status {
-    let message = error.to_string();
-    match error {
-        ProfileError::Invalid(_) => Status::invalid_argument(message),
-        ProfileError::NotFound(_) => Status::not_found(message),
-        ProfileError::Exists(_) => Status::already_exists(message),
-        ProfileError::Precondition(_) => Status::failed_precondition(message),
-        ProfileError::Unavailable(_) => Status::unavailable(message),
-        ProfileError::Cancelled => Status::cancelled(message),
-        ProfileError::Catalog(e) => super::status::from_catalog(&e),
-    }
-}
+use super::status::profile_status;
+use crate::profiles::Profiles;
 
 impl LakehouseService {
     fn profiles(&self) -> Result<&Arc<Profiles>, Status> {

@@ -10,19 +10,29 @@
 //! | writing to `system`/`information_schema`| PermissionDenied   |
 //! | memory pool exhausted                   | ResourceExhausted  |
 //! | unsupported feature                     | Unimplemented      |
-//! | vector error (also inside SQL)           | as the action's    |
+//! | vector error (also inside SQL)          | by its kind        |
+//! | profile error                           | by its kind        |
+//! | ingest: bad file, row, option           | InvalidArgument    |
+//! | ingest: source database unreachable     | Unavailable        |
+//! | bucket: unknown / exists / refused      | NotFound / AlreadyExists / PermissionDenied |
+//! | bucket whose store cannot be listed     | FailedPrecondition |
+//! | upload message over the size limit      | OutOfRange (the transport's code) |
 //! | storage, Delta or internal failure      | Internal           |
 //!
 //! A job's work runs behind a call: its status becomes the job's [`JobError`], whose
 //! code name is the status code's (a cancelled status is the job's cancellation).
 
+use arrow_flight::error::FlightError;
 use datafusion::error::DataFusionError;
 use tonic::Status;
 
 use lakehouse_flight_ext::names::code_name;
 
 use crate::catalog::CatalogError;
+use crate::ingest::IngestError;
 use crate::jobs::JobError;
+use crate::profiles::ProfileError;
+use crate::storage::StorageError;
 use crate::vector::VectorError;
 
 impl From<Status> for JobError {
@@ -34,6 +44,71 @@ impl From<Status> for JobError {
                 message: status.message().to_string(),
             },
         }
+    }
+}
+
+/// Status of a bucket registry error.
+pub(super) fn storage_status(error: StorageError) -> Status {
+    let message = error.to_string();
+    match error {
+        StorageError::UnknownBucket(_) => Status::not_found(message),
+        StorageError::BucketExists(_) => Status::already_exists(message),
+        StorageError::Refused(_) => Status::permission_denied(message),
+        StorageError::InvalidUrl { .. } => Status::invalid_argument(message),
+        // The new bucket's store refused the first listing: missing bucket, bad
+        // credentials, unreachable endpoint.
+        StorageError::ObjectStore { .. } => {
+            Status::failed_precondition(format!("the bucket cannot be used: {message}"))
+        }
+        StorageError::Io { .. } | StorageError::CorruptRegistry { .. } => Status::internal(message),
+    }
+}
+
+/// Status of an ingest error.
+pub(super) fn ingest_status(error: IngestError) -> Status {
+    let message = error.to_string();
+    match error {
+        IngestError::Invalid { .. }
+        | IngestError::Read { .. }
+        | IngestError::BadRow { .. }
+        | IngestError::TooManyRejects { .. }
+        | IngestError::AllFilesFailed(_) => Status::invalid_argument(message),
+        IngestError::NotFound(_) => Status::not_found(message),
+        IngestError::Storage(e) if matches!(*e, StorageError::UnknownBucket(_)) => {
+            Status::not_found(message)
+        }
+        IngestError::PermissionDenied(_) => Status::permission_denied(message),
+        IngestError::Cancelled => Status::cancelled(message),
+        IngestError::Precondition(_) => Status::failed_precondition(message),
+        IngestError::Source(_) => Status::unavailable(message),
+        IngestError::Storage(_) => Status::internal(message),
+        IngestError::Catalog(e) => from_datafusion(datafusion::error::DataFusionError::External(e)),
+    }
+}
+
+/// Status for a failure reading an upload: the transport's own code when it has one
+/// (a message over `max_message_size` is OUT_OF_RANGE), else INVALID_ARGUMENT.
+pub(super) fn upload_error(error: FlightError) -> Status {
+    match error {
+        FlightError::Tonic(status) => Status::new(
+            status.code(),
+            format!("reading the uploaded data: {}", status.message()),
+        ),
+        other => Status::invalid_argument(format!("reading the uploaded data: {other}")),
+    }
+}
+
+/// Status of a profile error.
+pub(super) fn profile_status(error: ProfileError) -> Status {
+    let message = error.to_string();
+    match error {
+        ProfileError::Invalid(_) => Status::invalid_argument(message),
+        ProfileError::NotFound(_) => Status::not_found(message),
+        ProfileError::Exists(_) => Status::already_exists(message),
+        ProfileError::Precondition(_) => Status::failed_precondition(message),
+        ProfileError::Unavailable(_) => Status::unavailable(message),
+        ProfileError::Cancelled => Status::cancelled(message),
+        ProfileError::Catalog(e) => from_catalog(&e),
     }
 }
 

@@ -46,26 +46,25 @@ const UNLOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Errors of profile calls, each with the status a client gets.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProfileError {
-    /// A bad request (InvalidArgument).
+    /// The request is wrong: a bad name or model list.
     #[error("{0}")]
     Invalid(String),
-    /// No such profile (NotFound).
+    /// No such profile.
     #[error("{0}")]
     NotFound(String),
-    /// A profile of that name exists (AlreadyExists).
+    /// A profile of that name exists.
     #[error("{0}")]
     Exists(String),
-    /// The profile is in use, or names something no longer configured
-    /// (FailedPrecondition).
+    /// The profile is in use, or names something no longer configured.
     #[error("{0}")]
     Precondition(String),
-    /// A model could not be loaded (Unavailable: the service may come back).
+    /// A model could not be loaded; the service that serves it may come back.
     #[error("{0}")]
     Unavailable(String),
     /// The activation job was cancelled.
     #[error("the activation was cancelled; the slot holds what was loaded by then")]
     Cancelled,
-    /// The catalog could not be written (Internal).
+    /// The catalog could not be written.
     #[error(transparent)]
     Catalog(Box<CatalogError>),
 }

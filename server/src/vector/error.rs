@@ -7,30 +7,30 @@ use super::index::IndexError;
 /// What went wrong in the vector subsystem.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum VectorError {
-    /// A bad request (InvalidArgument).
+    /// The request is wrong: a bad name, parameter, filter or vector.
     #[error("{0}")]
     Invalid(String),
-    /// No such index, table or column (NotFound).
+    /// No such index, table or column.
     #[error("{0}")]
     NotFound(String),
-    /// An index of that name exists (AlreadyExists).
+    /// An index of that name exists.
     #[error("{0}")]
     Exists(String),
-    /// The model is not installed or a service is down (FailedPrecondition).
+    /// Something the request needs is not set up: the model is not installed, an
+    /// embedder is not configured.
     #[error("{0}")]
     Unavailable(String),
-    /// A worker process died during the call or cannot be reached now (Unavailable:
-    /// retrying may succeed).
+    /// A worker process died during the call or cannot be reached now; retrying may
+    /// succeed.
     #[error("{0}")]
     WorkerDown(String),
-    /// The index belongs to a profile other than the one the session is bound to
-    /// (PermissionDenied).
+    /// The index belongs to a profile other than the one the session is bound to.
     #[error("{0}")]
     Forbidden(String),
-    /// The job was cancelled (Cancelled).
+    /// The job was cancelled.
     #[error("the job was cancelled; nothing was recorded")]
     Cancelled,
-    /// Anything else (Internal).
+    /// A failure of ours or of storage: nothing the request could change.
     #[error("{0}")]
     Internal(String),
 }
