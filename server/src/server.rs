@@ -363,7 +363,7 @@ fn tls_config(tls: &TlsSettings) -> Result<tonic::transport::ServerTlsConfig, Tl
 }
 
 /// Opens the buckets and loads the catalog.
-pub(crate) async fn open_catalog(settings: &Settings) -> Result<Arc<Catalog>, ServeError> {
+async fn open_catalog(settings: &Settings) -> Result<Arc<Catalog>, ServeError> {
     let buckets = Arc::new(BucketRegistry::open(settings)?);
     Ok(Arc::new(Catalog::open(buckets).await?))
 }

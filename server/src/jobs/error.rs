@@ -6,7 +6,7 @@ use lakehouse_flight_ext::names;
 use lakehouse_flight_ext::v1::{Job, JobState};
 
 /// Why a job did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum JobError {
     /// A user cancelled the job; its work stopped and committed nothing.
     #[error("the job was cancelled; nothing was committed")]
@@ -42,10 +42,9 @@ impl JobError {
 
 /// Writes `error` into `job`'s end state.
 pub(super) fn record(job: &mut Job, error: &JobError) {
-    job.state = if *error == JobError::Cancelled {
-        JobState::Cancelled
-    } else {
-        JobState::Failed
+    job.state = match error {
+        JobError::Cancelled => JobState::Cancelled,
+        _ => JobState::Failed,
     } as i32;
     job.error = error.to_string();
     job.error_code = error.code().into();
