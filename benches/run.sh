@@ -13,8 +13,9 @@
 #       end-to-end latency (wordnet; embeds once, 20-45 min for 100k rows, kept for later runs)
 #   (g) load: 32 concurrent ADBC clients for 60 s mixing queries, prepared statements, bulk
 #       ingest and vector searches; per-operation p50/p95/p99, errors, server peak RSS
-#   (i) workers: our HNSW beside Faiss HNSW32, IVF and IVF-PQ built in the Faiss worker process,
-#       on WordNet glosses (LAKEHOUSE_WORKERS_ROWS, default 3000), measured through the server
+#   (i) workers: our HNSW beside Faiss HNSW32, IVF and IVF-PQ built in the Faiss worker process
+#       and Lance IVF_PQ and IVF_HNSW_SQ in the Lance worker process, on WordNet glosses
+#       (LAKEHOUSE_WORKERS_ROWS, default 3000), measured through the server
 #   (h) vacuum: lakehouse.table.vacuum on a table of 300 commits then an overwrite (dry run,
 #       default retention, retention 0, a second run)
 #   (k) latency: ADBC SELECT 1, a point lookup, a prepared statement with a parameter and a
@@ -34,6 +35,7 @@ mkdir -p "$bench_dir"
 export LAKEHOUSE_BENCH_DIR="$bench_dir"
 
 cargo build --release --workspace --quiet
+scripts/build-lance-worker.sh
 if [[ ! -x "$venv/bin/python" ]]; then python3 -m venv "$venv"; fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt \
   -r benches/requirements.txt
@@ -112,7 +114,7 @@ if [[ "$which" == all || "$which" == wordnet ]]; then
 fi
 
 if [[ "$which" == all || "$which" == workers ]]; then
-  echo "==> (i) Faiss worker: our HNSW vs Faiss HNSW32 / IVF / IVF-PQ through the server"
+  echo "==> (i) workers: our HNSW vs Faiss HNSW32 / IVF / IVF-PQ and Lance IVF_PQ / IVF_HNSW_SQ through the server"
   start_server "$bench_dir/workers-server.log" --data-dir "$bench_dir/workers"
   "$venv/bin/python" benches/vector_bench.py workers --uri "$uri" \
     --rows "${LAKEHOUSE_WORKERS_ROWS:-3000}" --queries 200

@@ -187,8 +187,9 @@ def wordnet(args) -> dict:
 
 
 def workers(args) -> dict:
-    """One corpus, four indexes: our in-process HNSW and three Faiss indexes in the Faiss
-    worker (HNSW32, IVF with the default list count, IVF-PQ), each measured through
+    """One corpus, six indexes: our in-process HNSW, three Faiss indexes in the Faiss
+    worker (HNSW32, IVF with the default list count, IVF-PQ) and two Lance indexes in the
+    Lance worker (IVF_PQ and IVF_HNSW_SQ with the defaults chosen from the data), each measured through
     lakehouse.vector.eval against one eval set (exact truth): recall@10, latency p50/p95/p99
     and QPS on one thread, build time and memory. The Faiss figures include the worker call
     (protobuf over loopback gRPC), which is what a client of a Faiss index pays."""
@@ -206,6 +207,8 @@ def workers(args) -> dict:
         "wk_faiss_hnsw": {"backend": "faiss", "factory": "HNSW32"},
         "wk_faiss_ivf": {"backend": "faiss"},
         "wk_faiss_ivfpq": {"backend": "faiss", "factory": f"IVF{max(1, min(int(4 * rows ** 0.5), rows // 39))},PQ48"},
+        "wk_lance_pq": {"backend": "lance"},
+        "wk_lance_hnsw_sq": {"backend": "lance", "lance": {"indexType": "IVF_HNSW_SQ"}},
     }
     have = {r["name"]: r for r in sql("SELECT name, rows, build_seconds, embed_seconds, bytes, parameters "
                                       "FROM system.vector_indexes")}
@@ -232,13 +235,21 @@ def workers(args) -> dict:
     out = {"dataset": f"wordnet-{rows}", "queries": args.queries, "indexes": {}}
     for name in indexes:
         info = have[name]
-        efs = [16, 64, 256] if "hnsw" in name else []
-        result = run("lakehouse.vector.eval", {"index": name, "evalSet": "wk_gcide", "k": K, "ef": efs})[0]
+        knobs = {"ef": [16, 64, 256] if name in ("wk_hnsw", "wk_faiss_hnsw") else []}
+        if name == "wk_lance_pq":
+            knobs = {"nprobe": [5, 10, 20, 40], "refineFactor": [1, 4]}
+        elif name == "wk_lance_hnsw_sq":
+            knobs = {"ef": [16, 64], "nprobe": [5, 20]}
+        elif name in ("wk_faiss_ivf", "wk_faiss_ivfpq"):
+            knobs = {"nprobe": [4, 16]}
+        result = run("lakehouse.vector.eval", {"index": name, "evalSet": "wk_gcide", "k": K, **knobs})[0]
         index_seconds = info["build_seconds"] - info["embed_seconds"]
-        print(f"{name:<15} {json.loads(info['parameters']).get('factory', 'ours'):<14} "
+        params = json.loads(info["parameters"])
+        print(f"{name:<17} {params.get('factory', params.get('index_type', 'ours')):<14} "
               f"index build {index_seconds:6.2f} s, memory {info['bytes'] / 2**20:6.1f} MiB")
         for r in result["runs"]:
-            print(f"    ef={r.get('ef', 0):>4}: recall@{K} {r['recallMean']:.4f}, p50 {r['latencyP50Ms']:.3f} ms, "
+            print(f"    ef={r.get('ef', 0):>4} nprobe={r.get('nprobe', 0) or '-':>3} "
+                  f"refine={r.get('refineFactor', 0) or '-':>2}: recall@{K} {r['recallMean']:.4f}, p50 {r['latencyP50Ms']:.3f} ms, "
                   f"p95 {r['latencyP95Ms']:.3f} ms, p99 {r['latencyP99Ms']:.3f} ms, {r['qps']:>7.0f} QPS (one thread)")
         out["indexes"][name] = {"parameters": info["parameters"], "index_build_seconds": index_seconds,
                                 "bytes": info["bytes"], "runs": result["runs"]}

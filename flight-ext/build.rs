@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 10] = [
+const PROTOS: [&str; 11] = [
     "../proto/lakehouse/v1/sql.proto",
     "../proto/lakehouse/v1/session.proto",
     "../proto/lakehouse/v1/jobs.proto",
@@ -14,6 +14,7 @@ const PROTOS: [&str; 10] = [
     "../proto/lakehouse/v1/bucket.proto",
     "../proto/lakehouse/v1/table.proto",
     "../proto/lakehouse/v1/worker.proto",
+    "../proto/lakehouse/v1/lance_worker.proto",
     "../proto/lakehouse/v1/profile.proto",
 ];
 

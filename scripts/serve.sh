@@ -14,5 +14,8 @@ if [[ ! -x "$target/release/lakehouse" ]]; then
 fi
 # Not --quiet: cargo's progress bar shows what is being compiled.
 cargo build --release --workspace
+# The Lance worker, its own Cargo workspace, for the "lance" index backend; the server
+# runs without it.
+scripts/build-lance-worker.sh || echo "the Lance worker did not build: the lance index backend will be unavailable" >&2
 scripts/fetch-model.sh   # the built-in embedding model, once
 exec "$target/release/lakehouse" serve --demo "$@"

@@ -2,8 +2,10 @@
 # Runs every test of the project, installing what they need first:
 #   0. Faiss for the Faiss worker (scripts/install-faiss.sh: Debian packages)
 #   1. lints (layer check, rustfmt, clippy with warnings as errors) unless LAKEHOUSE_SKIP_LINT=1
-#   2. Rust unit and end-to-end tests (the real binary, arrow-rs FlightSqlServiceClient)
-#   3. the Python suite (ADBC Flight SQL driver, pyarrow.flight, pandas, polars, moto for S3,
+#   2. the Lance worker, its own Cargo workspace (scripts/build-lance-worker.sh), and its
+#      unit tests
+#   3. Rust unit and end-to-end tests (the real binary, arrow-rs FlightSqlServiceClient)
+#   4. the Python suite (ADBC Flight SQL driver, pyarrow.flight, pandas, polars, moto for S3,
 #      and arrow-rs's flight_sql_client CLI, installed here on first run) in a venv, against
 #      the local PostgreSQL server (started here if it is installed but not running)
 #
@@ -36,6 +38,13 @@ fi
 
 step "build (debug, whole workspace)"
 cargo build --workspace --all-targets --quiet
+
+# Its own Cargo workspace (Lance pins another Arrow); optimised, and slow the first time.
+step "Lance worker (workers/lance, its own workspace): build, format check, unit tests"
+scripts/build-lance-worker.sh
+cargo fmt --manifest-path workers/lance/Cargo.toml -- --check
+CARGO_TARGET_DIR="${LAKEHOUSE_LANCE_TARGET_DIR:-${CARGO_TARGET_DIR:-target}/lance-worker}" \
+  cargo test --quiet --release --locked --manifest-path workers/lance/Cargo.toml
 
 step "built-in embedding model and test corpora (once)"
 scripts/fetch-model.sh

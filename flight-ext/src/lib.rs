@@ -57,6 +57,8 @@ pub mod actions {
     pub const VECTOR_EVAL_SET_CREATE: &str = "lakehouse.vector.eval_set.create";
     /// `VectorEvalRequest` → `VectorEvalResult`.
     pub const VECTOR_EVAL: &str = "lakehouse.vector.eval";
+    /// `VectorIndexOptimizeRequest` → `VectorIndexOptimizeResult`.
+    pub const VECTOR_INDEX_OPTIMIZE: &str = "lakehouse.vector.index.optimize";
     /// `JobStatusRequest` → `Job` (a stream of them with `follow`).
     pub const JOB_STATUS: &str = "lakehouse.job.status";
     /// `JobCancelRequest` → `Job`.
@@ -85,7 +87,7 @@ pub mod actions {
     pub const PROFILE_DROP: &str = "lakehouse.profile.drop";
 
     /// Every `lakehouse.*` action.
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 21] = [
         INGEST_FILE,
         INGEST_POSTGRES,
         INGEST_MYSQL,
@@ -93,6 +95,7 @@ pub mod actions {
         VECTOR_SEARCH,
         VECTOR_EVAL_SET_CREATE,
         VECTOR_EVAL,
+        VECTOR_INDEX_OPTIMIZE,
         JOB_STATUS,
         JOB_CANCEL,
         JOB_LIST,
@@ -116,18 +119,9 @@ pub const INGEST_UPLOAD_TYPE_URL: &str = "type.googleapis.com/lakehouse.v1.Inges
 /// (and in the ticket it returns).
 pub const VECTOR_SEARCH_TYPE_URL: &str = "type.googleapis.com/lakehouse.v1.VectorSearchCommand";
 
-/// Actions of the server's worker processes (internal: see `worker.proto`).
+/// Actions of the server's worker processes (internal: see `worker.proto` and
+/// `lance_worker.proto`). One file, also included by the Lance worker, which is
+/// built in a workspace of its own and cannot depend on this crate.
 pub mod worker_actions {
-    /// `WorkerHealth`, empty body.
-    pub const HEALTH: &str = "health";
-    /// `FaissLoad` → `FaissIndexStats`.
-    pub const FAISS_LOAD: &str = "faiss.load";
-    /// `FaissDrop` → empty.
-    pub const FAISS_DROP: &str = "faiss.drop";
-    /// `FaissSearch` → `FaissHits`.
-    pub const FAISS_SEARCH: &str = "faiss.search";
-    /// Environment variable carrying the bearer token a worker accepts.
-    pub const TOKEN_ENV: &str = "LAKEHOUSE_WORKER_TOKEN";
-    /// The line a worker prints on stdout once it listens: `LISTENING <addr>`.
-    pub const LISTENING: &str = "LISTENING";
+    include!("worker_actions.rs");
 }

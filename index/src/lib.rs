@@ -18,7 +18,10 @@ mod backend;
 mod distance;
 mod hnsw;
 
-pub use backend::{BACKEND_NAMES, Backend, DEFAULT_NPROBE, FaissParams, default_factory};
+pub use backend::{
+    BACKEND_NAMES, Backend, DEFAULT_NPROBE, FaissParams, LANCE_DEFAULT_NPROBE, LANCE_INDEX_TYPES,
+    LANCE_MIN_INDEXED, LanceParams, default_factory, default_partitions, default_sub_vectors,
+};
 pub use distance::{dot, normalized, squared_l2};
 use hnsw::Graph;
 
@@ -95,6 +98,28 @@ pub struct SearchParams {
     pub ef: usize,
     /// IVF: inverted lists probed (0 = the index's default).
     pub nprobe: usize,
+    /// Lance IVF_PQ: candidates re-ranked on the exact vectors, as a multiple of k
+    /// (0 = the index's default).
+    pub refine_factor: usize,
+}
+
+/// How an index kept outside the server (a Lance dataset) lays out its vectors.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layout {
+    /// Vectors held.
+    pub rows: u64,
+    /// Data fragments (files) holding them.
+    pub fragments: u64,
+    /// Vectors the index structure covers, and those searched exactly until the
+    /// next optimize folds them in.
+    pub indexed_rows: u64,
+    pub unindexed_rows: u64,
+    /// Bytes of every file (data, index, manifests).
+    pub bytes: u64,
+    /// The dataset's version.
+    pub version: u64,
+    /// The index structure, e.g. `IVF_PQ` ("" while there is none).
+    pub index_type: String,
 }
 
 /// An index over `(id, vector)` pairs.
@@ -126,6 +151,19 @@ pub trait VectorIndex: Send + Sync {
     /// vectors (an HNSW graph takes far longer to build than to read back).
     fn saved_structure(&self) -> Option<Vec<u8>> {
         None
+    }
+
+    /// How a backend that keeps its vectors outside the server lays them out (a
+    /// Lance dataset's fragments and index coverage); `None` for the others.
+    fn layout(&self) -> Option<Layout> {
+        None
+    }
+
+    /// Folds vectors added since the structure was built into it, for backends that
+    /// search those separately until then (Lance); `None` for backends that add into
+    /// the structure itself.
+    fn optimize(&self) -> Result<Option<Layout>, IndexError> {
+        Ok(None)
     }
 
     /// The `k` nearest vectors passing `filter` (every vector when `None`).

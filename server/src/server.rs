@@ -120,7 +120,10 @@ pub async fn serve(
     }
     let limits = Limits::new(settings.max_concurrent_queries, settings.query_timeout);
     let workers = Arc::new(crate::workers::Workers::new(
-        settings.faiss_worker.clone(),
+        crate::workers::WorkerBinaries {
+            faiss: settings.faiss_worker.clone(),
+            lance: settings.lance_worker.clone(),
+        },
         settings.worker_dir.clone(),
         crate::observe::current_request_id,
     ));
@@ -152,7 +155,7 @@ pub async fn serve(
             Arc::new(SearchFunction::new(Arc::clone(&vectors), mode)),
         );
     }
-    for table in crate::vector::system::VectorTable::all(engine.catalog()) {
+    for table in crate::vector::system::VectorTable::all(&vectors) {
         engine.register_system_table(table);
     }
     let profiles = Arc::new(crate::profiles::Profiles::new(

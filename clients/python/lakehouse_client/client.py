@@ -374,11 +374,12 @@ class Client:
     # --- vector search ---------------------------------------------------------------
 
     def create_index(self, name: str, table: str, *, text_column: str, id_column: str,
-                     backend: Literal["hnsw", "flat", "faiss"] | None = None, metric: str = "cosine",
+                     backend: Literal["hnsw", "flat", "faiss", "lance"] | None = None, metric: str = "cosine",
                      m: int | None = None, ef_construction: int | None = None, ef_search: int | None = None,
                      factory: str | None = None, nprobe: int | None = None, chunk_tokens: int | None = None, chunk_overlap: int | None = None,
                      bucket: str | None = None, replace: bool = False, detach: bool = False,
                      embedder: str | None = None, profile: str | None = None,
+                     lance: Mapping[str, Any] | None = None,
                      progress: bool | None = None) -> dict:
         """Embeds ``table.text_column`` and builds a vector index
         (``lakehouse.vector.index.create``); returns the VectorIndexInfo. ``embedder`` is
@@ -386,26 +387,40 @@ class Client:
         embedding service the server configures under ``[embedders.NAME]``. ``backend="faiss"``
         builds a Faiss index in the server's Faiss worker from ``factory`` (an index_factory
         string such as ``"IVF256,Flat"`` or ``"HNSW32"``; default ``IVF{n},Flat``), with
-        ``nprobe`` lists probed per search by default. ``profile`` puts the index in a model
+        ``nprobe`` lists probed per search by default. ``backend="lance"`` writes a Lance
+        dataset in the home bucket and indexes it in the server's Lance worker; ``lance`` holds
+        its options, e.g. ``{"indexType": "IVF_PQ", "partitions": 64, "subVectors": 48,
+        "bits": 8, "refineFactor": 4, "optimizeFraction": 0.1}`` (all optional: defaults are
+        chosen from the data). ``profile`` puts the index in a model
         profile, whose embedder, backend and bucket it then uses unless given (a client bound
         with ``use_profile`` puts its indexes in that profile)."""
         body = _drop_none({"name": name, "table": table, "textColumn": text_column, "idColumn": id_column,
                            "backend": backend, "metric": metric, "m": m, "efConstruction": ef_construction,
                            "efSearch": ef_search, "factory": factory, "nprobe": nprobe, "chunkTokens": chunk_tokens, "chunkOverlap": chunk_overlap,
                            "bucket": bucket, "replace": replace or None, "detach": detach or None,
-                           "embedder": embedder, "profile": profile})
+                           "embedder": embedder, "profile": profile,
+                           "lance": dict(lance) if lance is not None else None})
         return self._job("lakehouse.vector.index.create", body, "vectorIndex", progress, f"index {name}")
+
+    def optimize_index(self, index: str) -> dict:
+        """Folds the rows appended to a lance index since its build into its IVF index
+        (``lakehouse.vector.index.optimize``); returns the VectorIndexOptimizeResult (rows,
+        fragments, indexedRows, unindexedRows, bytes, indexType, seconds)."""
+        return self._one("lakehouse.vector.index.optimize", {"index": index})
 
     def search(self, index: str, query: str | None = None, *, vector: Sequence[float] | None = None,
                k: int = 10, ef: int | None = None, filter: str | None = None, mode: SearchMode = "vector",
-               columns: Sequence[str] = (), nprobe: int | None = None) -> pa.Table:
+               columns: Sequence[str] = (), nprobe: int | None = None,
+               refine_factor: int | None = None) -> pa.Table:
         """The ``k`` best rows as a pyarrow Table — ``id, score, distance, text, rank`` and the
         requested ``columns`` of the source table — streamed by DoGet of a
         ``VectorSearchCommand``. ``mode``: "vector", "text" (BM25) or "hybrid";
-        ``filter``: a SQL predicate on the source table; ``ef`` (HNSW) and ``nprobe`` (Faiss
-        IVF) trade speed for recall. ``.to_pandas()`` for a DataFrame."""
+        ``filter``: a SQL predicate on the source table; ``ef`` (HNSW), ``nprobe`` (Faiss and
+        Lance IVF) and ``refine_factor`` (Lance IVF_PQ: candidates re-ranked exactly, as a
+        multiple of k) trade speed for recall. ``.to_pandas()`` for a DataFrame."""
         search = _drop_none({"index": index, "query": query, "vector": list(vector) if vector is not None else None,
-                             "k": k, "ef": ef, "nprobe": nprobe, "filter": filter, "mode": mode})
+                             "k": k, "ef": ef, "nprobe": nprobe, "refineFactor": refine_factor,
+                             "filter": filter, "mode": mode})
         descriptor = fl.FlightDescriptor.for_command(
             _any_command("VectorSearchCommand", {"search": search, "columns": list(columns)}))
         info = self._flight.get_flight_info(descriptor, options=self._options)
@@ -426,11 +441,14 @@ class Client:
         return self._job("lakehouse.vector.eval_set.create", body, "vectorEvalSet", progress, f"eval set {name}")
 
     def evaluate(self, index: str, eval_set: str, *, k: int = 10, ef: Sequence[int] = (),
-                 embed_queries: bool = False) -> dict:
+                 embed_queries: bool = False, nprobe: Sequence[int] = (),
+                 refine_factor: Sequence[int] = ()) -> dict:
         """recall@k (mean, p5), latency p50/p95/p99 and QPS of ``index`` against ``eval_set``,
-        one run per ``ef`` (``lakehouse.vector.eval``)."""
+        one run per combination of ``ef`` × ``nprobe`` × ``refine_factor`` (each defaults
+        to the index's own) (``lakehouse.vector.eval``)."""
         return self._one("lakehouse.vector.eval", _drop_none({
             "index": index, "evalSet": eval_set, "k": k, "ef": list(ef) or None,
+            "nprobe": list(nprobe) or None, "refineFactor": list(refine_factor) or None,
             "embedQueries": embed_queries or None}))
 
     # --- buckets ---------------------------------------------------------------------

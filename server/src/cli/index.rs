@@ -1,4 +1,4 @@
-//! `lakehouse index`: create, list, search, evaluate and drop vector indexes, and
+//! `lakehouse index`: create, search, evaluate and optimize vector indexes, and
 //! eval sets.
 
 use std::path::PathBuf;
@@ -6,9 +6,12 @@ use std::time::Instant;
 
 use clap::Subcommand;
 use lakehouse_flight_ext::VECTOR_SEARCH_TYPE_URL;
-use lakehouse_flight_ext::actions::{VECTOR_EVAL, VECTOR_EVAL_SET_CREATE, VECTOR_INDEX_CREATE};
+use lakehouse_flight_ext::actions::{
+    VECTOR_EVAL, VECTOR_EVAL_SET_CREATE, VECTOR_INDEX_CREATE, VECTOR_INDEX_OPTIMIZE,
+};
 use lakehouse_flight_ext::v1::{
-    VectorEvalRequest, VectorEvalResult, VectorEvalSetCreateRequest, VectorIndexCreateRequest,
+    LanceIndexOptions, VectorEvalRequest, VectorEvalResult, VectorEvalSetCreateRequest,
+    VectorIndexCreateRequest, VectorIndexOptimizeRequest, VectorIndexOptimizeResult,
     VectorSearchCommand, VectorSearchRequest,
 };
 use prost::Message;
@@ -29,8 +32,9 @@ pub enum IndexCommand {
         text_column: String,
         #[arg(long)]
         id_column: String,
-        /// hnsw, flat, or faiss (built by the Faiss worker from --factory) [default: the
-        /// profile's, else hnsw].
+        /// hnsw, flat, faiss (built by the Faiss worker from --factory) or lance (a Lance
+        /// dataset in the home bucket, indexed by the Lance worker: --index-type …)
+        /// [default: the profile's, else hnsw].
         #[arg(long)]
         backend: Option<String>,
         /// cosine, l2 or dot.
@@ -54,9 +58,12 @@ pub enum IndexCommand {
         /// Faiss index_factory string, e.g. IVF256,Flat or HNSW32 [default: IVF{n},Flat].
         #[arg(long)]
         factory: Option<String>,
-        /// Faiss IVF lists a search probes by default [default: 16].
+        /// Faiss and Lance IVF lists a search probes by default [default: 16 for Faiss,
+        /// 20 for Lance].
         #[arg(long)]
         nprobe: Option<u32>,
+        #[command(flatten)]
+        lance: LanceFlags,
         /// Tokens per chunk of long texts (at most 254).
         #[arg(long)]
         chunk_tokens: Option<u32>,
@@ -85,9 +92,12 @@ pub enum IndexCommand {
         /// HNSW candidates.
         #[arg(long)]
         ef: Option<u32>,
-        /// Faiss IVF lists probed.
+        /// Faiss and Lance IVF lists probed.
         #[arg(long)]
         nprobe: Option<u32>,
+        /// Lance IVF_PQ: candidates re-ranked exactly, as a multiple of k.
+        #[arg(long)]
+        refine_factor: Option<u32>,
         /// SQL predicate on the source table.
         #[arg(long)]
         filter: Option<String>,
@@ -101,6 +111,13 @@ pub enum IndexCommand {
         format: Format,
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+    },
+    /// Fold the rows appended to a lance index into its IVF index.
+    Optimize {
+        /// Index name.
+        name: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Store an eval set: queries with their exact nearest rows.
     EvalSet {
@@ -136,12 +153,71 @@ pub enum IndexCommand {
         /// HNSW candidate counts to try (comma-separated).
         #[arg(long, value_delimiter = ',')]
         ef: Vec<u32>,
+        /// IVF partitions probed to try (comma-separated; Faiss, Lance).
+        #[arg(long, value_delimiter = ',')]
+        nprobe: Vec<u32>,
+        /// Lance IVF_PQ refine factors to try (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        refine_factor: Vec<u32>,
         /// Embed the queries inside the timed loop (end-to-end latency).
         #[arg(long)]
         embed_queries: bool,
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A knob an eval run used: its value, or "default" for the index's.
+fn default_or(value: u32) -> String {
+    if value == 0 {
+        "default".into()
+    } else {
+        value.to_string()
+    }
+}
+
+/// The `lance` backend's build options.
+#[derive(Debug, clap::Args)]
+pub struct LanceFlags {
+    /// Lance: IVF_PQ, IVF_HNSW_SQ or IVF_FLAT [default: IVF_PQ].
+    #[arg(long)]
+    index_type: Option<String>,
+    /// Lance: IVF partitions [default: ≈ √vectors].
+    #[arg(long)]
+    partitions: Option<u32>,
+    /// Lance IVF_PQ: sub-vectors, dividing the dimension [default: d/8].
+    #[arg(long)]
+    sub_vectors: Option<u32>,
+    /// Lance IVF_PQ: bits per code, 4 or 8 [default: 8].
+    #[arg(long)]
+    bits: Option<u32>,
+    /// Lance IVF_PQ: default refine factor of searches [default: 4].
+    #[arg(long)]
+    refine_factor: Option<u32>,
+    /// Lance: fold appended rows into the index past this fraction [default: 0.1].
+    #[arg(long)]
+    optimize_fraction: Option<f64>,
+}
+
+impl LanceFlags {
+    /// The options, when any is given.
+    fn options(self) -> Option<LanceIndexOptions> {
+        let given = self.index_type.is_some()
+            || self.partitions.is_some()
+            || self.sub_vectors.is_some()
+            || self.bits.is_some()
+            || self.refine_factor.is_some()
+            || self.optimize_fraction.is_some();
+        given.then(|| LanceIndexOptions {
+            index_type: self.index_type.unwrap_or_default(),
+            partitions: self.partitions.unwrap_or_default(),
+            sub_vectors: self.sub_vectors.unwrap_or_default(),
+            bits: self.bits.unwrap_or_default(),
+            refine_factor: self.refine_factor.unwrap_or_default(),
+            optimize_fraction: self.optimize_fraction.unwrap_or_default(),
+            ..LanceIndexOptions::default()
+        })
+    }
 }
 
 pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<(), CliError> {
@@ -160,6 +236,7 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
             ef_search,
             factory,
             nprobe,
+            lance,
             chunk_tokens,
             chunk_overlap,
             embedder,
@@ -185,6 +262,7 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
                 chunk_overlap,
                 factory: factory.unwrap_or_default(),
                 nprobe: nprobe.unwrap_or_default(),
+                lance: lance.options(),
             };
             start_job(client, VECTOR_INDEX_CREATE, request.encode_to_vec(), &job).await
         }
@@ -194,6 +272,7 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
             k,
             ef,
             nprobe,
+            refine_factor,
             filter,
             mode,
             columns,
@@ -207,6 +286,7 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
                     k,
                     ef: ef.unwrap_or_default(),
                     nprobe: nprobe.unwrap_or_default(),
+                    refine_factor: refine_factor.unwrap_or_default(),
                     filter: some(filter),
                     mode,
                     ..VectorSearchRequest::default()
@@ -228,6 +308,30 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
             if format == Format::Table {
                 println!("({rows} hits in {:.3} s)", started.elapsed().as_secs_f64());
             }
+            Ok(())
+        }
+        IndexCommand::Optimize { name, json } => {
+            let request = VectorIndexOptimizeRequest { index: name };
+            let result: VectorIndexOptimizeResult =
+                client.action(VECTOR_INDEX_OPTIMIZE, &request).await?;
+            if json {
+                return print_json(&result);
+            }
+            println!(
+                "index {}: {} rows in {} fragments, {} indexed ({}), {} searched exactly; {} bytes; {:.3} s",
+                result.index,
+                result.rows,
+                result.fragments,
+                result.indexed_rows,
+                if result.index_type.is_empty() {
+                    "no IVF index yet"
+                } else {
+                    &result.index_type
+                },
+                result.unindexed_rows,
+                result.bytes,
+                result.seconds
+            );
             Ok(())
         }
         IndexCommand::EvalSet {
@@ -268,6 +372,8 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
             eval_set,
             k,
             ef,
+            nprobe,
+            refine_factor,
             embed_queries,
             json,
         } => {
@@ -277,6 +383,8 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
                 k: k.unwrap_or_default(),
                 ef,
                 embed_queries,
+                nprobe,
+                refine_factor,
             };
             let result: VectorEvalResult = client.action(VECTOR_EVAL, &request).await?;
             if json {
@@ -295,6 +403,8 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
             table.load_preset(comfy_table::presets::ASCII_MARKDOWN);
             table.set_header([
                 "ef",
+                "nprobe",
+                "refine",
                 "recall mean",
                 "recall p5",
                 "p50 ms",
@@ -305,6 +415,8 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
             for run in &result.runs {
                 table.add_row([
                     run.ef.to_string(),
+                    default_or(run.nprobe),
+                    default_or(run.refine_factor),
                     format!("{:.4}", run.recall_mean),
                     format!("{:.4}", run.recall_p5),
                     format!("{:.3}", run.latency_p50_ms),

@@ -117,6 +117,10 @@ pub struct ServeArgs {
     /// else on PATH].
     #[arg(long, env = "LAKEHOUSE_FAISS_WORKER")]
     pub faiss_worker: Option<PathBuf>,
+    /// The Lance worker binary, built by scripts/build-lance-worker.sh [default:
+    /// lakehouse-lance-worker beside this binary, else on PATH].
+    #[arg(long, env = "LAKEHOUSE_LANCE_WORKER")]
+    pub lance_worker: Option<PathBuf>,
     /// Local folder of the workers' index files (a cache: the index's home bucket
     /// holds its copy) [default: <data-dir>/.workers].
     #[arg(long, env = "LAKEHOUSE_WORKER_DIR")]

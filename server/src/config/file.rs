@@ -46,6 +46,7 @@ pub(crate) struct FileConfig {
     pub connections: Option<HashMap<String, ConnectionConfig>>,
     pub models_dir: Option<PathBuf>,
     pub faiss_worker: Option<PathBuf>,
+    pub lance_worker: Option<PathBuf>,
     pub worker_dir: Option<PathBuf>,
     /// Folders under which `lakehouse.bucket.add` may create local buckets.
     pub local_bucket_roots: Option<Vec<PathBuf>>,

@@ -99,6 +99,7 @@ pub struct Settings {
     pub(crate) models_dir: PathBuf,
     /// The Faiss worker binary.
     pub(crate) faiss_worker: PathBuf,
+    pub(crate) lance_worker: PathBuf,
     /// Local folder of the workers' index files.
     pub(crate) worker_dir: PathBuf,
     /// Folders local buckets may be added under at run time; empty means the data
@@ -336,12 +337,17 @@ impl Settings {
             .faiss_worker
             .or(file.faiss_worker)
             .unwrap_or_else(|| default_binary("lakehouse-faiss-worker"));
+        let lance_worker = args
+            .lance_worker
+            .or(file.lance_worker)
+            .unwrap_or_else(|| default_binary("lakehouse-lance-worker"));
         Ok(Self {
             embedders,
             llms,
             shutdown_grace,
             worker_dir,
             faiss_worker,
+            lance_worker,
             metrics_listen,
             log_json,
             local_bucket_roots,

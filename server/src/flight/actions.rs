@@ -9,7 +9,7 @@ use lakehouse_flight_ext::actions::{
     BUCKET_ADD, BUCKET_LIST, BUCKET_MOVE_INDEX, BUCKET_REMOVE, INGEST_FILE, INGEST_MYSQL,
     INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK, PROFILE_ACTIVATE, PROFILE_CREATE,
     PROFILE_DROP, PROFILE_LIST, TABLE_VACUUM, VECTOR_EVAL, VECTOR_EVAL_SET_CREATE,
-    VECTOR_INDEX_CREATE, VECTOR_SEARCH,
+    VECTOR_INDEX_CREATE, VECTOR_INDEX_OPTIMIZE, VECTOR_SEARCH,
 };
 use lakehouse_flight_ext::session_actions::{
     CANCEL_FLIGHT_INFO, CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS,
@@ -26,7 +26,7 @@ use super::sessions::{SESSION_COOKIE, Sessions, options_of};
 use crate::ingest::database::System;
 
 /// (name, description) of every action beyond Flight SQL's own.
-const CUSTOM_ACTIONS: [(&str, &str); 24] = [
+const CUSTOM_ACTIONS: [(&str, &str); 25] = [
     (
         INGEST_FILE,
         "Ingest CSV, NDJSON, Parquet, Arrow IPC or PDF files (a path or glob in a bucket) into a table, as a job; streams Job progress, then the final Job with an IngestResult. Body: IngestFileRequest (protobuf or JSON).",
@@ -41,7 +41,7 @@ const CUSTOM_ACTIONS: [(&str, &str); 24] = [
     ),
     (
         VECTOR_INDEX_CREATE,
-        "Embed a table's text column (long texts in overlapping chunks) with the built-in model or a configured HTTP embedder ([embedders.NAME], Ollama or OpenAI-compatible) and build a vector index (hnsw or flat), as a job; the vectors are stored as a Delta table in the index's home bucket, and rows appended later are embedded in the background. Body: VectorIndexCreateRequest.",
+        "Embed a table's text column (long texts in overlapping chunks) with the built-in model or a configured HTTP embedder ([embedders.NAME], Ollama or OpenAI-compatible) and build a vector index (hnsw, flat, faiss in the Faiss worker, or lance: IVF_PQ / IVF_HNSW_SQ / IVF_FLAT over a Lance dataset in the home bucket, in the Lance worker), as a job; the vectors are stored as a Delta table in the index's home bucket, and rows appended later are embedded in the background. Body: VectorIndexCreateRequest.",
     ),
     (
         VECTOR_SEARCH,
@@ -54,6 +54,10 @@ const CUSTOM_ACTIONS: [(&str, &str); 24] = [
     (
         VECTOR_EVAL,
         "Measure an index against an eval set: recall@k (mean, p5), latency p50/p95/p99 and QPS on one thread, per ef value, beside build time and memory. Body: VectorEvalRequest.",
+    ),
+    (
+        VECTOR_INDEX_OPTIMIZE,
+        "Fold the rows appended to a lance index since its build into its IVF index (they are searched exactly until then; it also happens by itself past the index's optimize_fraction). Body: VectorIndexOptimizeRequest; answers VectorIndexOptimizeResult.",
     ),
     (
         JOB_STATUS,
@@ -210,6 +214,7 @@ impl LakehouseService {
             VECTOR_SEARCH => self.vector_search(request).await,
             VECTOR_EVAL_SET_CREATE => self.vector_eval_set_create(request).await,
             VECTOR_EVAL => self.vector_eval(request).await,
+            VECTOR_INDEX_OPTIMIZE => self.vector_index_optimize(request).await,
             JOB_STATUS => self.job_status(request),
             JOB_CANCEL => self.job_cancel(request).await,
             JOB_LIST => self.job_list(request),

@@ -8,8 +8,8 @@ use arrow_flight::sql::Any;
 use arrow_flight::{Action, FlightDescriptor, FlightInfo, Ticket};
 use futures::TryStreamExt;
 use lakehouse_flight_ext::v1::{
-    VectorEvalRequest, VectorEvalSetCreateRequest, VectorIndexCreateRequest, VectorSearchCommand,
-    VectorSearchRequest, VectorSearchResult, job,
+    VectorEvalRequest, VectorEvalSetCreateRequest, VectorIndexCreateRequest,
+    VectorIndexOptimizeRequest, VectorSearchCommand, VectorSearchRequest, VectorSearchResult, job,
 };
 use lakehouse_flight_ext::{VECTOR_SEARCH_TYPE_URL, decode_body};
 use prost::Message;
@@ -21,8 +21,10 @@ use super::service::{FlightDataStream, LakehouseService};
 use super::statements::flight_info;
 use super::status::vector_status;
 use crate::storage::PRIMARY;
-use crate::vector::index::Metric;
-use crate::vector::{Backend, Chunking, CreateIndex, Mode, Search, VectorError, VectorIndexes};
+use crate::vector::index::{LanceParams, Metric};
+use crate::vector::{
+    Backend, Chunking, CreateIndex, EvalKnobs, Mode, Search, VectorError, VectorIndexes,
+};
 
 impl LakehouseService {
     pub(super) fn vectors(&self) -> Result<&Arc<VectorIndexes>, Status> {
@@ -192,16 +194,39 @@ impl LakehouseService {
         request: Request<Action>,
     ) -> Result<Response<ActionStream>, Status> {
         let (body, encoding): (VectorEvalRequest, _) = decode(request.get_ref())?;
-        let efs: Vec<usize> = body.ef.iter().map(|&ef| ef as usize).collect();
+        let all = |values: &[u32]| values.iter().map(|&v| v as usize).collect::<Vec<_>>();
+        let knobs = EvalKnobs {
+            ef: all(&body.ef),
+            nprobe: all(&body.nprobe),
+            refine_factor: all(&body.refine_factor),
+        };
         let result = self
             .vectors_for(&request, &body.index)?
             .eval(
                 &body.index,
                 &body.eval_set,
                 body.k as usize,
-                &efs,
+                &knobs,
                 body.embed_queries,
             )
+            .await
+            .map_err(vector_status)?;
+        Ok(one(&result, encoding))
+    }
+
+    /// `lakehouse.vector.index.optimize`: folds a lance index's appended rows into
+    /// its IVF index.
+    pub(super) async fn vector_index_optimize(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<ActionStream>, Status> {
+        let (body, encoding): (VectorIndexOptimizeRequest, _) = decode(request.get_ref())?;
+        if body.index.trim().is_empty() {
+            return Err(Status::invalid_argument("index: is empty"));
+        }
+        let result = self
+            .vectors_for(&request, &body.index)?
+            .optimize(&body.index)
             .await
             .map_err(vector_status)?;
         Ok(one(&result, encoding))
@@ -314,6 +339,7 @@ fn search_of(body: VectorSearchRequest) -> Result<Search, Status> {
         k: if body.k == 0 { 10 } else { body.k as usize },
         ef: body.ef as usize,
         nprobe: body.nprobe as usize,
+        refine_factor: body.refine_factor as usize,
         index: body.index,
         query: body.query,
         vector: body.vector,
@@ -322,14 +348,43 @@ fn search_of(body: VectorSearchRequest) -> Result<Search, Status> {
 }
 
 /// The backend a create request names, with its parameters checked: HNSW's `m`,
-/// `ef_construction` and `ef_search`, or Faiss's `factory`, `nprobe` and
-/// `ef_search`; a parameter of another backend is refused rather than ignored.
+/// `ef_construction` and `ef_search`, Faiss's `factory`, `nprobe` and `ef_search`,
+/// or Lance's `lance` options with `nprobe`, `ef_search` and (IVF_HNSW_SQ) `m` and
+/// `ef_construction`; a parameter of another backend is refused rather than ignored.
 fn requested_backend(
     body: &VectorIndexCreateRequest,
     metric: Metric,
 ) -> Result<Backend, VectorError> {
     let invalid = |e: crate::vector::index::IndexError| VectorError::Invalid(e.to_string());
     let backend = Backend::named(&body.backend).map_err(invalid)?;
+    if body.lance.is_some() && !matches!(backend, Backend::Lance(_)) {
+        return Err(VectorError::Invalid(
+            "lance options are for backend \"lance\"".into(),
+        ));
+    }
+    if let Backend::Lance(_) = backend {
+        if !body.factory.is_empty() {
+            return Err(VectorError::Invalid(
+                "factory is a Faiss parameter: set backend \"faiss\"".into(),
+            ));
+        }
+        let options = body.lance.clone().unwrap_or_default();
+        return Backend::lance(LanceParams {
+            index_type: options.index_type,
+            partitions: options.partitions as usize,
+            sub_vectors: options.sub_vectors as usize,
+            bits: options.bits as usize,
+            max_iterations: options.max_iterations as usize,
+            sample_rate: options.sample_rate as usize,
+            m: body.m as usize,
+            ef_construction: body.ef_construction as usize,
+            nprobe: body.nprobe as usize,
+            refine_factor: options.refine_factor as usize,
+            ef: body.ef_search as usize,
+            optimize_fraction: options.optimize_fraction,
+        })
+        .map_err(invalid);
+    }
     let faiss_only = !body.factory.is_empty() || body.nprobe != 0;
     match backend {
         Backend::Faiss(_) => {
@@ -347,5 +402,6 @@ fn requested_backend(
         )
         .map_err(invalid),
         Backend::Flat => Ok(Backend::flat()),
+        Backend::Lance(_) => Err(VectorError::Internal("lance is handled above".into())),
     }
 }

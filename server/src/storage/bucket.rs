@@ -43,6 +43,9 @@ pub(crate) struct Bucket {
     kind: BucketKind,
     store: Arc<dyn ObjectStore>,
     prefix: Path,
+    /// The object-store options that reach it from another process (S3's endpoint,
+    /// region, keys), as `object_store` names them.
+    options: Vec<(String, String)>,
 }
 
 impl Bucket {
@@ -57,6 +60,7 @@ impl Bucket {
             url.set_path(&format!("{}/", url.path()));
         }
         let prefix = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
+        let mut options = Vec::new();
         let (kind, store): (BucketKind, Arc<dyn ObjectStore>) = match url.scheme() {
             "file" => {
                 let dir = url
@@ -88,6 +92,20 @@ impl Bucket {
                 if s3.allow_http {
                     builder = builder.with_allow_http(true);
                 }
+                let named = [
+                    ("aws_endpoint", &s3.endpoint),
+                    ("aws_region", &s3.region),
+                    ("aws_access_key_id", &s3.access_key_id),
+                    ("aws_secret_access_key", &s3.secret_access_key),
+                ];
+                for (key, value) in named {
+                    if let Some(value) = value {
+                        options.push((key.to_string(), value.clone()));
+                    }
+                }
+                if s3.allow_http {
+                    options.push(("allow_http".into(), "true".into()));
+                }
                 let store = builder.build().map_err(|e| invalid(e.to_string()))?;
                 (BucketKind::S3, Arc::new(store))
             }
@@ -103,6 +121,7 @@ impl Bucket {
             kind,
             store,
             prefix,
+            options,
         })
     }
 
@@ -131,6 +150,13 @@ impl Bucket {
     /// The bucket's base URL (always ends with `/`).
     pub(crate) fn url(&self) -> &Url {
         &self.url
+    }
+
+    /// The object-store options another process needs to reach this bucket (for
+    /// S3: `aws_endpoint`, `aws_region`, `aws_access_key_id`,
+    /// `aws_secret_access_key`, `allow_http` where configured; none for a folder).
+    pub(crate) fn object_store_options(&self) -> Vec<(String, String)> {
+        self.options.clone()
     }
 
     /// Local folder or S3.

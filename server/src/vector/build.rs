@@ -19,6 +19,7 @@ use super::error::{VectorError, internal};
 use super::faiss::FaissIndex;
 use super::hits::{quoted, quoted_table};
 use super::index::{Backend, FlatIndex, HnswIndex, Metric, VectorIndex};
+use super::lance::{self, LanceIndex};
 use super::service::{VectorIndexes, info_of};
 use super::state::{Embedded, Loaded, State, text_hash};
 use super::store::{keyed, vectors_batch, vectors_table};
@@ -106,7 +107,9 @@ impl Chunking {
 
 impl VectorIndexes {
     /// Builds the `backend` structure of index `name` over `vectors` (keys 0, 1,
-    /// …): in process, or in the Faiss worker.
+    /// …): in process, in the Faiss worker, or as a Lance dataset at `location` in
+    /// `bucket` written by the Lance worker.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn build_index(
         &self,
         name: &str,
@@ -114,8 +117,23 @@ impl VectorIndexes {
         metric: Metric,
         dimension: usize,
         vectors: Vec<Vec<f32>>,
+        bucket: &str,
+        location: &str,
     ) -> Result<Box<dyn VectorIndex>, VectorError> {
         match backend {
+            Backend::Lance(params) => {
+                let worker = self.lance_worker()?;
+                let bucket = self
+                    .engine
+                    .catalog()
+                    .buckets()
+                    .get(bucket)
+                    .map_err(internal)?;
+                let dataset = lance::dataset_of(&bucket, location)?;
+                let index =
+                    LanceIndex::build(worker, dataset, metric, params, dimension, &vectors).await?;
+                Ok(Box::new(index))
+            }
             Backend::Faiss(params) => {
                 let (worker, dir) = self.faiss_worker()?;
                 let index =
@@ -339,12 +357,17 @@ impl VectorIndexes {
         let batch = vectors_batch(&all, dimension, model.model(), request.metric, true)?;
         let (count, rows) = (all.rows.len(), all.distinct_rows());
         job.phase("indexing");
-        // A Faiss index's defaults depend on its size: resolved now, recorded as used.
+        // Faiss's and Lance's defaults depend on the data: resolved now, recorded as used.
         let backend = match &request.backend {
             Backend::Faiss(params) => Backend::Faiss(params.resolved(all.vectors.len())),
+            Backend::Lance(params) => {
+                Backend::Lance(params.resolved(all.vectors.len(), dimension)?)
+            }
             other => other.clone(),
         };
         let texts = all.texts();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let location = format!("indexes/{}-{}/", request.name, &id[..12]);
         let index = self
             .build_index(
                 &request.name,
@@ -352,11 +375,11 @@ impl VectorIndexes {
                 request.metric,
                 dimension,
                 std::mem::take(&mut all.vectors),
+                &request.bucket,
+                &location,
             )
             .await?;
         job.phase("storing");
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let location = format!("indexes/{}-{}/", request.name, &id[..12]);
         let vectors_table = vectors_table(&request.name, &request.bucket, &location);
         self.write_vectors(&vectors_table, WriteMode::Create, batch)
             .await?;

@@ -43,6 +43,17 @@ pub(super) const MAX_DEPTH: usize = 1_000;
 /// Most `ef` values in one eval.
 const MAX_RUNS: usize = 32;
 
+/// The search knobs an eval tries: one run per combination (empty: the index's default).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EvalKnobs {
+    /// HNSW candidates.
+    pub ef: Vec<usize>,
+    /// IVF partitions probed.
+    pub nprobe: Vec<usize>,
+    /// Lance IVF_PQ refine factors.
+    pub refine_factor: Vec<usize>,
+}
+
 /// recall@k of `found` against the first `k` rows of `truth`: the share of those found.
 pub(super) fn recall(found: &[i64], truth: &[i64], k: usize) -> f64 {
     let wanted: HashSet<i64> = truth.iter().take(k).copied().collect();
@@ -307,9 +318,10 @@ impl VectorIndexes {
         index: &str,
         eval_set: &str,
         k: usize,
-        efs: &[usize],
+        knobs: &EvalKnobs,
         embed_queries: bool,
     ) -> Result<VectorEvalResult, VectorError> {
+        let efs = knobs.ef.as_slice();
         let catalog = self.engine().catalog();
         let Some(set) = catalog.eval_set(eval_set) else {
             return Err(VectorError::NotFound(format!(
@@ -327,6 +339,19 @@ impl VectorIndexes {
             return Err(VectorError::Invalid(format!(
                 "ef: at most {MAX_RUNS} values, each at most {}",
                 super::search::MAX_EF
+            )));
+        }
+        let or_default = |given: &[usize]| {
+            if given.is_empty() {
+                vec![0]
+            } else {
+                given.to_vec()
+            }
+        };
+        let (nprobes, refines) = (or_default(&knobs.nprobe), or_default(&knobs.refine_factor));
+        if efs.len().max(1) * nprobes.len() * refines.len() > MAX_RUNS {
+            return Err(VectorError::Invalid(format!(
+                "ef × nprobe × refine_factor: at most {MAX_RUNS} combinations"
             )));
         }
         let loaded = self.get(index).await?;
@@ -354,8 +379,21 @@ impl VectorIndexes {
             None
         };
         let (vectors, truth) = (Arc::new(vectors), Arc::new(truth));
+        let mut settings = Vec::new();
+        for &ef in &efs {
+            for &nprobe in &nprobes {
+                for &refine_factor in &refines {
+                    settings.push(SearchParams {
+                        ef,
+                        nprobe,
+                        refine_factor,
+                    });
+                }
+            }
+        }
         let mut runs = Vec::new();
-        for ef in efs {
+        for params in settings {
+            let ef = params.ef;
             let (mut latencies, mut recalls) = match &model {
                 Some(model) => {
                     model.embed(&texts[..1.min(texts.len())]).await?;
@@ -369,12 +407,7 @@ impl VectorIndexes {
                             .pop()
                             .ok_or_else(|| internal("the model returned no vector"))?;
                         // Milliseconds beside the embedding: searched in place.
-                        let found = loaded.state.nearest(
-                            &query,
-                            k,
-                            SearchParams { ef, nprobe: 0 },
-                            None,
-                        )?;
+                        let found = loaded.state.nearest(&query, k, params, None)?;
                         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
                         let ids: Vec<i64> = found.iter().map(|f| f.0).collect();
                         recalls.push(recall(&ids, truth, k));
@@ -389,9 +422,9 @@ impl VectorIndexes {
                     );
                     tokio::task::spawn_blocking(move || {
                         if vectors.len() <= 1000 {
-                            search_pass(&state, &vectors, &truth, k, ef)?;
+                            search_pass(&state, &vectors, &truth, k, params)?;
                         }
-                        search_pass(&state, &vectors, &truth, k, ef)
+                        search_pass(&state, &vectors, &truth, k, params)
                     })
                     .await
                     .map_err(internal)??
@@ -407,6 +440,8 @@ impl VectorIndexes {
                 } else {
                     ef as u32
                 },
+                nprobe: params.nprobe as u32,
+                refine_factor: params.refine_factor as u32,
                 recall_mean: mean,
                 recall_p5: percentile(&recalls, 0.05),
                 latency_p50_ms: percentile(&latencies, 0.50),
@@ -495,13 +530,13 @@ fn search_pass(
     vectors: &[Vec<f32>],
     truth: &[Vec<i64>],
     k: usize,
-    ef: usize,
+    params: SearchParams,
 ) -> Result<(Vec<f64>, Vec<f64>), VectorError> {
     let mut latencies = Vec::with_capacity(vectors.len());
     let mut recalls = Vec::with_capacity(vectors.len());
     for (query, truth) in vectors.iter().zip(truth) {
         let started = Instant::now();
-        let found = state.nearest(query, k, SearchParams { ef, nprobe: 0 }, None)?;
+        let found = state.nearest(query, k, params, None)?;
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
         let ids: Vec<i64> = found.iter().map(|f| f.0).collect();
         recalls.push(recall(&ids, truth, k));

@@ -26,10 +26,15 @@ use lakehouse_flight_ext::v1::{
 };
 use lakehouse_flight_ext::worker_actions::{FAISS_DROP, FAISS_LOAD, FAISS_SEARCH};
 use prost::Message;
-use tracing::Instrument;
 
 use super::index::{FaissParams, Hit, IndexError, Metric, SearchParams, VectorIndex, normalized};
+use super::remote::wait;
 use crate::workers::{Worker, WorkerError};
+
+/// A Faiss worker call's failure as an index error.
+fn index_error(error: WorkerError) -> IndexError {
+    super::remote::index_error("Faiss", error)
+}
 
 /// Vectors per Arrow batch sent to the worker.
 const PUT_ROWS: usize = 4096;
@@ -37,41 +42,6 @@ const PUT_ROWS: usize = 4096;
 const WIDEN_ROUNDS: usize = 8;
 /// Vectors an IVF index trains on at most (Faiss needs ~39–256 per list).
 const TRAIN_LIMIT: u64 = 200_000;
-
-/// A worker call's failure as an index error (Faiss's refusals stay INVALID_ARGUMENT).
-fn index_error(error: WorkerError) -> IndexError {
-    match error {
-        WorkerError::Status(status) => match status.code() {
-            tonic::Code::InvalidArgument => {
-                IndexError::Invalid(format!("Faiss: {}", status.message()))
-            }
-            tonic::Code::FailedPrecondition | tonic::Code::Unavailable => {
-                IndexError::Unavailable(status.message().to_string())
-            }
-            _ => IndexError::Failed(format!("Faiss worker: {}", status.message())),
-        },
-        other => IndexError::Unavailable(other.to_string()),
-    }
-}
-
-/// Runs `work` on the runtime and waits for it from this (blocking) thread. The
-/// `VectorIndex` trait is synchronous and its callers run it on blocking threads; the
-/// span goes along so the worker call carries the request id.
-fn wait<T: Send + 'static>(
-    runtime: &tokio::runtime::Handle,
-    work: impl Future<Output = T> + Send + 'static,
-) -> Result<T, IndexError> {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    runtime.spawn(
-        async move {
-            let _ = sender.send(work.await);
-        }
-        .instrument(tracing::Span::current()),
-    );
-    receiver.recv().map_err(|_| {
-        IndexError::Failed("the Faiss call was dropped (the server is stopping)".into())
-    })
-}
 
 /// A Faiss index held by the worker; dropping it drops the worker's copy and the
 /// local file.

@@ -4,7 +4,9 @@
 //! and OpenAI-compatible services) and their registry ([`embedders`]); the
 //! in-process index backends ([`index`]: exact flat, HNSW, and the [`Backend`] type
 //! naming every backend with its parameters) behind the trait the worker backends
-//! implement too ([`faiss`]: Faiss indexes in the Faiss worker process); indexes over
+//! implement too ([`faiss`]: Faiss indexes in the Faiss worker process; [`lance`]:
+//! Lance datasets in the index's bucket, served by the Lance worker process; what the
+//! two share, [`remote`]); indexes over
 //! tables ([`service`]), each concern in its own file: the build job ([`build`]),
 //! stored vectors and saved structures ([`store`]), search by vector, text or both
 //! with SQL filters ([`search`]), hit shaping ([`hits`]), refresh on every table
@@ -28,8 +30,10 @@ pub(crate) mod faiss;
 mod hits;
 pub(crate) mod http;
 pub mod index;
+pub(crate) mod lance;
 mod refresh;
 mod relocate;
+mod remote;
 mod search;
 pub(crate) mod service;
 mod sql;
@@ -39,6 +43,7 @@ pub(crate) mod system;
 
 pub(crate) use build::{Chunking, CreateIndex};
 pub(crate) use error::VectorError;
+pub(crate) use eval::EvalKnobs;
 pub(crate) use index::Backend;
 pub(crate) use search::{Mode, Search};
 pub(crate) use service::VectorIndexes;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use lakehouse_flight_ext::v1::VectorIndexInfo;
 
 use super::error::{VectorError, internal};
+use super::index::Backend;
 use super::service::{VectorIndexes, info_of};
 use super::state::Loaded;
 use crate::jobs::JobContext;
@@ -118,9 +119,15 @@ impl VectorIndexes {
             && let Some(loaded) = map.get(name).cloned()
             && loaded.entry.location == updated.location
         {
-            let state = Arc::clone(&loaded.state);
-            let entry = updated.clone();
-            map.insert(name.to_string(), Arc::new(Loaded { entry, state }));
+            if matches!(updated.build.backend, Backend::Lance(_)) {
+                // Its handle reads the old bucket's dataset, deleted next: the next
+                // search opens the copy instead (its vectors are read, not rebuilt).
+                map.remove(name);
+            } else {
+                let state = Arc::clone(&loaded.state);
+                let entry = updated.clone();
+                map.insert(name.to_string(), Arc::new(Loaded { entry, state }));
+            }
         }
         ctx.phase("cleaning");
         if let Err(error) = source.delete_folder(&entry.location).await {

@@ -26,6 +26,8 @@ pub(crate) const MAX_K: usize = 10_000;
 
 /// Largest HNSW `ef` of a search (an absurd one would allocate without bound).
 pub(crate) const MAX_EF: usize = 100_000;
+/// Largest refine factor a search may ask for.
+const MAX_REFINE: usize = 1_000;
 
 /// Hybrid search fuses the best `HYBRID_DEPTH · k` (at least 40) of each ranking.
 pub(super) const HYBRID_DEPTH: usize = 4;
@@ -79,6 +81,9 @@ pub(crate) struct Search {
     pub ef: usize,
     /// IVF lists probed (0: the index's default).
     pub nprobe: usize,
+    /// Lance IVF_PQ: candidates re-ranked exactly, as a multiple of k (0: the
+    /// index's default).
+    pub refine_factor: usize,
     /// SQL predicate on the source table ("" for none).
     pub filter: String,
     /// Ranking.
@@ -198,10 +203,15 @@ impl VectorIndexes {
             k,
             ef,
             nprobe,
+            refine_factor,
             mode,
             ..
         } = *search;
-        let params = SearchParams { ef, nprobe };
+        let params = SearchParams {
+            ef,
+            nprobe,
+            refine_factor,
+        };
         if k == 0 || k > MAX_K {
             return Err(VectorError::Invalid(format!(
                 "k: {k} is not in 1..={MAX_K}"
@@ -209,6 +219,11 @@ impl VectorIndexes {
         }
         if ef > MAX_EF {
             return Err(VectorError::Invalid(format!("ef: {ef} is above {MAX_EF}")));
+        }
+        if refine_factor > MAX_REFINE {
+            return Err(VectorError::Invalid(format!(
+                "refineFactor: {refine_factor} is above {MAX_REFINE}"
+            )));
         }
         let has_query = !search.query.trim().is_empty();
         if mode != Mode::Vector && (!has_query || !search.vector.is_empty()) {

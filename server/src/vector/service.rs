@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use lakehouse_flight_ext::v1::VectorIndexInfo;
+use lakehouse_flight_ext::v1::{VectorIndexInfo, VectorIndexOptimizeResult};
 use tokio::sync::OnceCell;
 
 use super::embed::{BUILTIN, MiniLm};
 use super::error::VectorError;
 use super::http::HttpEmbedder;
+use super::index::Layout;
 use super::state::Loaded;
 use crate::catalog::IndexEntry;
 use crate::config::EmbedderConfig;
@@ -79,6 +80,27 @@ impl VectorIndexes {
         Ok((Arc::clone(workers.faiss()), workers.dir().join("faiss")))
     }
 
+    /// The Lance worker, refused (FAILED_PRECONDITION) when its binary is not built:
+    /// it lives in a Cargo workspace of its own, which `cargo build` of the server
+    /// does not build.
+    pub(super) fn lance_worker(&self) -> Result<Arc<Worker>, VectorError> {
+        let workers = self
+            .workers
+            .as_ref()
+            .ok_or_else(|| VectorError::Unavailable("this server runs no Lance worker".into()))?;
+        let worker = workers.lance();
+        if !worker.binary_exists() {
+            return Err(VectorError::Unavailable(format!(
+                "the Lance worker binary {} is not there: build it with \
+                 `scripts/build-lance-worker.sh` (its own Cargo workspace, workers/lance; \
+                 the README's set-up command runs it), or point --lance-worker \
+                 (LAKEHOUSE_LANCE_WORKER) at it",
+                worker.binary().display()
+            )));
+        }
+        Ok(Arc::clone(worker))
+    }
+
     /// Builds indexes with the HTTP embedders `embedders` too (`[embedders.NAME]`).
     pub(crate) fn with_embedders(mut self, embedders: HashMap<String, EmbedderConfig>) -> Self {
         self.embedders = embedders;
@@ -130,6 +152,62 @@ impl VectorIndexes {
     /// The query engine.
     pub(super) fn engine(&self) -> &Arc<QueryEngine> {
         &self.engine
+    }
+
+    /// How index `name` lays out its vectors, when it is loaded and keeps them
+    /// outside the server (Lance).
+    pub(crate) fn layout(&self, name: &str) -> Option<Layout> {
+        let loaded = self.loaded.read().ok()?.get(name).cloned()?;
+        loaded.state.index.layout()
+    }
+
+    /// Folds the vectors appended to index `name` since its build into its
+    /// structure (a Lance index; other backends add into theirs and are refused).
+    pub(crate) async fn optimize(
+        &self,
+        name: &str,
+    ) -> Result<VectorIndexOptimizeResult, VectorError> {
+        let started = std::time::Instant::now();
+        let lock = self.change_lock(name);
+        let _one = lock.lock().await;
+        let loaded = self.get(name).await?;
+        let state = Arc::clone(&loaded.state);
+        let layout = tokio::task::spawn_blocking(move || state.index.optimize())
+            .await
+            .map_err(|e| VectorError::Internal(e.to_string()))??;
+        let Some(layout) = layout else {
+            return Err(VectorError::Invalid(format!(
+                "index {name} is a {} index, which adds rows into its structure as they \
+                 come: only lance indexes optimize",
+                loaded.entry.build.backend.name()
+            )));
+        };
+        let bytes = layout.bytes;
+        let updated = self
+            .engine
+            .catalog()
+            .update_index(name, &loaded.entry.location, |e| e.bytes = bytes)
+            .await
+            .map_err(|e| VectorError::Internal(e.to_string()))?;
+        if let Some(entry) = updated {
+            self.remember(
+                name,
+                Loaded {
+                    entry,
+                    state: Arc::clone(&loaded.state),
+                },
+            );
+        }
+        Ok(VectorIndexOptimizeResult {
+            index: name.to_string(),
+            rows: layout.rows,
+            fragments: layout.fragments,
+            indexed_rows: layout.indexed_rows,
+            unindexed_rows: layout.unindexed_rows,
+            bytes: layout.bytes,
+            index_type: layout.index_type,
+            seconds: started.elapsed().as_secs_f64(),
+        })
     }
 
     /// Number of indexes held in memory.

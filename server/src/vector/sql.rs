@@ -107,6 +107,7 @@ impl TableFunctionImpl for SearchFunction {
                     .transpose()?
                     .unwrap_or(0),
                 nprobe: 0,
+                refine_factor: 0,
                 filter: String::new(),
                 mode: self.mode,
             },

@@ -18,7 +18,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 use super::error::{VectorError, internal};
 use super::faiss::FaissIndex;
-use super::index::{Backend, HnswIndex, Metric, VectorIndex};
+use super::index::{Backend, HnswIndex, LanceParams, Metric, VectorIndex};
+use super::lance::{self, LanceIndex};
 use super::service::VectorIndexes;
 use super::state::{Embedded, Loaded, State};
 use crate::catalog::{IndexEntry, TableEntry, WriteMode};
@@ -89,6 +90,8 @@ impl VectorIndexes {
                         Metric::parse(&entry.metric)?,
                         entry.dimension as usize,
                         stored.vectors,
+                        &entry.bucket,
+                        &entry.location,
                     )
                     .await?;
                 (index, stored.rows)
@@ -149,6 +152,9 @@ impl VectorIndexes {
     ) -> Result<(Box<dyn VectorIndex>, Vec<i64>), Option<Embedded>> {
         if !entry.build.backend.saves_structure() {
             return Err(Some(stored));
+        }
+        if let Backend::Lance(params) = &entry.build.backend {
+            return self.restore_lance(entry, params, stored).await;
         }
         let path = format!("{}{STRUCTURE_FILE}", entry.location);
         let saved = match self.engine.catalog().buckets().get(&entry.bucket) {
@@ -225,6 +231,65 @@ impl VectorIndexes {
             Err(error) => {
                 tracing::warn!(index = %entry.name, %error, "reading the saved graph failed; rebuilding");
                 Err(None)
+            }
+        }
+    }
+
+    /// A Lance index from its dataset in the bucket, given the vectors appended since
+    /// it was last written; `Err` (the caller rebuilds) when there is none or it holds
+    /// rows the stored vectors do not.
+    async fn restore_lance(
+        &self,
+        entry: &IndexEntry,
+        params: &LanceParams,
+        stored: Embedded,
+    ) -> Result<(Box<dyn VectorIndex>, Vec<i64>), Option<Embedded>> {
+        let opened = async {
+            let worker = self.lance_worker()?;
+            let bucket = self
+                .engine
+                .catalog()
+                .buckets()
+                .get(&entry.bucket)
+                .map_err(internal)?;
+            let dataset = lance::dataset_of(&bucket, &entry.location)?;
+            let metric = Metric::parse(&entry.metric)?;
+            let index =
+                LanceIndex::open(worker, dataset, metric, params, entry.dimension as usize).await?;
+            Ok::<_, VectorError>(index)
+        };
+        let index = match opened.await {
+            Ok(index) => index,
+            Err(error) => {
+                tracing::warn!(index = %entry.name, %error, "cannot open the Lance dataset; rebuilding");
+                return Err(Some(stored));
+            }
+        };
+        let held = index.len();
+        if held > stored.vectors.len() {
+            tracing::warn!(index = %entry.name, held, stored = stored.vectors.len(),
+                "the Lance dataset holds rows the stored vectors do not; rebuilding");
+            return Err(Some(stored));
+        }
+        let missing: Vec<(u64, Vec<f32>)> = stored.vectors[held..]
+            .iter()
+            .enumerate()
+            .map(|(i, vector)| ((held + i) as u64, vector.clone()))
+            .collect();
+        let index = tokio::task::spawn_blocking(move || index.add(&missing).map(|()| index)).await;
+        match index {
+            Ok(Ok(index)) => {
+                tracing::info!(index = %entry.name, rows = stored.rows.len(),
+                    appended = stored.vectors.len() - held, "Lance dataset opened");
+                Ok((Box::new(index), stored.rows))
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(index = %entry.name, %error, "cannot append to the Lance dataset; rebuilding");
+                Err(Some(stored))
+            }
+            Err(error) => {
+                tracing::warn!(index = %entry.name, %error, "opening the Lance dataset failed; rebuilding");
+                Err(Some(stored))
             }
         }
     }

@@ -7,6 +7,8 @@ use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
 use async_trait::async_trait;
 
+use super::index::Layout;
+use super::service::VectorIndexes;
 use crate::catalog::{Catalog, EvalSetEntry, IndexEntry};
 use crate::query::SystemTable;
 use crate::rows::{batch, micros, timestamp_field, timestamps, utf8};
@@ -16,15 +18,17 @@ use crate::rows::{batch, micros, timestamp_field, timestamps, utf8};
 pub(crate) struct VectorTable {
     name: &'static str,
     catalog: Arc<Catalog>,
+    indexes: Arc<VectorIndexes>,
 }
 
 impl VectorTable {
-    /// Both vector tables over `catalog`.
-    pub(crate) fn all(catalog: &Arc<Catalog>) -> [Arc<dyn SystemTable>; 2] {
+    /// Both vector tables over `indexes` (and their catalog).
+    pub(crate) fn all(indexes: &Arc<VectorIndexes>) -> [Arc<dyn SystemTable>; 2] {
         ["vector_indexes", "vector_eval_sets"].map(|name| {
             Arc::new(Self {
                 name,
-                catalog: Arc::clone(catalog),
+                catalog: Arc::clone(indexes.engine().catalog()),
+                indexes: Arc::clone(indexes),
             }) as Arc<dyn SystemTable>
         })
     }
@@ -42,7 +46,11 @@ impl SystemTable for VectorTable {
         let visible = |i: &IndexEntry| profile.is_none_or(|p| p == i.profile);
         let indexes: Vec<_> = snapshot.indexes.iter().filter(|i| visible(i)).collect();
         Ok(if self.name == "vector_indexes" {
-            vector_indexes(&indexes)?
+            let layouts: Vec<Option<Layout>> = indexes
+                .iter()
+                .map(|i| self.indexes.layout(&i.name))
+                .collect();
+            vector_indexes(&indexes, &layouts)?
         } else {
             let sets: Vec<_> = snapshot
                 .eval_sets
@@ -54,10 +62,23 @@ impl SystemTable for VectorTable {
     }
 }
 
-/// Vector indexes: what each covers, how it was built, what it holds.
-fn vector_indexes(indexes: &[&IndexEntry]) -> Result<RecordBatch, ArrowError> {
+/// Vector indexes: what each covers, how it was built, what it holds; for indexes
+/// kept outside the server (lance), their layout once loaded (NULL before, and for
+/// the other backends).
+fn vector_indexes(
+    indexes: &[&IndexEntry],
+    layouts: &[Option<Layout>],
+) -> Result<RecordBatch, ArrowError> {
     let strings = |f: &dyn Fn(&IndexEntry) -> String| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(indexes.iter().map(|i| f(i))))
+    };
+    let counts = |f: &dyn Fn(&Layout) -> u64| -> ArrayRef {
+        Arc::new(Int64Array::from(
+            layouts
+                .iter()
+                .map(|l| l.as_ref().map(|l| f(l) as i64))
+                .collect::<Vec<_>>(),
+        ))
     };
     batch(
         vec![
@@ -82,6 +103,11 @@ fn vector_indexes(indexes: &[&IndexEntry]) -> Result<RecordBatch, ArrowError> {
             Field::new("build_seconds", DataType::Float64, false),
             Field::new("embed_seconds", DataType::Float64, false),
             timestamp_field("built_at", true),
+            utf8("index_type", true),
+            Field::new("fragments", DataType::Int64, true),
+            Field::new("indexed_rows", DataType::Int64, true),
+            Field::new("unindexed_rows", DataType::Int64, true),
+            Field::new("dataset_version", DataType::Int64, true),
         ],
         vec![
             strings(&|i| i.name.clone()),
@@ -124,6 +150,16 @@ fn vector_indexes(indexes: &[&IndexEntry]) -> Result<RecordBatch, ArrowError> {
                 indexes.iter().map(|i| i.embed_seconds),
             )),
             timestamps(indexes.iter().map(|i| micros(&i.built_at)).collect()),
+            Arc::new(StringArray::from(
+                layouts
+                    .iter()
+                    .map(|l| l.as_ref().map(|l| l.index_type.clone()))
+                    .collect::<Vec<_>>(),
+            )),
+            counts(&|l| l.fragments),
+            counts(&|l| l.indexed_rows),
+            counts(&|l| l.unindexed_rows),
+            counts(&|l| l.version),
         ],
     )
 }

@@ -1,4 +1,4 @@
-//! Worker processes: engines that run outside the server (Faiss now), spawned on
+//! Worker processes: engines that run outside the server (Faiss, Lance), spawned on
 //! first use, health-checked, restarted when they die, and stopped with the server.
 //!
 //! Owns: each worker's process (its stdin, its monitor task), its Flight client and
@@ -209,6 +209,21 @@ impl Worker {
             crashes: Mutex::new(VecDeque::new()),
             last_exit: Mutex::new(None),
             started_at: Mutex::new(None),
+        })
+    }
+
+    /// The binary it runs.
+    pub(crate) fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// Whether its binary is there: a path names a file, a bare name is on `PATH`.
+    pub(crate) fn binary_exists(&self) -> bool {
+        if self.binary.components().count() > 1 {
+            return self.binary.is_file();
+        }
+        std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|dir| dir.join(&self.binary).is_file())
         })
     }
 
@@ -529,14 +544,23 @@ async fn forward_logs(worker: &'static str, pid: u32, stderr: tokio::process::Ch
 #[derive(Debug)]
 pub(crate) struct Workers {
     faiss: Arc<Worker>,
+    lance: Arc<Worker>,
     dir: PathBuf,
+}
+
+/// The binary each worker runs.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerBinaries {
+    pub(crate) faiss: PathBuf,
+    pub(crate) lance: PathBuf,
 }
 
 impl Workers {
     /// Workers run from these binaries, keeping their files under `dir`.
-    pub(crate) fn new(faiss_binary: PathBuf, dir: PathBuf, request_id: RequestIdSource) -> Self {
+    pub(crate) fn new(binaries: WorkerBinaries, dir: PathBuf, request_id: RequestIdSource) -> Self {
         Self {
-            faiss: Worker::new("faiss", faiss_binary, request_id),
+            faiss: Worker::new("faiss", binaries.faiss, request_id),
+            lance: Worker::new("lance", binaries.lance, request_id),
             dir,
         }
     }
@@ -546,6 +570,11 @@ impl Workers {
         &self.faiss
     }
 
+    /// The Lance worker.
+    pub(crate) fn lance(&self) -> &Arc<Worker> {
+        &self.lance
+    }
+
     /// The local folder of worker files.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
@@ -553,11 +582,11 @@ impl Workers {
 
     /// Every worker's state.
     pub(crate) fn states(&self) -> Vec<WorkerState> {
-        vec![self.faiss.state()]
+        vec![self.faiss.state(), self.lance.state()]
     }
 
     /// Stops every worker (see [`Worker::stop`]).
     pub(crate) async fn stop(&self, wait: Duration) {
-        self.faiss.stop(wait).await;
+        tokio::join!(self.faiss.stop(wait), self.lance.stop(wait));
     }
 }
