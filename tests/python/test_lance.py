@@ -278,3 +278,50 @@ def test_a_missing_worker_binary_is_a_precise_error_and_the_server_goes_on():
         server.stop()
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_a_lance_index_in_an_s3_bucket():
+    """The dataset is written to and searched in S3 (moto) with the bucket's settings."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    s3.create_bucket(Bucket="lake")
+    data_dir = Path(tempfile.mkdtemp(prefix="lakehouse-lance-s3-"))
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
+    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_REGION": "us-east-1"})
+    try:
+        server = start(data_dir, "--s3-endpoint", endpoint, "--s3-allow-http", "true")
+        action(server, "lakehouse.bucket.add", {"name": "vectors_s3", "url": "s3://lake/vectors"})
+        load_docs(server, "topics")
+        info = create(server, name="t_s3", table="topics", textColumn="body", idColumn="id",
+                      backend="lance", bucket="vectors_s3")
+        assert info["bucket"] == "vectors_s3"
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="vectors/indexes/")["Contents"]]
+        assert any("/lance/_versions/" in k for k in keys), keys
+        assert any("/lance/data/" in k for k in keys), keys
+        exact = create(server, name="t_s3_flat", table="topics", textColumn="body", idColumn="id", backend="flat")
+        assert exact["bucket"] == "primary"
+        for text in ["a kitten chasing yarn", "interest rates and inflation"]:
+            assert ids(search(server, index="t_s3", query=text, k=3)) == \
+                ids(search(server, index="t_s3_flat", query=text, k=3))
+        # Appends reach S3 as new fragments.
+        sql(server, "INSERT INTO topics VALUES (31, 'geology', 'molten rock pouring from an erupting volcano')")
+        wait_for(lambda: layout(server, "t_s3")["vectors"] == 31, timeout=120, what="the append")
+        assert ids(search(server, index="t_s3", query="lava from a volcano", k=1)) == [31]
+        assert layout(server, "t_s3")["fragments"] == 2
+        server.stop()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        moto.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
