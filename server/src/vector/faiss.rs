@@ -28,7 +28,7 @@ use lakehouse_flight_ext::worker_actions::{FAISS_DROP, FAISS_LOAD, FAISS_SEARCH}
 use prost::Message;
 
 use super::index::{FaissParams, Hit, IndexError, Metric, SearchParams, VectorIndex, normalized};
-use super::remote::wait;
+use super::remote::{Allowed, allowed_keys, wait};
 use crate::workers::{Worker, WorkerError};
 
 /// A Faiss worker call's failure as an index error.
@@ -406,22 +406,11 @@ impl VectorIndex for FaissIndex {
     ) -> Result<Vec<Hit>, IndexError> {
         let inner = &self.0;
         let query = inner.prepared(std::iter::once(query))?;
-        let count = self.len();
-        let mut passing = count;
-        let (allowed, allowed_bits) = match filter {
-            Some(keep) => {
-                let mut bitmap = vec![0u8; count.div_ceil(8)];
-                passing = 0;
-                for key in 0..count {
-                    if keep(key as u64) {
-                        bitmap[key / 8] |= 1 << (key % 8);
-                        passing += 1;
-                    }
-                }
-                (bitmap, count as u64)
-            }
-            None => (Vec::new(), 0),
-        };
+        let Allowed {
+            bitmap: allowed,
+            bits: allowed_bits,
+            passing,
+        } = allowed_keys(self.len(), filter);
         let as_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         let mut request = FaissSearch {
             name: inner.handle.clone(),

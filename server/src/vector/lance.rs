@@ -35,7 +35,7 @@ use super::index::{
     Hit, IndexError, LANCE_MIN_INDEXED, LanceParams, Layout, Metric, SearchParams, VectorIndex,
     normalized,
 };
-use super::remote::wait;
+use super::remote::{Allowed, allowed_keys, wait};
 use crate::storage::Bucket;
 use crate::workers::{Worker, WorkerError};
 
@@ -488,22 +488,11 @@ impl VectorIndex for LanceIndex {
     ) -> Result<Vec<Hit>, IndexError> {
         let inner = &self.0;
         let query = inner.prepared(std::iter::once(query))?;
-        let count = self.len();
-        let mut passing = count;
-        let (allowed, allowed_bits) = match filter {
-            Some(keep) => {
-                let mut bitmap = vec![0u8; count.div_ceil(8)];
-                passing = 0;
-                for key in 0..count {
-                    if keep(key as u64) {
-                        bitmap[key / 8] |= 1 << (key % 8);
-                        passing += 1;
-                    }
-                }
-                (bitmap, count as u64)
-            }
-            None => (Vec::new(), 0),
-        };
+        let Allowed {
+            bitmap: allowed,
+            bits: allowed_bits,
+            passing,
+        } = allowed_keys(self.len(), filter);
         let pick = |given: usize, default: usize| if given == 0 { default } else { given };
         let defaults = &inner.params;
         let mut request = LanceSearch {

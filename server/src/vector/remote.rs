@@ -24,6 +24,39 @@ pub(super) fn index_error(engine: &str, error: WorkerError) -> IndexError {
     }
 }
 
+/// The keys a search filter allows, as the workers take them: a bitmap of `bits`
+/// keys (bit i of byte i/8, least significant first; empty with no filter), and how
+/// many pass.
+pub(super) struct Allowed {
+    pub bitmap: Vec<u8>,
+    pub bits: u64,
+    pub passing: usize,
+}
+
+/// [`Allowed`] for keys `0..count` under `filter`.
+pub(super) fn allowed_keys(count: usize, filter: Option<&(dyn Fn(u64) -> bool + Sync)>) -> Allowed {
+    let Some(keep) = filter else {
+        return Allowed {
+            bitmap: Vec::new(),
+            bits: 0,
+            passing: count,
+        };
+    };
+    let mut bitmap = vec![0u8; count.div_ceil(8)];
+    let mut passing = 0;
+    for key in 0..count {
+        if keep(key as u64) {
+            bitmap[key / 8] |= 1 << (key % 8);
+            passing += 1;
+        }
+    }
+    Allowed {
+        bitmap,
+        bits: count as u64,
+        passing,
+    }
+}
+
 /// Runs `work` on the runtime and waits for it from this (blocking) thread. The
 /// `VectorIndex` trait is synchronous and its callers run it on blocking threads; the
 /// span goes along so the worker call carries the request id.
