@@ -18,9 +18,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arrow::array::{FixedSizeListArray, Float32Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
-use arrow_flight::FlightDescriptor;
-use arrow_flight::encode::FlightDataEncoderBuilder;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use lakehouse_flight_ext::v1::{
     FaissBuild, FaissDrop, FaissHits, FaissIndexStats, FaissLoad, FaissSearch,
 };
@@ -193,24 +191,10 @@ impl Inner {
         let stats = self
             .worker
             .call(|live| async move {
-                let batches = vector_batches(flat, dimension);
-                let frames = FlightDataEncoderBuilder::new()
-                    .with_flight_descriptor(Some(FlightDescriptor::new_cmd(spec.encode_to_vec())))
-                    .build(batches)
-                    .map_err(|e| tonic::Status::internal(e.to_string()));
-                // The encoder cannot fail on the batches built here; an error ends the put.
-                let frames = frames
-                    .take_while(|r| futures::future::ready(r.is_ok()))
-                    .filter_map(|r| futures::future::ready(r.ok()));
-                let mut results = live
-                    .client()
-                    .do_put(live.request(frames))
-                    .await?
-                    .into_inner();
-                let result = results.message().await?.ok_or_else(|| {
-                    tonic::Status::internal("the worker answered the build with nothing")
-                })?;
-                let stats = FaissIndexStats::decode(result.app_metadata)
+                let answer = live
+                    .put(spec.encode_to_vec(), vector_batches(flat, dimension))
+                    .await?;
+                let stats = FaissIndexStats::decode(answer)
                     .map_err(|e| tonic::Status::internal(e.to_string()))?;
                 Ok((stats, live.generation))
             })

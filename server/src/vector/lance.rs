@@ -20,9 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
-use arrow_flight::FlightDescriptor;
-use arrow_flight::encode::FlightDataEncoderBuilder;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use lakehouse_flight_ext::v1::{
     LanceDataset, LanceHits, LanceIndexBuild, LanceSearch, LanceStats, LanceWrite,
 };
@@ -224,23 +222,7 @@ impl Inner {
             .worker
             .call(|live| async move {
                 let batches = key_vector_batches(flat, dimension, first_key);
-                let frames = FlightDataEncoderBuilder::new()
-                    .with_flight_descriptor(Some(FlightDescriptor::new_cmd(spec.encode_to_vec())))
-                    .build(batches)
-                    .map_err(|e| tonic::Status::internal(e.to_string()));
-                // The encoder cannot fail on the batches built here; an error ends the put.
-                let frames = frames
-                    .take_while(|r| futures::future::ready(r.is_ok()))
-                    .filter_map(|r| futures::future::ready(r.ok()));
-                let mut results = live
-                    .client()
-                    .do_put(live.request(frames))
-                    .await?
-                    .into_inner();
-                let result = results.message().await?.ok_or_else(|| {
-                    tonic::Status::internal("the worker answered the write with nothing")
-                })?;
-                decoded::<LanceStats>(result.app_metadata)
+                decoded::<LanceStats>(live.put(spec.encode_to_vec(), batches).await?)
             })
             .await
             .map_err(index_error)?;

@@ -104,6 +104,36 @@ impl Live {
         Ok(answers.message().await?.map(|a| a.body).unwrap_or_default())
     }
 
+    /// DoPut of `batches` under a descriptor carrying `command`: the `app_metadata` of
+    /// the worker's one answer.
+    pub(crate) async fn put(
+        &self,
+        command: Vec<u8>,
+        batches: impl futures::Stream<
+            Item = Result<arrow::array::RecordBatch, arrow_flight::error::FlightError>,
+        > + Send
+        + 'static,
+    ) -> Result<bytes::Bytes, tonic::Status> {
+        use futures::StreamExt;
+        let frames = arrow_flight::encode::FlightDataEncoderBuilder::new()
+            .with_flight_descriptor(Some(arrow_flight::FlightDescriptor::new_cmd(command)))
+            .build(batches)
+            // The encoder fails only on a batch it cannot encode; an error ends the put,
+            // which the worker then refuses as incomplete.
+            .take_while(|r| futures::future::ready(r.is_ok()))
+            .filter_map(|r| futures::future::ready(r.ok()));
+        let mut results = self
+            .client()
+            .do_put(self.request(frames))
+            .await?
+            .into_inner();
+        let result = results
+            .message()
+            .await?
+            .ok_or_else(|| tonic::Status::internal("the worker answered the put with nothing"))?;
+        Ok(result.app_metadata)
+    }
+
     /// `message` as a request carrying the token and the current request id.
     pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
