@@ -16,6 +16,10 @@
 #   (i) workers: our HNSW beside Faiss HNSW32, IVF and IVF-PQ built in the Faiss worker process
 #       and Lance IVF_PQ and IVF_HNSW_SQ in the Lance worker process, on WordNet glosses
 #       (LAKEHOUSE_WORKERS_ROWS, default 3000), measured through the server
+#   (l) lance: GloVe-100k (50-d) and WordNet-100k (MiniLM 384-d, embedded once and cached)
+#       as precomputed-vector indexes: Lance IVF_PQ / IVF_HNSW_SQ beside our HNSW and Faiss
+#       IVF-PQ (build, recall@10 vs p50/QPS over nprobe x refine), take by id p50/p95, the
+#       worker's append of 100 rows, worker RSS (LAKEHOUSE_LANCE_ROWS, default 100000)
 #   (h) vacuum: lakehouse.table.vacuum on a table of 300 commits then an overwrite (dry run,
 #       default retention, retention 0, a second run)
 #   (k) latency: ADBC SELECT 1, a point lookup, a prepared statement with a parameter and a
@@ -23,7 +27,7 @@
 #   (j) profiles: a GPU-slot switch (unload one model, load one, keep one) against an Ollama
 #       stand-in that answers at once, i.e. the server's own cost; a /metrics scrape
 # Data is generated once under $LAKEHOUSE_BENCH_DIR (default ~/.cache/lakehouse/bench).
-#   benches/run.sh [throughput|tpch|ingest|csv|db|glove|wordnet|load|vacuum|workers|profiles|latency|all]
+#   benches/run.sh [throughput|tpch|ingest|csv|db|glove|wordnet|load|vacuum|workers|lance|profiles|latency|all]
 #   (LAKEHOUSE_WORDNET_ROWS sets the WordNet corpus size, default 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -118,6 +122,16 @@ if [[ "$which" == all || "$which" == workers ]]; then
   start_server "$bench_dir/workers-server.log" --data-dir "$bench_dir/workers"
   "$venv/bin/python" benches/vector_bench.py workers --uri "$uri" \
     --rows "${LAKEHOUSE_WORKERS_ROWS:-3000}" --queries 200
+  kill $server; wait $server || true
+  trap - EXIT
+fi
+
+if [[ "$which" == all || "$which" == lance ]]; then
+  echo "==> (l) lance: Lance IVF_PQ / IVF_HNSW_SQ beside our HNSW and Faiss IVF-PQ on precomputed vectors"
+  start_server "$bench_dir/lance-server.log" --data-dir "$bench_dir/lance"
+  "$venv/bin/python" benches/lance_bench.py --uri "$uri" --log "$bench_dir/lance-server.log" \
+    --data-dir "$bench_dir/lance" --wordnet-dir "$bench_dir/wordnet" \
+    --rows "${LAKEHOUSE_LANCE_ROWS:-100000}" ${LAKEHOUSE_LANCE_ONLY:+--only "$LAKEHOUSE_LANCE_ONLY"}
   kill $server; wait $server || true
   trap - EXIT
 fi

@@ -59,6 +59,8 @@ pub mod actions {
     pub const VECTOR_EVAL: &str = "lakehouse.vector.eval";
     /// `VectorIndexOptimizeRequest` → `VectorIndexOptimizeResult`.
     pub const VECTOR_INDEX_OPTIMIZE: &str = "lakehouse.vector.index.optimize";
+    /// `VectorTakeRequest` → `VectorTakeResult`.
+    pub const VECTOR_TAKE: &str = "lakehouse.vector.take";
     /// `JobStatusRequest` → `Job` (a stream of them with `follow`).
     pub const JOB_STATUS: &str = "lakehouse.job.status";
     /// `JobCancelRequest` → `Job`.
@@ -87,7 +89,7 @@ pub mod actions {
     pub const PROFILE_DROP: &str = "lakehouse.profile.drop";
 
     /// Every `lakehouse.*` action.
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 22] = [
         INGEST_FILE,
         INGEST_POSTGRES,
         INGEST_MYSQL,
@@ -96,6 +98,7 @@ pub mod actions {
         VECTOR_EVAL_SET_CREATE,
         VECTOR_EVAL,
         VECTOR_INDEX_OPTIMIZE,
+        VECTOR_TAKE,
         JOB_STATUS,
         JOB_CANCEL,
         JOB_LIST,
@@ -118,6 +121,10 @@ pub const INGEST_UPLOAD_TYPE_URL: &str = "type.googleapis.com/lakehouse.v1.Inges
 /// Type URL of `VectorSearchCommand` when `Any`-wrapped in a GetFlightInfo descriptor
 /// (and in the ticket it returns).
 pub const VECTOR_SEARCH_TYPE_URL: &str = "type.googleapis.com/lakehouse.v1.VectorSearchCommand";
+
+/// Type URL of `VectorTakeRequest` when `Any`-wrapped in a GetFlightInfo descriptor
+/// (and in the ticket it returns).
+pub const VECTOR_TAKE_TYPE_URL: &str = "type.googleapis.com/lakehouse.v1.VectorTakeRequest";
 
 /// Actions of the server's worker processes (internal: see `worker.proto` and
 /// `lance_worker.proto`). One file, also included by the Lance worker, which is

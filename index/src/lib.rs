@@ -147,6 +147,21 @@ pub trait VectorIndex: Send + Sync {
     /// Adds vectors (incremental: no rebuild).
     fn add(&self, items: &[(u64, Vec<f32>)]) -> Result<(), IndexError>;
 
+    /// Adds vectors made from documents: `documents[i]` is the `(id, chunk)` that
+    /// `items[i]` embeds. Backends that keep their rows' ids (Lance, which takes rows
+    /// by id) store them; the others add the vectors.
+    fn add_documents(
+        &self,
+        items: &[(u64, Vec<f32>)],
+        documents: &[(i64, i32)],
+    ) -> Result<(), IndexError> {
+        let _ = documents;
+        self.add(items)
+    }
+
+    /// The index as `Any`, for what only one backend does (a Lance take by id).
+    fn as_any(&self) -> &dyn std::any::Any;
+
     /// The index's structure as bytes, when it has one worth saving beside the
     /// vectors (an HNSW graph takes far longer to build than to read back).
     fn saved_structure(&self) -> Option<Vec<u8>> {
@@ -244,6 +259,10 @@ impl FlatIndex {
 impl VectorIndex for FlatIndex {
     fn backend(&self) -> &'static str {
         "flat"
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn dimension(&self) -> usize {
@@ -442,6 +461,10 @@ fn poisoned<T>(_: T) -> IndexError {
 impl VectorIndex for HnswIndex {
     fn backend(&self) -> &'static str {
         "hnsw"
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn dimension(&self) -> usize {

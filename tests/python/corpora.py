@@ -1,6 +1,7 @@
 """Real text corpora for the vector tests and benchmarks, read from what
 scripts/fetch-data.sh unpacked under $LAKEHOUSE_DATA (default ~/.cache/lakehouse/data):
-WordNet 3.0 glosses as documents, GCIDE (Webster 1913 and later) definitions as queries."""
+WordNet 3.0 glosses as documents, GCIDE (Webster 1913 and later) definitions as queries,
+and GloVe 6B 50-d word vectors as precomputed embeddings."""
 
 import gzip
 import os
@@ -47,3 +48,11 @@ def gcide_definitions(count: int, seed: int = 13) -> list[str]:
         if 20 <= len(sense) <= 200:
             senses.append(sense)
     return random.Random(seed).sample(senses, count)
+
+
+def glove_vectors(count: int):
+    """The first `count` GloVe 6B 50-d word vectors (the most frequent words), float32."""
+    import numpy as np
+
+    path = _need(data_dir() / "glove" / "glove_6B_50d_emb.npy")
+    return np.load(path, mmap_mode="r")[:count].astype(np.float32)

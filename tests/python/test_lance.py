@@ -175,6 +175,65 @@ def test_appended_rows_are_new_fragments_until_an_optimize(node, pq):
     assert DOCS not in ids(hits) and len(hits) == K
 
 
+def test_rows_are_taken_by_id(node, pq):
+    server = node["server"]
+    # By the action: every chunk of each id, in the order asked; unknown ids left out.
+    reply = action(server, "lakehouse.vector.take", {"index": "g_pq", "ids": [17, 5, 10**9, 17]})[0]
+    rows = reply["rows"]
+    assert [int(r["id"]) for r in rows] == [17, 5], rows
+    assert all(r.get("chunk", 0) == 0 and len(r["vector"]) == 384 for r in rows)
+    # Cosine indexes hold normalised vectors.
+    assert abs(sum(x * x for x in rows[0]["vector"]) - 1.0) < 1e-3
+    # By the Python client (DoGet of a VectorTakeRequest): an Arrow table of the columns asked.
+    with lh.connect(server.uri, progress=False) as client:
+        table = client.take("g_pq", [5, 17, 3], columns=["id", "chunk"])
+        assert table.schema.names == ["id", "chunk"], table.schema
+        assert table.column("id").to_pylist() == [5, 17, 3]
+        whole = client.take("g_pq", [3])
+        assert whole.schema.names == ["id", "chunk", "vector"]
+        assert whole.schema.field("vector").type == pa.list_(pa.field("item", pa.float32()), 384)
+        # The vector taken is the one searches find the row by.
+        hits = search(server, index="g_pq", vector=whole.column("vector")[0].as_py(), k=1)
+        assert ids(hits) == [3], hits
+        # A row appended later is taken from its unindexed fragment; a deleted one is gone.
+        new_id = DOCS + 10
+        sql(server, f"INSERT INTO glosses VALUES ({new_id}, 'a lighthouse warning ships off a rocky coast')")
+        wait_for(lambda: client.take("g_pq", [new_id]).num_rows == 1, timeout=120, what="the appended row")
+        sql(server, f"DELETE FROM glosses WHERE id = {new_id}")
+        wait_for(lambda: client.take("g_pq", [new_id, 5]).column("id").to_pylist() == [5], timeout=120,
+                 what="the deleted row to go")
+    # By our CLI.
+    out = lh_cli(server, "index", "take", "g_pq", "--ids", "5,17", "--columns", "id,chunk").stdout
+    assert "(2 rows in" in out, out
+    # Precise errors.
+    with pytest.raises(pa.ArrowInvalid, match="ids: is empty"):
+        action(server, "lakehouse.vector.take", {"index": "g_pq", "ids": []})
+    with pytest.raises(pa.ArrowInvalid, match="is not one of id, chunk, vector"):
+        action(server, "lakehouse.vector.take", {"index": "g_pq", "ids": [1], "columns": ["body"]})
+    with pytest.raises(pa.ArrowInvalid, match="at most 10000"):
+        action(server, "lakehouse.vector.take", {"index": "g_pq", "ids": list(range(10001))})
+    with pytest.raises(pa.ArrowKeyError, match="does not exist"):
+        action(server, "lakehouse.vector.take", {"index": "nope", "ids": [1]})
+
+
+def test_a_profile_whose_backend_is_lance_builds_and_searches_lance_indexes(node):
+    server = node["server"]
+    load_docs(server, "p_topics")
+    with lh.connect(server.uri, progress=False) as client:
+        profile = client.create_profile("lance_profile", backend="lance")
+        assert profile["backend"] == "lance", profile
+        client.use_profile("lance_profile")
+        # The profile's backend, without naming it; searches of the bound session go there.
+        info = client.create_index("p_lance", "p_topics", text_column="body", id_column="id")
+        assert (info["profile"], info["backend"]) == ("lance_profile", "lance"), info
+        hits = client.search("p_lance", "a kitten chasing yarn", k=3)
+        assert hits.num_rows == 3
+        rows = client.sql("SELECT id FROM vector_search('p_lance', 'a kitten chasing yarn', 3) ORDER BY rank")
+        assert rows.column("id").to_pylist() == hits.column("id").to_pylist()
+        assert client.take("p_lance", [1], columns=["id"]).column("id").to_pylist() == [1]
+        client.use_profile(None)
+
+
 def test_bad_lance_requests_get_precise_errors(node):
     server = node["server"]
     body = {"table": "glosses", "textColumn": "body", "idColumn": "id", "backend": "lance"}
@@ -191,6 +250,8 @@ def test_bad_lance_requests_get_precise_errors(node):
     create(server, name="t_hnsw", table="lance_hnsw_src", textColumn="body", idColumn="id")
     with pytest.raises(pa.ArrowInvalid, match="only lance indexes optimize"):
         action(server, "lakehouse.vector.index.optimize", {"index": "t_hnsw"})
+    with pytest.raises(pa.ArrowInvalid, match="takes by id read a lance index"):
+        action(server, "lakehouse.vector.take", {"index": "t_hnsw", "ids": [1]})
     with pytest.raises(pa.ArrowKeyError, match="does not exist"):  # NOT_FOUND
         action(server, "lakehouse.vector.index.optimize", {"index": "nope"})
     assert "g_bad" not in query(server, "SELECT name FROM system.vector_indexes").column(0).to_pylist()

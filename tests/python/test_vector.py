@@ -384,7 +384,7 @@ def test_eval_sets_measure_recall_and_latency(server, indexed):
     with pytest.raises(pa.ArrowInvalid) as err:
         action(server, "lakehouse.vector.eval_set.create", {
             "name": "x", "index": "vec_docs_idx", "queries": ["a"], "queriesSql": "SELECT 'b'"})
-    assert "not both" in str(err.value)
+    assert "set one of queries, queries_sql and sample_rows" in str(err.value)
     with pytest.raises(pa.ArrowException) as err:
         action(server, "lakehouse.vector.eval_set.create", {
             "name": "vec_eval", "index": "vec_docs_idx", "queries": ["a"]})

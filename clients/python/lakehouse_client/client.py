@@ -373,7 +373,8 @@ class Client:
 
     # --- vector search ---------------------------------------------------------------
 
-    def create_index(self, name: str, table: str, *, text_column: str, id_column: str,
+    def create_index(self, name: str, table: str, *, text_column: str | None = None, id_column: str,
+                     vector_column: str | None = None,
                      backend: Literal["hnsw", "flat", "faiss", "lance"] | None = None, metric: str = "cosine",
                      m: int | None = None, ef_construction: int | None = None, ef_search: int | None = None,
                      factory: str | None = None, nprobe: int | None = None, chunk_tokens: int | None = None, chunk_overlap: int | None = None,
@@ -381,8 +382,10 @@ class Client:
                      embedder: str | None = None, profile: str | None = None,
                      lance: Mapping[str, Any] | None = None,
                      progress: bool | None = None) -> dict:
-        """Embeds ``table.text_column`` and builds a vector index
-        (``lakehouse.vector.index.create``); returns the VectorIndexInfo. ``embedder`` is
+        """Embeds ``table.text_column`` — or takes ``table.vector_column``, a column of
+        precomputed vectors (FixedSizeList or List of float32) indexed as they are, searched by
+        vector (and by text only when ``embedder`` names a model of their width) — and builds a
+        vector index (``lakehouse.vector.index.create``); returns the VectorIndexInfo. ``embedder`` is
         ``"builtin"`` (the server's built-in model, the default) or the name of an HTTP
         embedding service the server configures under ``[embedders.NAME]``. ``backend="faiss"``
         builds a Faiss index in the server's Faiss worker from ``factory`` (an index_factory
@@ -394,7 +397,8 @@ class Client:
         chosen from the data). ``profile`` puts the index in a model
         profile, whose embedder, backend and bucket it then uses unless given (a client bound
         with ``use_profile`` puts its indexes in that profile)."""
-        body = _drop_none({"name": name, "table": table, "textColumn": text_column, "idColumn": id_column,
+        body = _drop_none({"name": name, "table": table, "textColumn": text_column,
+                           "vectorColumn": vector_column, "idColumn": id_column,
                            "backend": backend, "metric": metric, "m": m, "efConstruction": ef_construction,
                            "efSearch": ef_search, "factory": factory, "nprobe": nprobe, "chunkTokens": chunk_tokens, "chunkOverlap": chunk_overlap,
                            "bucket": bucket, "replace": replace or None, "detach": detach or None,
@@ -426,17 +430,30 @@ class Client:
         info = self._flight.get_flight_info(descriptor, options=self._options)
         return self._flight.do_get(info.endpoints[0].ticket, options=self._options).read_all()
 
+    def take(self, index: str, ids: Sequence[int], *, columns: Sequence[str] = ()) -> pa.Table:
+        """Rows of a lance index's dataset by document id (the index's id column), found
+        through the dataset's BTREE index on ``id``: every chunk of each id, in the order the
+        ids are asked, as a pyarrow Table of ``columns`` (of ``id``, ``chunk``, ``vector``;
+        all when empty), streamed by DoGet of a ``VectorTakeRequest``
+        (``lakehouse.vector.take``). Ids the index does not hold are left out."""
+        body = {"index": index, "ids": [int(i) for i in ids], "columns": list(columns)}
+        descriptor = fl.FlightDescriptor.for_command(_any_command("VectorTakeRequest", body))
+        info = self._flight.get_flight_info(descriptor, options=self._options)
+        return self._flight.do_get(info.endpoints[0].ticket, options=self._options).read_all()
+
     def indexes(self) -> pa.Table:
         """Every vector index (``system.vector_indexes``)."""
         return self.sql("SELECT * FROM system.vector_indexes ORDER BY name")
 
     def create_eval_set(self, name: str, index: str, *, queries: Sequence[str] | None = None,
-                        queries_sql: str | None = None, depth: int | None = None, bucket: str | None = None,
+                        queries_sql: str | None = None, sample_rows: int | None = None,
+                        depth: int | None = None, bucket: str | None = None,
                         replace: bool = False, progress: bool | None = None) -> dict:
-        """Stores query texts with their exact nearest rows in ``index``
+        """Stores query texts — or ``sample_rows`` rows of the index itself, their stored
+        vectors as the queries — with their exact nearest rows in ``index``
         (``lakehouse.vector.eval_set.create``); returns the VectorEvalSetInfo."""
         body = _drop_none({"name": name, "index": index, "queries": list(queries) if queries else None,
-                           "queriesSql": queries_sql, "depth": depth, "bucket": bucket,
+                           "queriesSql": queries_sql, "sampleRows": sample_rows, "depth": depth, "bucket": bucket,
                            "replace": replace or None})
         return self._job("lakehouse.vector.eval_set.create", body, "vectorEvalSet", progress, f"eval set {name}")
 
@@ -480,7 +497,7 @@ class Client:
     # --- model profiles and the GPU slot ----------------------------------------------
 
     def create_profile(self, name: str, *, embedder: str | None = None, llm: str | None = None,
-                       bucket: str | None = None, backend: Literal["hnsw", "flat", "faiss"] | None = None,
+                       bucket: str | None = None, backend: Literal["hnsw", "flat", "faiss", "lance"] | None = None,
                        replace: bool = False) -> dict:
         """Creates a model profile (``lakehouse.profile.create``): the embedder (``"builtin"``,
         the default, or an ``[embedders.NAME]`` of the server), an optional LLM (an

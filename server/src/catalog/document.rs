@@ -155,8 +155,12 @@ pub(crate) struct IndexEntry {
     pub schema: String,
     /// Source table.
     pub table: String,
-    /// Column embedded.
+    /// Column embedded; empty for an index over `vector_column`.
     pub text_column: String,
+    /// The column of precomputed vectors indexed as they are; empty for an index
+    /// over `text_column`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub vector_column: String,
     /// Integer id column.
     pub id_column: String,
     /// Backend, its parameters and the chunking (recorded as `backend` and
@@ -165,7 +169,8 @@ pub(crate) struct IndexEntry {
     pub build: IndexBuild,
     /// `cosine`, `l2` or `dot`.
     pub metric: String,
-    /// Embedding model id.
+    /// Embedding model id; empty for an index over precomputed vectors that names
+    /// no embedder (it is searched by vector only).
     pub model: String,
     /// The configured embedder (`[embedders.NAME]`) it embeds with; empty for the
     /// built-in model.

@@ -1,35 +1,48 @@
-//! `lakehouse index`: create, search, evaluate and optimize vector indexes, and
-//! eval sets.
+//! `lakehouse index`: create, search, evaluate and optimize vector indexes, take
+//! rows of a lance index by id, and eval sets.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Subcommand;
-use lakehouse_flight_ext::VECTOR_SEARCH_TYPE_URL;
 use lakehouse_flight_ext::actions::{
     VECTOR_EVAL, VECTOR_EVAL_SET_CREATE, VECTOR_INDEX_CREATE, VECTOR_INDEX_OPTIMIZE,
 };
 use lakehouse_flight_ext::v1::{
     LanceIndexOptions, VectorEvalRequest, VectorEvalResult, VectorEvalSetCreateRequest,
     VectorIndexCreateRequest, VectorIndexOptimizeRequest, VectorIndexOptimizeResult,
-    VectorSearchCommand, VectorSearchRequest,
+    VectorSearchCommand, VectorSearchRequest, VectorTakeRequest,
 };
+use lakehouse_flight_ext::{VECTOR_SEARCH_TYPE_URL, VECTOR_TAKE_TYPE_URL};
 use prost::Message;
 
 use super::client::{CliError, Client};
 use super::output::{Format, Sink};
 use super::{JobFlags, client, print_json, some, start_job};
 
+// Parsed once per process: the size of the largest variant (create's many flags) costs
+// nothing worth an indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum IndexCommand {
-    /// Embed a table's text column and build an index over it.
+    /// Embed a table's text column (or take its column of precomputed vectors) and
+    /// build an index over it.
     Create {
         /// Index name.
         name: String,
         #[arg(long, short = 't')]
         table: String,
+        /// The text to embed.
+        #[arg(
+            long,
+            required_unless_present = "vector_column",
+            conflicts_with = "vector_column"
+        )]
+        text_column: Option<String>,
+        /// Instead of --text-column: a column of vectors the table already holds
+        /// (FixedSizeList<Float32> or List<Float32>), indexed as they are.
         #[arg(long)]
-        text_column: String,
+        vector_column: Option<String>,
         #[arg(long)]
         id_column: String,
         /// hnsw, flat, faiss (built by the Faiss worker from --factory) or lance (a Lance
@@ -112,6 +125,21 @@ pub enum IndexCommand {
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
     },
+    /// Rows of a lance index's dataset by document id (every chunk of each).
+    Take {
+        /// Index name.
+        name: String,
+        /// Document ids (the index's id column), comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ids: Vec<i64>,
+        /// Of id, chunk, vector (comma-separated; all when absent).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
     /// Fold the rows appended to a lance index into its IVF index.
     Optimize {
         /// Index name.
@@ -132,6 +160,9 @@ pub enum IndexCommand {
         /// SQL whose first column is the query text.
         #[arg(long)]
         queries_sql: Option<String>,
+        /// Rows of the index itself as the queries (their stored vectors).
+        #[arg(long)]
+        sample_rows: Option<u32>,
         /// Exact nearest rows kept per query.
         #[arg(long)]
         depth: Option<u32>,
@@ -226,6 +257,7 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
             name,
             table,
             text_column,
+            vector_column,
             id_column,
             backend,
             metric,
@@ -248,7 +280,8 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
                 profile: profile.unwrap_or_default(),
                 name,
                 table,
-                text_column,
+                text_column: text_column.unwrap_or_default(),
+                vector_column: vector_column.unwrap_or_default(),
                 id_column,
                 backend: backend.unwrap_or_default(),
                 metric,
@@ -310,6 +343,35 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
             }
             Ok(())
         }
+        IndexCommand::Take {
+            name,
+            ids,
+            columns,
+            format,
+            output,
+        } => {
+            let request = VectorTakeRequest {
+                index: name,
+                ids,
+                columns,
+            };
+            let started = Instant::now();
+            let info = client
+                .plan_command(VECTOR_TAKE_TYPE_URL, request.encode_to_vec())
+                .await?;
+            let schema = client::info_schema(&info)?;
+            let batches = client.fetch(&info).await?;
+            let sink = Sink {
+                format,
+                output,
+                max_rows: usize::MAX,
+            };
+            let rows = sink.write(schema, Box::pin(batches)).await?;
+            if format == Format::Table {
+                println!("({rows} rows in {:.3} s)", started.elapsed().as_secs_f64());
+            }
+            Ok(())
+        }
         IndexCommand::Optimize { name, json } => {
             let request = VectorIndexOptimizeRequest { index: name };
             let result: VectorIndexOptimizeResult =
@@ -339,14 +401,20 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
             index,
             queries,
             queries_sql,
+            sample_rows,
             depth,
             bucket,
             replace,
             job,
         } => {
-            if queries.is_empty() == queries_sql.is_none() {
+            let given = [
+                !queries.is_empty(),
+                queries_sql.is_some(),
+                sample_rows.is_some(),
+            ];
+            if given.iter().filter(|g| **g).count() != 1 {
                 return Err(CliError::local(
-                    "give --query (repeatable) or --queries-sql",
+                    "give one of --query (repeatable), --queries-sql and --sample-rows",
                 ));
             }
             let request = VectorEvalSetCreateRequest {
@@ -354,6 +422,7 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
                 index,
                 queries,
                 queries_sql: some(queries_sql),
+                sample_rows: sample_rows.unwrap_or_default(),
                 depth: depth.unwrap_or_default(),
                 bucket: some(bucket),
                 replace,

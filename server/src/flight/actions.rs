@@ -9,7 +9,7 @@ use lakehouse_flight_ext::actions::{
     BUCKET_ADD, BUCKET_LIST, BUCKET_MOVE_INDEX, BUCKET_REMOVE, INGEST_FILE, INGEST_MYSQL,
     INGEST_POSTGRES, JOB_CANCEL, JOB_LIST, JOB_STATUS, PII_MARK, PROFILE_ACTIVATE, PROFILE_CREATE,
     PROFILE_DROP, PROFILE_LIST, TABLE_VACUUM, VECTOR_EVAL, VECTOR_EVAL_SET_CREATE,
-    VECTOR_INDEX_CREATE, VECTOR_INDEX_OPTIMIZE, VECTOR_SEARCH,
+    VECTOR_INDEX_CREATE, VECTOR_INDEX_OPTIMIZE, VECTOR_SEARCH, VECTOR_TAKE,
 };
 use lakehouse_flight_ext::session_actions::{
     CANCEL_FLIGHT_INFO, CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS,
@@ -26,7 +26,7 @@ use super::sessions::{SESSION_COOKIE, Sessions, options_of};
 use crate::ingest::database::System;
 
 /// (name, description) of every action beyond Flight SQL's own.
-const CUSTOM_ACTIONS: [(&str, &str); 25] = [
+const CUSTOM_ACTIONS: [(&str, &str); 26] = [
     (
         INGEST_FILE,
         "Ingest CSV, NDJSON, Parquet, Arrow IPC or PDF files (a path or glob in a bucket) into a table, as a job; streams Job progress, then the final Job with an IngestResult. Body: IngestFileRequest (protobuf or JSON).",
@@ -58,6 +58,10 @@ const CUSTOM_ACTIONS: [(&str, &str); 25] = [
     (
         VECTOR_INDEX_OPTIMIZE,
         "Fold the rows appended to a lance index since its build into its IVF index (they are searched exactly until then; it also happens by itself past the index's optimize_fraction). Body: VectorIndexOptimizeRequest; answers VectorIndexOptimizeResult.",
+    ),
+    (
+        VECTOR_TAKE,
+        "Rows of a lance index's dataset by document id (the index's id column), through the dataset's BTREE index on id: every chunk of each id, in the order asked, with the columns id, chunk, vector (all when columns is empty); deleted rows are left out. Also as an Arrow stream: GetFlightInfo + DoGet of a VectorTakeRequest (type URL type.googleapis.com/lakehouse.v1.VectorTakeRequest). Body: VectorTakeRequest; answers VectorTakeResult.",
     ),
     (
         JOB_STATUS,
@@ -215,6 +219,7 @@ impl LakehouseService {
             VECTOR_EVAL_SET_CREATE => self.vector_eval_set_create(request).await,
             VECTOR_EVAL => self.vector_eval(request).await,
             VECTOR_INDEX_OPTIMIZE => self.vector_index_optimize(request).await,
+            VECTOR_TAKE => self.vector_take(request).await,
             JOB_STATUS => self.job_status(request),
             JOB_CANCEL => self.job_cancel(request).await,
             JOB_LIST => self.job_list(request),

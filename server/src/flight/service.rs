@@ -404,10 +404,14 @@ impl FlightSqlService for LakehouseService {
         if super::vector::is_vector_search(&any) {
             return self.vector_search_info(any, request).await;
         }
+        if super::vector::is_vector_take(&any) {
+            return self.vector_take_info(any, request).await;
+        }
         Err(Status::invalid_argument(format!(
-            "GetFlightInfo command of type {} is not known; Lakehouse accepts the Flight SQL commands and {}",
+            "GetFlightInfo command of type {} is not known; Lakehouse accepts the Flight SQL commands, {} and {}",
             any.type_url,
-            lakehouse_flight_ext::VECTOR_SEARCH_TYPE_URL
+            lakehouse_flight_ext::VECTOR_SEARCH_TYPE_URL,
+            lakehouse_flight_ext::VECTOR_TAKE_TYPE_URL
         )))
     }
 
@@ -418,6 +422,9 @@ impl FlightSqlService for LakehouseService {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         if super::vector::is_vector_search(&message) {
             return self.vector_search_get(request, message).await;
+        }
+        if super::vector::is_vector_take(&message) {
+            return self.vector_take_get(request, message).await;
         }
         Err(Status::invalid_argument(format!(
             "ticket of type {} is not a Lakehouse ticket",

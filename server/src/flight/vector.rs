@@ -1,5 +1,6 @@
-//! The `lakehouse.vector.*` actions (build an index as a job, search one) and the
-//! `VectorSearchCommand` Flight command, whose DoGet streams the hits as Arrow.
+//! The `lakehouse.vector.*` actions (build an index as a job, search one, take rows
+//! by id) and the `VectorSearchCommand` and `VectorTakeRequest` Flight commands,
+//! whose DoGet streams the hits or rows as Arrow.
 
 use std::sync::Arc;
 
@@ -9,9 +10,10 @@ use arrow_flight::{Action, FlightDescriptor, FlightInfo, Ticket};
 use futures::TryStreamExt;
 use lakehouse_flight_ext::v1::{
     VectorEvalRequest, VectorEvalSetCreateRequest, VectorIndexCreateRequest,
-    VectorIndexOptimizeRequest, VectorSearchCommand, VectorSearchRequest, VectorSearchResult, job,
+    VectorIndexOptimizeRequest, VectorSearchCommand, VectorSearchRequest, VectorSearchResult,
+    VectorTakeRequest, VectorTakeResult, VectorTakeRow, job,
 };
-use lakehouse_flight_ext::{VECTOR_SEARCH_TYPE_URL, decode_body};
+use lakehouse_flight_ext::{VECTOR_SEARCH_TYPE_URL, VECTOR_TAKE_TYPE_URL, decode_body};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
@@ -63,7 +65,6 @@ impl LakehouseService {
         for (field, value) in [
             ("name", &body.name),
             ("table", &body.table),
-            ("text_column", &body.text_column),
             ("id_column", &body.id_column),
         ] {
             if value.trim().is_empty() {
@@ -75,6 +76,7 @@ impl LakehouseService {
                 &body.name,
                 &body.table,
                 &body.text_column,
+                &body.vector_column,
                 &body.id_column,
                 body.replace,
             )
@@ -96,16 +98,22 @@ impl LakehouseService {
             .map_err(|e| Status::not_found(e.to_string()))?;
         let chunking =
             Chunking::new(body.chunk_tokens, body.chunk_overlap).map_err(vector_status)?;
+        let precomputed = !body.vector_column.trim().is_empty();
         let embedder = match body.embedder.trim() {
+            // Precomputed vectors need no embedder; searched by vector only.
+            "" if precomputed => String::new(),
             "" => crate::vector::embed::BUILTIN.to_string(),
             name => name.to_string(),
         };
-        vectors.check_embedder(&embedder).map_err(vector_status)?;
+        if !embedder.is_empty() {
+            vectors.check_embedder(&embedder).map_err(vector_status)?;
+        }
         let create = CreateIndex {
             embedder,
             name: body.name.clone(),
             table,
-            text_column: body.text_column.clone(),
+            text_column: body.text_column.trim().to_string(),
+            vector_column: body.vector_column.trim().to_string(),
             id_column: body.id_column.clone(),
             backend,
             metric,
@@ -118,7 +126,11 @@ impl LakehouseService {
             create.backend.name(),
             create.name,
             create.table.qualified_name(),
-            create.text_column
+            if precomputed {
+                &create.vector_column
+            } else {
+                &create.text_column
+            }
         );
         let handle = self.engine.services().jobs.spawn(
             lakehouse_flight_ext::actions::VECTOR_INDEX_CREATE,
@@ -170,7 +182,7 @@ impl LakehouseService {
         let description = format!(
             "eval set {} of {} queries over index {}",
             create.name,
-            create.queries.len(),
+            create.queries.len().max(create.sample_rows),
             create.index
         );
         let handle = self.engine.services().jobs.spawn(
@@ -230,6 +242,71 @@ impl LakehouseService {
             .await
             .map_err(vector_status)?;
         Ok(one(&result, encoding))
+    }
+
+    /// `lakehouse.vector.take`: rows of a lance index's dataset by document id.
+    pub(super) async fn vector_take(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<ActionStream>, Status> {
+        let (body, encoding): (VectorTakeRequest, _) = decode(request.get_ref())?;
+        let started = std::time::Instant::now();
+        let batch = self.take_batch(&request, &body).await?;
+        let result = VectorTakeResult {
+            rows: take_rows(&batch),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        Ok(one(&result, encoding))
+    }
+
+    async fn take_batch<T>(
+        &self,
+        request: &Request<T>,
+        body: &VectorTakeRequest,
+    ) -> Result<arrow::array::RecordBatch, Status> {
+        if body.index.trim().is_empty() {
+            return Err(Status::invalid_argument("index: is empty"));
+        }
+        self.vectors_for(request, &body.index)?
+            .take(&body.index, &body.ids, &body.columns)
+            .await
+            .map_err(vector_status)
+    }
+
+    /// GetFlightInfo of a `VectorTakeRequest`: the rows' schema, and the request
+    /// itself as the ticket. Nothing runs yet.
+    pub(super) async fn vector_take_info(
+        &self,
+        any: Any,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let body = take_of(&any)?;
+        if body.index.trim().is_empty() {
+            return Err(Status::invalid_argument("index: is empty"));
+        }
+        let schema = self
+            .vectors_for(&request, &body.index)?
+            .take_schema(&body.index, &body.columns)
+            .await
+            .map_err(vector_status)?;
+        let descriptor = request.into_inner();
+        let info = flight_info(&schema, descriptor, any.encode_to_vec())?;
+        Ok(Response::new(info))
+    }
+
+    /// DoGet of a `VectorTakeRequest` ticket: takes the rows, streams them.
+    pub(super) async fn vector_take_get(
+        &self,
+        request: Request<Ticket>,
+        any: Any,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let body = take_of(&any)?;
+        let batch = self.take_batch(&request, &body).await?;
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(batch.schema())
+            .build(futures::stream::iter([Ok(batch)]))
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(stream)))
     }
 
     /// GetFlightInfo of a `VectorSearchCommand`: the hits' schema (checked against
@@ -321,6 +398,45 @@ impl LakehouseService {
 /// Whether `any` is a `VectorSearchCommand`.
 pub(super) fn is_vector_search(any: &Any) -> bool {
     any.type_url == VECTOR_SEARCH_TYPE_URL
+}
+
+/// Whether `any` is a `VectorTakeRequest`.
+pub(super) fn is_vector_take(any: &Any) -> bool {
+    any.type_url == VECTOR_TAKE_TYPE_URL
+}
+
+fn take_of(any: &Any) -> Result<VectorTakeRequest, Status> {
+    decode_body(&any.value)
+        .map(|(body, _)| body)
+        .map_err(|e| Status::invalid_argument(format!("VectorTakeRequest is not valid: {e}")))
+}
+
+/// A take's batch as result rows (the columns it lacks left empty).
+fn take_rows(batch: &arrow::array::RecordBatch) -> Vec<VectorTakeRow> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Float32Type, Int32Type, Int64Type};
+    let ids = batch
+        .column_by_name("id")
+        .map(|c| c.as_primitive::<Int64Type>().clone());
+    let chunks = batch
+        .column_by_name("chunk")
+        .map(|c| c.as_primitive::<Int32Type>().clone());
+    let vectors = batch
+        .column_by_name("vector")
+        .and_then(|c| c.as_fixed_size_list_opt().cloned());
+    (0..batch.num_rows())
+        .map(|row| VectorTakeRow {
+            id: ids.as_ref().map_or(0, |ids| ids.value(row)),
+            chunk: chunks.as_ref().map_or(0, |chunks| chunks.value(row)),
+            vector: vectors.as_ref().map_or_else(Vec::new, |vectors| {
+                vectors
+                    .value(row)
+                    .as_primitive::<Float32Type>()
+                    .values()
+                    .to_vec()
+            }),
+        })
+        .collect()
 }
 
 fn command_of(any: &Any) -> Result<VectorSearchCommand, Status> {

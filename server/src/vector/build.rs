@@ -1,8 +1,9 @@
 //! Building an index (the body of the `lakehouse.vector.index.create` job): checks
 //! the request against the catalog, streams the table's `(id, text)` rows, cuts long
 //! texts into overlapping chunks within the model's window, embeds them batch by
-//! batch (progress after each, cancellable), builds the backend's structure, stores
-//! the vectors and the structure, and records the index in the catalog last.
+//! batch (progress after each, cancellable) — or reads a column of precomputed
+//! vectors ([`super::precomputed`]) —, builds the backend's structure, stores the
+//! vectors and the structure, and records the index in the catalog last.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -36,8 +37,10 @@ pub(crate) struct CreateIndex {
     pub name: String,
     /// Source table.
     pub table: TableEntry,
-    /// Column embedded.
+    /// Column embedded; empty when `vector_column` is set.
     pub text_column: String,
+    /// Column of precomputed vectors indexed as they are; empty for a text index.
+    pub vector_column: String,
     /// Integer id column.
     pub id_column: String,
     /// The backend and its parameters (checked).
@@ -48,7 +51,8 @@ pub(crate) struct CreateIndex {
     pub chunking: Chunking,
     /// Home bucket.
     pub bucket: String,
-    /// The embedder: [`BUILTIN`] or a configured `[embedders.NAME]`.
+    /// The embedder: [`BUILTIN`] or a configured `[embedders.NAME]`; "" for an
+    /// index over precomputed vectors searched by vector only.
     pub embedder: String,
     /// The model profile it belongs to ("" for none).
     pub profile: String,
@@ -107,8 +111,9 @@ impl Chunking {
 
 impl VectorIndexes {
     /// Builds the `backend` structure of index `name` over `vectors` (keys 0, 1,
-    /// …): in process, in the Faiss worker, or as a Lance dataset at `location` in
-    /// `bucket` written by the Lance worker.
+    /// …, made from `documents`, an `(id, chunk)` each): in process, in the Faiss
+    /// worker, or as a Lance dataset at `location` in `bucket` written by the Lance
+    /// worker (which keeps the documents' ids).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn build_index(
         &self,
@@ -117,6 +122,7 @@ impl VectorIndexes {
         metric: Metric,
         dimension: usize,
         vectors: Vec<Vec<f32>>,
+        documents: Vec<(i64, i32)>,
         bucket: &str,
         location: &str,
     ) -> Result<Box<dyn VectorIndex>, VectorError> {
@@ -130,8 +136,10 @@ impl VectorIndexes {
                     .get(bucket)
                     .map_err(internal)?;
                 let dataset = lance::dataset_of(&bucket, location)?;
-                let index =
-                    LanceIndex::build(worker, dataset, metric, params, dimension, &vectors).await?;
+                let index = LanceIndex::build(
+                    worker, dataset, metric, params, dimension, &vectors, documents,
+                )
+                .await?;
                 Ok(Box::new(index))
             }
             Backend::Faiss(params) => {
@@ -147,12 +155,14 @@ impl VectorIndexes {
         }
     }
 
-    /// Checks a create request against the catalog: table, columns, name, bucket.
+    /// Checks a create request against the catalog: table, columns (`text_column`
+    /// or `vector_column`, one of them), name, bucket.
     pub(crate) async fn validate(
         &self,
         name: &str,
         table: &str,
         text_column: &str,
+        vector_column: &str,
         id_column: &str,
         replace: bool,
     ) -> Result<TableEntry, VectorError> {
@@ -187,14 +197,35 @@ impl VectorIndexes {
                     ))
                 })
         };
-        let text_type = column(text_column, "text_column")?;
-        if !matches!(
-            text_type,
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        match (
+            text_column.trim().is_empty(),
+            vector_column.trim().is_empty(),
         ) {
-            return Err(VectorError::Invalid(format!(
-                "text_column: {text_column:?} is {text_type}, not text"
-            )));
+            (true, true) => {
+                return Err(VectorError::Invalid(
+                    "set text_column (text to embed) or vector_column (precomputed vectors)".into(),
+                ));
+            }
+            (false, false) => {
+                return Err(VectorError::Invalid(
+                    "set text_column or vector_column, not both".into(),
+                ));
+            }
+            (false, true) => {
+                let text_type = column(text_column, "text_column")?;
+                if !matches!(
+                    text_type,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) {
+                    return Err(VectorError::Invalid(format!(
+                        "text_column: {text_column:?} is {text_type}, not text"
+                    )));
+                }
+            }
+            (true, false) => {
+                let vector_type = column(vector_column, "vector_column")?;
+                super::precomputed::vector_width(vector_column, &vector_type)?;
+            }
         }
         let id_type = column(id_column, "id_column")?;
         if !id_type.is_integer() {
@@ -308,20 +339,15 @@ impl VectorIndexes {
         }
     }
 
-    /// Builds an index (the body of the create job).
-    pub(crate) async fn create(
+    /// Every row's text embedded, chunk by chunk (the first phase of a text
+    /// index's build), with the model.
+    async fn embed_table(
         &self,
-        request: CreateIndex,
+        request: &CreateIndex,
         job: &crate::jobs::JobContext,
-    ) -> Result<VectorIndexInfo, VectorError> {
-        let started = Instant::now();
-        let catalog = self.engine.catalog();
+    ) -> Result<(Embedded, Option<Arc<dyn Embedder>>), VectorError> {
         job.phase("loading model");
         let model = self.embedder(&request.embedder).await?;
-        let (_, source_version) = catalog
-            .table_state(&request.table)
-            .await
-            .map_err(internal)?;
         job.phase("embedding");
         let stream = self
             .rows_stream(&request.table, &request.id_column, &request.text_column)
@@ -353,8 +379,85 @@ impl VectorIndexes {
                 request.text_column
             )));
         }
-        let dimension = model.dimension();
-        let batch = vectors_batch(&all, dimension, model.model(), request.metric, true)?;
+        Ok((all, Some(model)))
+    }
+
+    /// Every row's precomputed vector, checked (the first phase of a build over
+    /// `vector_column`), with the embedder named for text queries, if any, which
+    /// must make vectors of their width.
+    async fn read_table_vectors(
+        &self,
+        request: &CreateIndex,
+        job: &crate::jobs::JobContext,
+    ) -> Result<(Embedded, Option<Arc<dyn Embedder>>), VectorError> {
+        job.phase("reading vectors");
+        let stream = self
+            .vector_stream(&request.table, &request.id_column, &request.vector_column)
+            .await?;
+        let mut all = Embedded::default();
+        let mut width = None;
+        self.read_vector_rows(
+            stream,
+            &request.vector_column,
+            &mut width,
+            &mut |_, _| true,
+            true,
+            |batch, bytes| {
+                if job.cancelled().is_cancelled() {
+                    return Err(VectorError::Cancelled);
+                }
+                all.extend(batch);
+                let rows = all.rows.len() as u64;
+                job.progress(|p| {
+                    p.rows = rows;
+                    p.bytes += bytes;
+                });
+                Ok(())
+            },
+        )
+        .await?;
+        let Some(width) = width.filter(|_| !all.rows.is_empty()) else {
+            return Err(VectorError::Invalid(format!(
+                "vector_column: {} has no rows to index",
+                request.vector_column
+            )));
+        };
+        if request.embedder.is_empty() {
+            return Ok((all, None));
+        }
+        job.phase("loading model");
+        let model = self.embedder(&request.embedder).await?;
+        if model.dimension() != width {
+            return Err(VectorError::Invalid(format!(
+                "embedder: {} makes {}-dimensional vectors, the column {} holds {width}",
+                request.embedder,
+                model.dimension(),
+                request.vector_column
+            )));
+        }
+        Ok((all, Some(model)))
+    }
+
+    /// Builds an index (the body of the create job).
+    pub(crate) async fn create(
+        &self,
+        request: CreateIndex,
+        job: &crate::jobs::JobContext,
+    ) -> Result<VectorIndexInfo, VectorError> {
+        let started = Instant::now();
+        let catalog = self.engine.catalog();
+        let (_, source_version) = catalog
+            .table_state(&request.table)
+            .await
+            .map_err(internal)?;
+        let (mut all, model) = if request.vector_column.is_empty() {
+            self.embed_table(&request, job).await?
+        } else {
+            self.read_table_vectors(&request, job).await?
+        };
+        let dimension = all.vectors.first().map_or(0, Vec::len);
+        let model_name = model.as_ref().map_or("", |m| m.model()).to_string();
+        let batch = vectors_batch(&all, dimension, &model_name, request.metric, true)?;
         let (count, rows) = (all.rows.len(), all.distinct_rows());
         job.phase("indexing");
         // Faiss's and Lance's defaults depend on the data: resolved now, recorded as used.
@@ -375,6 +478,7 @@ impl VectorIndexes {
                 request.metric,
                 dimension,
                 std::mem::take(&mut all.vectors),
+                all.documents(),
                 &request.bucket,
                 &location,
             )
@@ -397,6 +501,7 @@ impl VectorIndexes {
             schema: request.table.schema.clone(),
             table: request.table.name.clone(),
             text_column: request.text_column.clone(),
+            vector_column: request.vector_column.clone(),
             id_column: request.id_column.clone(),
             build: IndexBuild {
                 backend,
@@ -404,7 +509,7 @@ impl VectorIndexes {
                 chunk_overlap: Some(request.chunking.overlap),
             },
             metric: request.metric.name().to_string(),
-            model: model.model().to_string(),
+            model: model_name,
             embedder: if request.embedder == BUILTIN {
                 String::new()
             } else {

@@ -53,6 +53,13 @@ impl VectorIndexes {
         entry: &IndexEntry,
     ) -> Result<Arc<dyn Embedder>, VectorError> {
         let name = embedder_name(entry);
+        if name.is_empty() {
+            return Err(VectorError::Invalid(format!(
+                "index {} holds the precomputed vectors of column {} and names no embedder: \
+                 search it by vector, or rebuild it naming an embedder of {} dimensions",
+                entry.name, entry.vector_column, entry.dimension
+            )));
+        }
         let embedder = self.embedder(name).await.map_err(|e| match e {
             VectorError::NotFound(message) => {
                 VectorError::Unavailable(format!("index {} was built with {message}", entry.name))

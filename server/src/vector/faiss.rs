@@ -332,6 +332,10 @@ impl VectorIndex for FaissIndex {
         "faiss"
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn dimension(&self) -> usize {
         self.0.dimension
     }

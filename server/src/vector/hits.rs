@@ -34,10 +34,15 @@ impl VectorIndexes {
             .map(|h| h.id.to_string())
             .collect::<Vec<_>>()
             .join(", ");
+        // An index over precomputed vectors has no text: its hits' text is empty.
+        let text = if entry.text_column.is_empty() {
+            "NULL".to_string()
+        } else {
+            quoted(&entry.text_column)
+        };
         let sql = format!(
-            "SELECT CAST({} AS BIGINT), CAST({} AS VARCHAR) FROM {} WHERE {} IN ({list})",
+            "SELECT CAST({} AS BIGINT), CAST({text} AS VARCHAR) FROM {} WHERE {} IN ({list})",
             quoted(&entry.id_column),
-            quoted(&entry.text_column),
             quoted_table(table),
             quoted(&entry.id_column),
         );

@@ -3,9 +3,10 @@
 //!
 //! A [`LanceIndex`] is the server's handle on one Lance dataset, which lives in the
 //! index's home bucket (`<location>lance/`, a local folder or S3) with the columns
-//! `key` (the vector's key: its position 0, 1, … as in every backend here) and
-//! `vector`. The dataset is the saved structure: a restart, or a restarted worker,
-//! opens it where it is, and nothing is rebuilt.
+//! `key` (the vector's key: its position 0, 1, … as in every backend here), `id` and
+//! `chunk` (the document the vector embeds; a BTREE index on `id` serves takes by
+//! id) and `vector`. The dataset is the saved structure: a restart, or a restarted
+//! worker, opens it where it is, and nothing is rebuilt.
 //!
 //! Appends are native: new rows become new fragments, which searches scan exactly
 //! until an optimize folds them into the IVF index; one runs by itself once the
@@ -18,11 +19,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, UInt64Array};
+use arrow::array::{
+    ArrayRef, FixedSizeListArray, Float32Array, Int32Array, Int64Array, RecordBatch, UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 use futures::StreamExt;
 use lakehouse_flight_ext::v1::{
-    LanceDataset, LanceHits, LanceIndexBuild, LanceSearch, LanceStats, LanceWrite,
+    LanceDataset, LanceHits, LanceIndexBuild, LanceSearch, LanceStats, LanceTake, LanceWrite,
 };
 use lakehouse_flight_ext::worker_actions::{
     LANCE_FORGET, LANCE_INDEX, LANCE_OPTIMIZE, LANCE_SEARCH, LANCE_STATS,
@@ -41,6 +44,13 @@ use crate::workers::{Worker, WorkerError};
 const PUT_ROWS: usize = 8192;
 /// Times a filtered search that found fewer than k passing rows probes 4x more.
 const WIDEN_ROUNDS: usize = 6;
+/// The dataset's key and document columns.
+pub(crate) const KEY: &str = "key";
+pub(crate) const ID: &str = "id";
+pub(crate) const CHUNK: &str = "chunk";
+
+/// The `(id, chunk)` of each vector, shared with the batches that carry them.
+type Documents = Arc<Vec<(i64, i32)>>;
 
 fn index_error(error: WorkerError) -> IndexError {
     super::remote::index_error("Lance", error)
@@ -99,8 +109,10 @@ impl std::fmt::Debug for Inner {
 }
 
 impl LanceIndex {
-    /// Writes `vectors` (keys 0, 1, …) as a new dataset at `dataset` (replacing one)
-    /// and builds its index, with `params` resolved for them.
+    /// Writes `vectors` (keys 0, 1, …), made from `documents` (`(id, chunk)` each),
+    /// as a new dataset at `dataset` (replacing one) and builds its index, with
+    /// `params` resolved for them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn build(
         worker: Arc<Worker>,
         dataset: LanceDataset,
@@ -108,11 +120,19 @@ impl LanceIndex {
         params: &LanceParams,
         dimension: usize,
         vectors: &[Vec<f32>],
+        documents: Vec<(i64, i32)>,
     ) -> Result<Self, IndexError> {
+        if documents.len() != vectors.len() {
+            return Err(IndexError::Failed(format!(
+                "{} vectors came with {} document ids",
+                vectors.len(),
+                documents.len()
+            )));
+        }
         let params = params.resolved(vectors.len(), dimension)?;
         let inner = Inner::new(worker, dataset, metric, params, dimension)?;
         let flat = inner.prepared(vectors.iter().map(Vec::as_slice))?;
-        inner.put(0, false, flat).await?;
+        inner.put(0, false, flat, Arc::new(documents)).await?;
         if vectors.len() >= LANCE_MIN_INDEXED {
             inner.build_index().await?;
         }
@@ -130,6 +150,12 @@ impl LanceIndex {
         let inner = Inner::new(worker, dataset, metric, params.clone(), dimension)?;
         inner.refresh_stats().await?;
         let stats = inner.stats();
+        if !stats.columns.iter().any(|c| c == ID) {
+            return Err(IndexError::Invalid(format!(
+                "the Lance dataset at {} has no id column (written before takes by id)",
+                inner.dataset.uri
+            )));
+        }
         if stats.dimension as usize != dimension {
             return Err(IndexError::Invalid(format!(
                 "the Lance dataset at {} holds {}-dimensional vectors, the index {dimension}",
@@ -137,6 +163,31 @@ impl LanceIndex {
             )));
         }
         Ok(Self(Arc::new(inner)))
+    }
+
+    /// The dataset's rows whose document id is one of `ids` (through its BTREE on
+    /// `id`), with `key` and `columns`, in the dataset's order.
+    pub(crate) async fn take_ids(
+        &self,
+        ids: Vec<i64>,
+        columns: Vec<String>,
+    ) -> Result<Vec<RecordBatch>, IndexError> {
+        let mut columns = columns;
+        if !columns.iter().any(|c| c == KEY) {
+            columns.insert(0, KEY.to_string());
+        }
+        let ticket = LanceTake {
+            dataset: Some(self.0.dataset.clone()),
+            keys: Vec::new(),
+            columns,
+            ids,
+        }
+        .encode_to_vec();
+        self.0
+            .worker
+            .call(|live| async move { live.get(ticket).await })
+            .await
+            .map_err(index_error)
     }
 }
 
@@ -209,9 +260,15 @@ impl Inner {
         Ok(flat)
     }
 
-    /// Writes `flat` ([`Inner::prepared`]) as keys from `first_key` on: a new
-    /// dataset, or (`append`) new fragments of this one.
-    async fn put(&self, first_key: u64, append: bool, flat: Vec<f32>) -> Result<(), IndexError> {
+    /// Writes `flat` ([`Inner::prepared`]) as keys from `first_key` on, with their
+    /// documents: a new dataset, or (`append`) new fragments of this one.
+    async fn put(
+        &self,
+        first_key: u64,
+        append: bool,
+        flat: Vec<f32>,
+        documents: Documents,
+    ) -> Result<(), IndexError> {
         let spec = LanceWrite {
             dataset: Some(self.dataset.clone()),
             append,
@@ -221,7 +278,7 @@ impl Inner {
         let stats = self
             .worker
             .call(|live| async move {
-                let batches = key_vector_batches(flat, dimension, first_key);
+                let batches = dataset_batches(flat, documents, dimension, first_key);
                 decoded::<LanceStats>(live.put(spec.encode_to_vec(), batches).await?)
             })
             .await
@@ -344,9 +401,11 @@ fn as_u32(value: usize) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
 
-/// `key` and `vector` batches of [`PUT_ROWS`], made as the put consumes them.
-fn key_vector_batches(
+/// `key`, `id`, `chunk` and `vector` batches of [`PUT_ROWS`], made as the put
+/// consumes them.
+fn dataset_batches(
     flat: Arc<Vec<f32>>,
+    documents: Documents,
     dimension: usize,
     first_key: u64,
 ) -> impl futures::Stream<Item = Result<RecordBatch, arrow_flight::error::FlightError>> + Send + 'static
@@ -354,7 +413,9 @@ fn key_vector_batches(
     let rows = flat.len() / dimension.max(1);
     let item = Arc::new(Field::new("item", DataType::Float32, true));
     let schema = Arc::new(Schema::new(vec![
-        Field::new("key", DataType::UInt64, false),
+        Field::new(KEY, DataType::UInt64, false),
+        Field::new(ID, DataType::Int64, false),
+        Field::new(CHUNK, DataType::Int32, false),
         Field::new(
             "vector",
             DataType::FixedSizeList(Arc::clone(&item), dimension as i32),
@@ -364,6 +425,8 @@ fn key_vector_batches(
     futures::stream::iter((0..rows).step_by(PUT_ROWS)).map(move |start| {
         let end = (start + PUT_ROWS).min(rows);
         let keys: UInt64Array = (start..end).map(|row| first_key + row as u64).collect();
+        let ids: Int64Array = documents[start..end].iter().map(|(id, _)| *id).collect();
+        let chunks: Int32Array = documents[start..end].iter().map(|(_, c)| *c).collect();
         let values = Float32Array::from(flat[start * dimension..end * dimension].to_vec());
         let list = FixedSizeListArray::try_new(
             Arc::clone(&item),
@@ -371,7 +434,12 @@ fn key_vector_batches(
             Arc::new(values),
             None,
         )?;
-        let columns: Vec<ArrayRef> = vec![Arc::new(keys), Arc::new(list)];
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(keys),
+            Arc::new(ids),
+            Arc::new(chunks),
+            Arc::new(list),
+        ];
         Ok(RecordBatch::try_new(Arc::clone(&schema), columns)?)
     })
 }
@@ -395,6 +463,10 @@ impl Drop for LanceIndex {
 impl VectorIndex for LanceIndex {
     fn backend(&self) -> &'static str {
         "lance"
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn dimension(&self) -> usize {
@@ -424,10 +496,28 @@ impl VectorIndex for LanceIndex {
         Ok(Some(layout_of(&self.0.stats())))
     }
 
-    fn add(&self, items: &[(u64, Vec<f32>)]) -> Result<(), IndexError> {
+    fn add(&self, _items: &[(u64, Vec<f32>)]) -> Result<(), IndexError> {
+        Err(IndexError::Failed(
+            "a Lance index adds vectors with their document ids (add_documents)".into(),
+        ))
+    }
+
+    fn add_documents(
+        &self,
+        items: &[(u64, Vec<f32>)],
+        documents: &[(i64, i32)],
+    ) -> Result<(), IndexError> {
         if items.is_empty() {
             return Ok(());
         }
+        if documents.len() != items.len() {
+            return Err(IndexError::Failed(format!(
+                "{} vectors came with {} document ids",
+                items.len(),
+                documents.len()
+            )));
+        }
+        let documents = Arc::new(documents.to_vec());
         let first = self.len() as u64;
         if items
             .iter()
@@ -443,7 +533,7 @@ impl VectorIndex for LanceIndex {
         wait(&self.0.runtime, async move {
             {
                 let _changing = this.changing.lock().await;
-                this.put(first, true, flat).await?;
+                this.put(first, true, flat, documents).await?;
             }
             // Past the optimize fraction: fold the new rows into the index, in the
             // background (searches scan them exactly meanwhile).

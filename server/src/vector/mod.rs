@@ -6,12 +6,13 @@
 //! naming every backend with its parameters) behind the trait the worker backends
 //! implement too ([`faiss`]: Faiss indexes in the Faiss worker process; [`lance`]:
 //! Lance datasets in the index's bucket, served by the Lance worker process; what the
-//! two share, [`remote`]); indexes over
-//! tables ([`service`]), each concern in its own file: the build job ([`build`]),
-//! stored vectors and saved structures ([`store`]), search by vector, text or both
-//! with SQL filters ([`search`]), hit shaping ([`hits`]), refresh on every table
-//! change ([`refresh`]), moving between buckets ([`relocate`]), eval sets
-//! ([`eval`]); BM25 text ranking and rank fusion ([`bm25`]), the
+//! two share, [`remote`]); indexes over tables ([`service`]), each concern in its own
+//! file: the build job ([`build`]), reading a column of precomputed vectors instead of
+//! embedding ([`precomputed`]), stored vectors and saved structures ([`store`]), search
+//! by vector, text or both with SQL filters ([`search`]), hit shaping ([`hits`]),
+//! refresh on every table change ([`refresh`]), moving between buckets ([`relocate`]),
+//! eval sets ([`eval_set`]) and runs against them ([`eval`]), takes by id from a lance
+//! index's dataset ([`take`]); BM25 text ranking and rank fusion ([`bm25`]), the
 //! `vector_search`/`text_search`/`hybrid_search` SQL table functions ([`sql`]) and
 //! the `system.vector_*` tables ([`system`]).
 //! May call: `query`, `catalog`, `storage`, `jobs`, `events`, `workers`, and the leaves
@@ -26,11 +27,13 @@ pub(crate) mod embed;
 mod embedders;
 mod error;
 mod eval;
+mod eval_set;
 pub(crate) mod faiss;
 mod hits;
 pub(crate) mod http;
 pub mod index;
 pub(crate) mod lance;
+mod precomputed;
 mod refresh;
 mod relocate;
 mod remote;
@@ -40,6 +43,7 @@ mod sql;
 mod state;
 mod store;
 pub(crate) mod system;
+mod take;
 
 pub(crate) use build::{Chunking, CreateIndex};
 pub(crate) use error::VectorError;

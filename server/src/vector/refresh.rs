@@ -3,7 +3,9 @@
 //! Every committed change to a source table (an append, UPDATE, DELETE, an
 //! overwrite or replacing ingest, `CREATE OR REPLACE`) triggers a refresh of its
 //! indexes. A refresh reads the table's `(id, text)` rows once and compares each with
-//! what the index holds, by the hash of the text each row's vectors were made from:
+//! what the index holds, by the hash of the text each row's vectors were made from
+//! (for an index over precomputed vectors: `(id, vector)` rows, by the hash of the
+//! vector, which is taken as it is rather than embedded):
 //!
 //! - a row the index lacks is embedded and added;
 //! - a row whose text changed is embedded again, and its old vectors are tombstoned;
@@ -81,12 +83,8 @@ impl VectorIndexes {
         if version <= entry.source_version {
             return Ok(Refreshed::default());
         }
-        let model = self.index_embedder(&entry).await?;
         let known = state.texts.read().map_err(internal)?.clone();
         let first_key = state.rows.read().map_err(internal)?.len();
-        let stream = self
-            .rows_stream(&table, &entry.id_column, &entry.text_column)
-            .await?;
         let mut seen = HashSet::with_capacity(known.len());
         let mut changed = HashSet::new();
         let mut wanted = |id: i64, hash: u64| {
@@ -104,8 +102,24 @@ impl VectorIndexes {
         };
         let mut added = Embedded::default();
         let mut documents = Vec::new();
-        let embedded = self
-            .embed_rows(
+        let mut sink = |batch: Embedded, _bytes: u64| -> Result<(), VectorError> {
+            // Searchable at once, exactly, before the graph has it.
+            let base = {
+                let mut rows = state.rows.write().map_err(internal)?;
+                let base = rows.len();
+                rows.extend(&batch.rows);
+                base
+            };
+            state.fresh.add(&keyed(base, batch.vectors.clone()))?;
+            added.extend(batch);
+            Ok(())
+        };
+        let embedded = if entry.vector_column.is_empty() {
+            let model = self.index_embedder(&entry).await?;
+            let stream = self
+                .rows_stream(&table, &entry.id_column, &entry.text_column)
+                .await?;
+            self.embed_rows(
                 model.as_ref(),
                 stream,
                 &mut wanted,
@@ -113,20 +127,24 @@ impl VectorIndexes {
                 Chunking::of(&entry.build),
                 None,
                 Some(&mut documents),
-                |batch, _| {
-                    // Searchable at once, exactly, before the graph has it.
-                    let base = {
-                        let mut rows = state.rows.write().map_err(internal)?;
-                        let base = rows.len();
-                        rows.extend(&batch.rows);
-                        base
-                    };
-                    state.fresh.add(&keyed(base, batch.vectors.clone()))?;
-                    added.extend(batch);
-                    Ok(())
-                },
+                &mut sink,
             )
-            .await;
+            .await
+        } else {
+            let stream = self
+                .vector_stream(&table, &entry.id_column, &entry.vector_column)
+                .await?;
+            let mut width = Some(entry.dimension as usize);
+            self.read_vector_rows(
+                stream,
+                &entry.vector_column,
+                &mut width,
+                &mut wanted,
+                false,
+                &mut sink,
+            )
+            .await
+        };
         let removed: HashSet<i64> = known
             .keys()
             .filter(|id| !seen.contains(id))
@@ -164,7 +182,8 @@ impl VectorIndexes {
         if count > 0 {
             let inner = Arc::clone(&state);
             let items = keyed(first_key, std::mem::take(&mut added.vectors));
-            tokio::task::spawn_blocking(move || inner.index.add(&items))
+            let documents = added.documents();
+            tokio::task::spawn_blocking(move || inner.index.add_documents(&items, &documents))
                 .await
                 .map_err(internal)??;
             state.fresh.clear();

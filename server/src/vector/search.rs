@@ -157,6 +157,13 @@ impl VectorIndexes {
         table: &TableEntry,
     ) -> Result<&'a RwLock<Bm25>, VectorError> {
         let entry = &loaded.entry;
+        if entry.text_column.is_empty() {
+            return Err(VectorError::Invalid(format!(
+                "index {} holds the precomputed vectors of column {}: text and hybrid \
+                 search need an index over a text column",
+                entry.name, entry.vector_column
+            )));
+        }
         loaded
             .state
             .text

@@ -222,6 +222,7 @@ pub(crate) fn info_of(entry: &IndexEntry) -> VectorIndexInfo {
         name: entry.name.clone(),
         table: format!("{}.{}", entry.schema, entry.table),
         text_column: entry.text_column.clone(),
+        vector_column: entry.vector_column.clone(),
         id_column: entry.id_column.clone(),
         backend: entry.build.backend.name().to_string(),
         metric: entry.metric.clone(),
@@ -242,9 +243,12 @@ pub(crate) fn info_of(entry: &IndexEntry) -> VectorIndexInfo {
     }
 }
 
-/// The embedder an index was built with ([`BUILTIN`] when it records none).
+/// The embedder an index was built with ([`BUILTIN`] when it records none); ""
+/// for an index over precomputed vectors that has none.
 pub(crate) fn embedder_name(entry: &IndexEntry) -> &str {
-    if entry.embedder.is_empty() {
+    if entry.model.is_empty() {
+        ""
+    } else if entry.embedder.is_empty() {
         BUILTIN
     } else {
         &entry.embedder

@@ -130,6 +130,15 @@ pub(super) struct Embedded {
 }
 
 impl Embedded {
+    /// The `(id, chunk)` of each vector.
+    pub(super) fn documents(&self) -> Vec<(i64, i32)> {
+        self.rows
+            .iter()
+            .copied()
+            .zip(self.chunks.iter().copied())
+            .collect()
+    }
+
     pub(super) fn distinct_rows(&self) -> u64 {
         self.chunks.iter().filter(|&&c| c == 0).count() as u64
     }
@@ -159,6 +168,17 @@ pub(super) fn text_hash(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// [`text_hash`] of a precomputed vector's bits: what tells a refresh that an
+/// updated row's vector changed.
+pub(super) fn vector_hash(vector: &[f32]) -> u64 {
+    vector
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
 }
 
 #[cfg(test)]

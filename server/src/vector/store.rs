@@ -83,6 +83,7 @@ impl VectorIndexes {
                     Some(stored) => stored,
                     None => self.read_vectors(&entry).await?,
                 };
+                let documents = stored.documents();
                 let index = self
                     .build_index(
                         &entry.name,
@@ -90,6 +91,7 @@ impl VectorIndexes {
                         Metric::parse(&entry.metric)?,
                         entry.dimension as usize,
                         stored.vectors,
+                        documents,
                         &entry.bucket,
                         &entry.location,
                     )
@@ -276,7 +278,11 @@ impl VectorIndexes {
             .enumerate()
             .map(|(i, vector)| ((held + i) as u64, vector.clone()))
             .collect();
-        let index = tokio::task::spawn_blocking(move || index.add(&missing).map(|()| index)).await;
+        let documents = stored.documents()[held..].to_vec();
+        let index = tokio::task::spawn_blocking(move || {
+            index.add_documents(&missing, &documents).map(|()| index)
+        })
+        .await;
         match index {
             Ok(Ok(index)) => {
                 tracing::info!(index = %entry.name, rows = stored.rows.len(),

@@ -86,6 +86,7 @@ fn vector_indexes(
             utf8("table_schema", false),
             utf8("table_name", false),
             utf8("text_column", false),
+            utf8("vector_column", true),
             utf8("id_column", false),
             utf8("backend", false),
             utf8("metric", false),
@@ -114,6 +115,12 @@ fn vector_indexes(
             strings(&|i| i.schema.clone()),
             strings(&|i| i.table.clone()),
             strings(&|i| i.text_column.clone()),
+            Arc::new(StringArray::from(
+                indexes
+                    .iter()
+                    .map(|i| (!i.vector_column.is_empty()).then(|| i.vector_column.clone()))
+                    .collect::<Vec<_>>(),
+            )),
             strings(&|i| i.id_column.clone()),
             strings(&|i| i.build.backend.name().to_string()),
             strings(&|i| i.metric.clone()),

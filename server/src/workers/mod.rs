@@ -134,6 +134,28 @@ impl Live {
         Ok(result.app_metadata)
     }
 
+    /// DoGet of `ticket`: the batches of the stream the worker answers.
+    pub(crate) async fn get(
+        &self,
+        ticket: Vec<u8>,
+    ) -> Result<Vec<arrow::array::RecordBatch>, tonic::Status> {
+        use futures::TryStreamExt;
+        let ticket = arrow_flight::Ticket::new(ticket);
+        let frames = self
+            .client()
+            .do_get(self.request(ticket))
+            .await?
+            .into_inner()
+            .map_err(arrow_flight::error::FlightError::from);
+        arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(frames)
+            .try_collect()
+            .await
+            .map_err(|error| match error {
+                arrow_flight::error::FlightError::Tonic(status) => *status,
+                other => tonic::Status::internal(other.to_string()),
+            })
+    }
+
     /// `message` as a request carrying the token and the current request id.
     pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);

@@ -29,11 +29,16 @@ use lance_linalg::distance::DistanceType;
 
 use crate::v1::{LanceDataset, LanceHits, LanceIndexBuild, LanceSearch, LanceStats};
 
-/// The vector column, the key column and their indexes' names.
+/// The vector column, the key column, the document id column and the indexes' names.
 pub(crate) const VECTOR: &str = "vector";
 pub(crate) const KEY: &str = "key";
+pub(crate) const ID: &str = "id";
 const VECTOR_INDEX: &str = "vector_idx";
-const KEY_INDEX: &str = "key_idx";
+const ID_INDEX: &str = "id_idx";
+/// Lance's row id column: with stable row ids, a row's key.
+const ROW_ID: &str = "_rowid";
+/// Most ids one take may ask for (they become one `id IN (…)` filter).
+pub(crate) const MAX_TAKE_IDS: usize = 10_000;
 
 /// What went wrong, by who can fix it.
 #[derive(Debug)]
@@ -186,19 +191,23 @@ impl Datasets {
                 .map_err(failed(uri))?;
             dataset
         } else {
-            Dataset::write(reader, uri, Some(params))
+            let mut dataset = Dataset::write(reader, uri, Some(params))
                 .await
-                .map_err(failed(uri))?
+                .map_err(failed(uri))?;
+            ensure_id_index(&mut dataset).await?;
+            dataset
         };
+        // The write and its commit; the statistics below are not part of it.
+        let seconds = started.elapsed().as_secs_f64();
         self.keep(&dataset, uri);
         let mut stats = stats_of(&dataset).await?;
-        stats.seconds = started.elapsed().as_secs_f64();
+        stats.seconds = seconds;
         tracing::info!(%uri, rows, append, total = stats.rows, fragments = stats.fragments,
-            seconds = stats.seconds, "written");
+            seconds, "written");
         Ok(stats)
     }
 
-    /// Builds the vector index (replacing one) and the key's BTREE.
+    /// Builds the vector index (replacing one), and the id's BTREE if it is missing.
     pub(crate) async fn build_index(
         &self,
         build: &LanceIndexBuild,
@@ -222,16 +231,7 @@ impl Datasets {
             )
             .await
             .map_err(failed("building the vector index"))?;
-        dataset
-            .create_index(
-                &[KEY],
-                IndexType::BTree,
-                Some(KEY_INDEX.into()),
-                &ScalarIndexParams::for_builtin(BuiltinIndexType::BTree),
-                true,
-            )
-            .await
-            .map_err(failed("building the key index"))?;
+        ensure_id_index(&mut dataset).await?;
         self.keep(&dataset, &uri);
         let mut stats = stats_of(&dataset).await?;
         stats.seconds = started.elapsed().as_secs_f64();
@@ -281,7 +281,11 @@ impl Datasets {
         scanner
             .nearest(VECTOR, &query, search.k as usize)
             .map_err(failed("search"))?;
-        scanner.project(&[KEY]).map_err(failed("search"))?;
+        // Keys are the stable row ids: no data column is read back for the hits.
+        scanner
+            .project::<&str>(&[])
+            .map_err(failed("search"))?
+            .with_row_id();
         scanner.distance_metric(metric_of(&search.metric)?);
         if search.nprobe > 0 {
             scanner.nprobes(search.nprobe as usize);
@@ -299,9 +303,9 @@ impl Datasets {
         }
         let batch = scanner.try_into_batch().await.map_err(failed("search"))?;
         let keys = batch
-            .column_by_name(KEY)
+            .column_by_name(ROW_ID)
             .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-            .ok_or_else(|| DatasetError::Failed("the search returned no keys".into()))?;
+            .ok_or_else(|| DatasetError::Failed("the search returned no row ids".into()))?;
         let distances = batch
             .column_by_name("_distance")
             .and_then(|c| c.as_primitive_opt::<Float32Type>())
@@ -320,19 +324,7 @@ impl Datasets {
         columns: &[String],
     ) -> Result<RecordBatch, DatasetError> {
         let dataset = self.open(spec).await?;
-        let schema = dataset.schema();
-        let columns: Vec<String> = if columns.is_empty() {
-            schema.fields.iter().map(|f| f.name.clone()).collect()
-        } else {
-            for column in columns {
-                if schema.field(column).is_none() {
-                    return Err(DatasetError::Invalid(format!(
-                        "the index has no column {column:?}"
-                    )));
-                }
-            }
-            columns.to_vec()
-        };
+        let columns = columns_of(&dataset, columns)?;
         let existing = dataset.manifest().next_row_id;
         let present: Vec<u64> = keys.iter().copied().filter(|k| *k < existing).collect();
         let projection = dataset.schema().project(&columns).map_err(failed("take"))?;
@@ -341,6 +333,77 @@ impl Datasets {
             .await
             .map_err(failed("take"))
     }
+
+    /// The rows whose `id` is one of `ids` (through the BTREE index on `id`), with
+    /// `columns` (all when empty), in the dataset's order.
+    pub(crate) async fn take_ids(
+        &self,
+        spec: &LanceDataset,
+        ids: &[i64],
+        columns: &[String],
+    ) -> Result<RecordBatch, DatasetError> {
+        if ids.len() > MAX_TAKE_IDS {
+            return Err(DatasetError::Invalid(format!(
+                "ids: {} asked, at most {MAX_TAKE_IDS} per take",
+                ids.len()
+            )));
+        }
+        let dataset = self.open(spec).await?;
+        if dataset.schema().field(ID).is_none() {
+            return Err(DatasetError::Invalid(
+                "the dataset has no id column (written before takes by id existed): rebuild the index".into(),
+            ));
+        }
+        let columns = columns_of(&dataset, columns)?;
+        let mut unique = ids.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let listed = unique
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut scanner = dataset.scan();
+        scanner.project(&columns).map_err(failed("take"))?;
+        scanner
+            .filter(&format!("{ID} IN ({listed})"))
+            .map_err(failed("take"))?;
+        scanner.try_into_batch().await.map_err(failed("take"))
+    }
+}
+
+/// `asked` checked against the dataset's columns (all of them when empty).
+fn columns_of(dataset: &Dataset, asked: &[String]) -> Result<Vec<String>, DatasetError> {
+    let schema = dataset.schema();
+    if asked.is_empty() {
+        return Ok(schema.fields.iter().map(|f| f.name.clone()).collect());
+    }
+    for column in asked {
+        if schema.field(column).is_none() {
+            return Err(DatasetError::Invalid(format!(
+                "the index has no column {column:?}"
+            )));
+        }
+    }
+    Ok(asked.to_vec())
+}
+
+/// The BTREE index on `id`, for a dataset that has the column and not yet the index.
+async fn ensure_id_index(dataset: &mut Dataset) -> Result<(), DatasetError> {
+    if dataset.schema().field(ID).is_none() || has_index(dataset, ID_INDEX).await? {
+        return Ok(());
+    }
+    dataset
+        .create_index(
+            &[ID],
+            IndexType::BTree,
+            Some(ID_INDEX.into()),
+            &ScalarIndexParams::for_builtin(BuiltinIndexType::BTree),
+            true,
+        )
+        .await
+        .map_err(failed("building the id index"))?;
+    Ok(())
 }
 
 /// `key` UInt64 and `vector` FixedSizeList<Float32> must be there.
@@ -513,6 +576,12 @@ async fn stats_of(dataset: &Dataset) -> Result<LanceStats, DatasetError> {
         index_type,
         dimension: dimension_of(dataset).unwrap_or(0) as u32,
         seconds: 0.0,
+        columns: dataset
+            .schema()
+            .fields
+            .iter()
+            .map(|f| f.name.clone())
+            .collect(),
     })
 }
 
@@ -535,6 +604,110 @@ fn index_type_name(lance: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::types::Int64Type;
+    use arrow_array::{ArrayRef, FixedSizeListArray, Int32Array, Int64Array, UInt64Array};
+    use arrow_schema::{Field, Schema};
+
+    /// Rows with keys from `first_key`, the given document ids, chunk 0 and 2-d vectors.
+    fn documents(first_key: u64, ids: &[i64]) -> RecordBatch {
+        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(KEY, DataType::UInt64, false),
+            Field::new(ID, DataType::Int64, false),
+            Field::new("chunk", DataType::Int32, false),
+            Field::new(VECTOR, DataType::FixedSizeList(Arc::clone(&item), 2), false),
+        ]));
+        let keys: UInt64Array = (0..ids.len() as u64).map(|i| first_key + i).collect();
+        let values: Float32Array = ids.iter().flat_map(|id| [*id as f32, 1.0]).collect();
+        let vectors = FixedSizeListArray::try_new(item, 2, Arc::new(values), None).unwrap();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(keys),
+            Arc::new(Int64Array::from(ids.to_vec())),
+            Arc::new(Int32Array::from(vec![0; ids.len()])),
+            Arc::new(vectors),
+        ];
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    fn ids_of(batch: &RecordBatch) -> Vec<i64> {
+        let mut ids: Vec<i64> = batch
+            .column_by_name(ID)
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[tokio::test]
+    async fn searches_answer_keys_nearest_first() {
+        let dir = std::env::temp_dir().join(format!("lance-search-{}", std::process::id()));
+        let spec = LanceDataset {
+            uri: dir.display().to_string(),
+            ..Default::default()
+        };
+        let datasets = Datasets::default();
+        // Vectors (id, 1): key 2 (id 30) is nearest to (29, 1), then key 1 (id 20).
+        datasets
+            .write(&spec, false, vec![documents(0, &[10, 20, 30])])
+            .await
+            .unwrap();
+        datasets
+            .write(&spec, true, vec![documents(3, &[40])])
+            .await
+            .unwrap();
+        let search = LanceSearch {
+            dataset: Some(spec.clone()),
+            query: vec![29.0, 1.0],
+            k: 3,
+            metric: "l2".into(),
+            ..Default::default()
+        };
+        let hits = datasets.search(&search).await.unwrap();
+        assert_eq!(hits.keys, vec![2, 1, 3]);
+        assert_eq!(hits.distances[0], 1.0);
+        // A pre-filter of allowed keys (bit i: key i): keys 0 and 3.
+        let filtered = LanceSearch {
+            allowed: vec![0b0000_1001],
+            allowed_bits: 4,
+            ..search
+        };
+        assert_eq!(datasets.search(&filtered).await.unwrap().keys, vec![3, 0]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn rows_are_taken_by_id_in_indexed_and_appended_fragments() {
+        let dir = std::env::temp_dir().join(format!("lance-take-{}", std::process::id()));
+        let spec = LanceDataset {
+            uri: dir.display().to_string(),
+            ..Default::default()
+        };
+        let datasets = Datasets::default();
+        datasets
+            .write(&spec, false, vec![documents(0, &[7, 7, 9, 11])])
+            .await
+            .unwrap();
+        let dataset = datasets.open(&spec).await.unwrap();
+        assert!(has_index(&dataset, ID_INDEX).await.unwrap());
+        let taken = datasets.take_ids(&spec, &[11, 7, 5, 7], &[]).await.unwrap();
+        assert_eq!(ids_of(&taken), vec![7, 7, 11]);
+        // Appended rows are in a fragment the BTREE does not cover yet.
+        datasets
+            .write(&spec, true, vec![documents(4, &[5])])
+            .await
+            .unwrap();
+        let taken = datasets
+            .take_ids(&spec, &[5, 9], &[ID.to_string()])
+            .await
+            .unwrap();
+        assert_eq!(ids_of(&taken), vec![5, 9]);
+        assert_eq!(taken.num_columns(), 1);
+        let unknown = datasets.take_ids(&spec, &[5], &["text".to_string()]).await;
+        assert!(matches!(unknown, Err(DatasetError::Invalid(_))));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn bitmaps_become_row_masks() {

@@ -1,5 +1,5 @@
 //! The worker's Flight service: DoPut writes and appends, DoAction builds indexes,
-//! searches, optimizes and reports, DoGet takes rows by key.
+//! searches, optimizes and reports, DoGet takes rows by key or by document id.
 
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -189,11 +189,16 @@ impl FlightService for LanceService {
         async move {
             let take: LanceTake = decode(&ticket.ticket, "LanceTake")?;
             let dataset = take.dataset.unwrap_or_default();
-            let batch = this
-                .datasets
-                .take(&dataset, &take.keys, &take.columns)
-                .await
-                .map_err(status)?;
+            let batch = if take.ids.is_empty() {
+                this.datasets
+                    .take(&dataset, &take.keys, &take.columns)
+                    .await
+            } else {
+                this.datasets
+                    .take_ids(&dataset, &take.ids, &take.columns)
+                    .await
+            }
+            .map_err(status)?;
             let frames = FlightDataEncoderBuilder::new()
                 .build(stream::iter([Ok(batch)]))
                 .map_err(|e| Status::internal(e.to_string()));
