@@ -326,22 +326,8 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
                 }),
                 columns,
             };
-            let started = Instant::now();
-            let info = client
-                .plan_command(VECTOR_SEARCH_TYPE_URL, command.encode_to_vec())
-                .await?;
-            let schema = client::info_schema(&info)?;
-            let batches = client.fetch(&info).await?;
-            let sink = Sink {
-                format,
-                output,
-                max_rows: usize::MAX,
-            };
-            let rows = sink.write(schema, Box::pin(batches)).await?;
-            if format == Format::Table {
-                println!("({rows} hits in {:.3} s)", started.elapsed().as_secs_f64());
-            }
-            Ok(())
+            let command = (VECTOR_SEARCH_TYPE_URL, command.encode_to_vec());
+            stream_command(client, command, format, output, "hits").await
         }
         IndexCommand::Take {
             name,
@@ -355,22 +341,8 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
                 ids,
                 columns,
             };
-            let started = Instant::now();
-            let info = client
-                .plan_command(VECTOR_TAKE_TYPE_URL, request.encode_to_vec())
-                .await?;
-            let schema = client::info_schema(&info)?;
-            let batches = client.fetch(&info).await?;
-            let sink = Sink {
-                format,
-                output,
-                max_rows: usize::MAX,
-            };
-            let rows = sink.write(schema, Box::pin(batches)).await?;
-            if format == Format::Table {
-                println!("({rows} rows in {:.3} s)", started.elapsed().as_secs_f64());
-            }
-            Ok(())
+            let command = (VECTOR_TAKE_TYPE_URL, request.encode_to_vec());
+            stream_command(client, command, format, output, "rows").await
         }
         IndexCommand::Optimize { name, json } => {
             let request = VectorIndexOptimizeRequest { index: name };
@@ -501,4 +473,32 @@ pub(super) async fn run(client: &mut Client, command: IndexCommand) -> Result<()
             Ok(())
         }
     }
+}
+
+/// Plans `command` (a type URL and its message) and streams its Arrow answer to
+/// `format` / `output`, counting the `noun`s written in table format.
+async fn stream_command(
+    client: &mut Client,
+    (type_url, body): (&str, Vec<u8>),
+    format: Format,
+    output: Option<PathBuf>,
+    noun: &str,
+) -> Result<(), CliError> {
+    let started = Instant::now();
+    let info = client.plan_command(type_url, body).await?;
+    let schema = client::info_schema(&info)?;
+    let batches = client.fetch(&info).await?;
+    let sink = Sink {
+        format,
+        output,
+        max_rows: usize::MAX,
+    };
+    let rows = sink.write(schema, Box::pin(batches)).await?;
+    if format == Format::Table {
+        println!(
+            "({rows} {noun} in {:.3} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }

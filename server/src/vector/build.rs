@@ -249,8 +249,17 @@ impl VectorIndexes {
             id = quoted(id_column),
             text = quoted(text_column),
         );
+        self.stream_sql(&sql).await
+    }
+
+    /// The rows of an internal `sql` (the server's own statement over a source
+    /// table), streamed.
+    pub(super) async fn stream_sql(
+        &self,
+        sql: &str,
+    ) -> Result<SendableRecordBatchStream, VectorError> {
         let ctx = self.engine.session(&SessionDefaults::default());
-        ctx.sql(&sql)
+        ctx.sql(sql)
             .await
             .map_err(internal)?
             .execute_stream()

@@ -16,7 +16,6 @@ use super::hits::{quoted, quoted_table};
 use super::service::VectorIndexes;
 use super::state::{Embedded, vector_hash};
 use crate::catalog::TableEntry;
-use crate::query::SessionDefaults;
 
 /// The width of a vector column's type (`None` for a list, whose rows say), or why
 /// it cannot be indexed.
@@ -120,13 +119,7 @@ impl VectorIndexes {
             id = quoted(id_column),
             vector = quoted(vector_column),
         );
-        let ctx = self.engine().session(&SessionDefaults::default());
-        ctx.sql(&sql)
-            .await
-            .map_err(internal)?
-            .execute_stream()
-            .await
-            .map_err(internal)
+        self.stream_sql(&sql).await
     }
 
     /// Reads the vectors of `stream` ([`Self::vector_stream`]) that `wanted(id,
