@@ -49,7 +49,10 @@ def ingest(uri: str, table: str, ids, vectors: np.ndarray, mode: str = "replace"
     conn = flightsql.connect(uri)
     try:
         with conn.cursor() as cur:
-            cur.adbc_ingest(table, pa.table({"id": pa.array(ids, pa.int64()), "vec": column}), mode=mode)
+            data = pa.table({"id": pa.array(ids, pa.int64()), "vec": column})
+            # Batches under the driver's 16 MiB message limit.
+            reader = pa.RecordBatchReader.from_batches(data.schema, data.to_batches(max_chunksize=16_384))
+            cur.adbc_ingest(table, reader, mode=mode)
         conn.commit()
     finally:
         conn.close()
