@@ -4,10 +4,8 @@
 
 use std::sync::Arc;
 
-use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::sql::Any;
 use arrow_flight::{Action, FlightDescriptor, FlightInfo, Ticket};
-use futures::TryStreamExt;
 use lakehouse_flight_ext::v1::{
     VectorEvalRequest, VectorEvalSetCreateRequest, VectorIndexCreateRequest,
     VectorIndexOptimizeRequest, VectorSearchCommand, VectorSearchRequest, VectorSearchResult,
@@ -302,11 +300,7 @@ impl LakehouseService {
     ) -> Result<Response<FlightDataStream>, Status> {
         let body = take_of(&any)?;
         let batch = self.take_batch(&request, &body).await?;
-        let stream = FlightDataEncoderBuilder::new()
-            .with_schema(batch.schema())
-            .build(futures::stream::iter([Ok(batch)]))
-            .map_err(Status::from);
-        Ok(Response::new(Box::pin(stream)))
+        Ok(self.one_batch(batch))
     }
 
     /// GetFlightInfo of a `VectorSearchCommand`: the hits' schema (checked against
@@ -341,11 +335,7 @@ impl LakehouseService {
             .hits_batch(&search, &command.columns)
             .await
             .map_err(vector_status)?;
-        let stream = FlightDataEncoderBuilder::new()
-            .with_schema(batch.schema())
-            .build(futures::stream::iter([Ok(batch)]))
-            .map_err(Status::from);
-        Ok(Response::new(Box::pin(stream)))
+        Ok(self.one_batch(batch))
     }
 }
 

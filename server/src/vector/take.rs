@@ -100,14 +100,14 @@ impl VectorIndexes {
             wanted.push(VECTOR.to_string());
         }
         let batches = lance.take_ids(ids.to_vec(), wanted).await?;
-        let dead = loaded.state.dead.read().map_err(internal)?.clone();
+        let dead = loaded.state.dead.read().map_err(internal)?;
         let position: HashMap<i64, usize> = ids
             .iter()
             .enumerate()
             .rev()
             .map(|(i, id)| (*id, i))
             .collect();
-        // (position asked, chunk, batch, row) of every live row.
+        // (position asked, chunk, id, batch, row) of every live row.
         let mut found = Vec::new();
         for (b, batch) in batches.iter().enumerate() {
             let column = |name: &str| {
@@ -124,10 +124,11 @@ impl VectorIndexes {
                     continue;
                 }
                 if let Some(at) = position.get(&ids.value(row)) {
-                    found.push((*at, chunks.value(row), b, row));
+                    found.push((*at, chunks.value(row), ids.value(row), b, row));
                 }
             }
         }
+        drop(dead);
         found.sort_unstable();
         let dimension = loaded.entry.dimension as usize;
         let schema = take_schema(&columns, dimension);
@@ -137,18 +138,18 @@ impl VectorIndexes {
                 ID => Arc::new(
                     found
                         .iter()
-                        .map(|&(_, _, b, row)| id_at(&batches[b], row))
+                        .map(|&(_, _, id, _, _)| id)
                         .collect::<Int64Array>(),
                 ),
                 CHUNK => Arc::new(
                     found
                         .iter()
-                        .map(|&(_, chunk, _, _)| chunk)
+                        .map(|&(_, chunk, _, _, _)| chunk)
                         .collect::<Int32Array>(),
                 ),
                 _ => {
                     let mut values = Vec::with_capacity(found.len() * dimension);
-                    for &(_, _, b, row) in &found {
+                    for &(_, _, _, b, row) in &found {
                         values.extend(vector_at(&batches[b], row, dimension)?);
                     }
                     let item = Arc::new(Field::new("item", DataType::Float32, true));
@@ -167,13 +168,6 @@ impl VectorIndexes {
         }
         RecordBatch::try_new(schema, arrays).map_err(internal)
     }
-}
-
-fn id_at(batch: &RecordBatch, row: usize) -> i64 {
-    batch
-        .column_by_name(ID)
-        .map(|c| c.as_primitive::<Int64Type>().value(row))
-        .unwrap_or_default()
 }
 
 fn vector_at(batch: &RecordBatch, row: usize, dimension: usize) -> Result<Vec<f32>, VectorError> {

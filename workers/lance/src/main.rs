@@ -15,6 +15,7 @@
 //! restarted worker holds nothing the server must give back: it opens them again.
 
 mod datasets;
+mod params;
 mod service;
 
 use std::io::Write;
